@@ -1,0 +1,42 @@
+"""Option bundles shared by several commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+DEFAULT_INDEX = "retrieve-index"
+
+
+def weights_option(f):
+    return click.option(
+        "--weights", default=lambda: os.environ.get("RETRIEVE_WEIGHTS", "imagenet"),
+        show_default="imagenet, or $RETRIEVE_WEIGHTS", metavar="CKPT|imagenet",
+        help="A checkpoint from `retrieve train`, or `imagenet` for torchvision's "
+             "ImageNet-trained AlexNet.")(f)
+
+
+def device_option(f):
+    return click.option(
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+        help="Where the network runs: auto picks CUDA when a GPU is present.")(f)
+
+
+def index_option(f):
+    return click.option(
+        "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("RETRIEVE_INDEX", DEFAULT_INDEX),
+        show_default="retrieve-index, or $RETRIEVE_INDEX",
+        help="The index directory.")(f)
+
+
+def quiet_option(f):
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress bars (they are also off when stderr is not a terminal).")(f)
+
+
+def progress_enabled(quiet: bool) -> bool:
+    """tqdm bars on stderr only for a person watching a terminal."""
+    return not quiet and click.get_text_stream("stderr").isatty()

@@ -1,0 +1,29 @@
+"""Exceptions with messages a user can act on; the CLI prints them as one line (exit 1)."""
+
+
+class RetrieveError(Exception):
+    """Base class: a problem with the user's input or files, not a bug."""
+
+
+class NotAnImage(RetrieveError):
+    """A file that cannot be decoded as an image (empty, truncated, not an image, too large)."""
+
+    def __init__(self, path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+class WeightsError(RetrieveError):
+    """A weights argument that names no usable checkpoint or pretrained weights."""
+
+
+class IndexMismatch(RetrieveError):
+    """An index built with other weights, layer or factory than the ones asked for."""
+
+
+class IndexCorrupt(RetrieveError):
+    """A damaged or missing file inside an index directory."""
+
+
+class DataError(RetrieveError):
+    """A training data set that cannot be used (no images, fewer than two classes, ...)."""

@@ -1,0 +1,172 @@
+"""Checkpoints and pretrained weights: one function turns a weights argument into a ready model.
+
+A checkpoint is one ``torch.save`` file of plain containers and tensors, loaded with
+``weights_only=True`` so that opening it never runs code from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torchvision import transforms as T
+
+from .errors import WeightsError
+from .model import AlexNet, ModelConfig
+from .transforms import Preprocess, create_transform
+
+CHECKPOINT_FORMAT = "retrieve-checkpoint"
+CHECKPOINT_VERSION = 1
+IMAGENET = "imagenet"
+
+
+@dataclass
+class Weights:
+    """A model ready for extraction, with what produced it."""
+
+    model: AlexNet
+    preprocess: Preprocess
+    source: str  # "imagenet" or the checkpoint's absolute path
+    sha256: str  # of the weights file
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def transform(self) -> T.Compose:
+        return create_transform(self.preprocess, is_training=False)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """Write aside, fsync, rename: a crash leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: AlexNet, preprocess: Preprocess,
+                    classes: list[str], training: dict | None = None) -> None:
+    """Save weights, architecture, preprocessing, class names and optional training state.
+
+    ``training`` holds resumable state (optimizer, scheduler, epoch, rng, config, ...): plain
+    containers, numbers, strings and tensors only, so that ``weights_only`` loading accepts it.
+    """
+    model = getattr(model, "module", model)  # un-wrap DistributedDataParallel
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": asdict(model.config),
+        "preprocess": asdict(preprocess),
+        "classes": list(classes),
+        "state_dict": state,
+        "training": training,
+    }, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint's contents (on the CPU) or raise WeightsError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncation, refused globals, zip errors...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            reason = "refused: it contains code or objects other than weights"
+        else:
+            reason = f"not a readable checkpoint ({first[:120]})"
+        raise WeightsError(f"{path}: {reason}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not a retrieve checkpoint (made by `retrieve train`)")
+    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
+        raise WeightsError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
+                           f"retrieve understands ({CHECKPOINT_VERSION}); upgrade retrieve")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> AlexNet:
+    try:
+        model = AlexNet(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: checkpoint does not match the model ({str(e)[:200]})") from None
+    return model
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision caches its ImageNet AlexNet weights (under $TORCH_HOME/hub)."""
+    from torchvision.models import AlexNet_Weights
+
+    name = os.path.basename(AlexNet_Weights.IMAGENET1K_V1.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def load_imagenet() -> Weights:
+    """torchvision's ImageNet-trained AlexNet, through its weights API (cached after one download)."""
+    from torchvision.models import AlexNet_Weights
+
+    weights = AlexNet_Weights.IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as e:  # URLError, socket errors, hash mismatch...
+        raise WeightsError(
+            f"imagenet: torchvision's ImageNet weights are not cached at {imagenet_weights_path()} "
+            f"and could not be downloaded ({type(e).__name__}: {str(e)[:100]}); use a checkpoint "
+            "from `retrieve train`, or run `retrieve demo` to make one") from None
+    model = AlexNet(ModelConfig(arch="torchvision", num_classes=len(weights.meta["categories"])))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"imagenet: cached weights at {imagenet_weights_path()} do not fit "
+                           f"AlexNet ({str(e)[:120]}); delete the file to download it again") from None
+    pre = Preprocess(image_size=224)  # resize 256, crop 224, ImageNet mean and std
+    return Weights(model, pre, IMAGENET, sha256_file(imagenet_weights_path()),
+                   list(weights.meta["categories"]))
+
+
+def load_weights(spec: str | os.PathLike, device: str | torch.device = "cpu") -> Weights:
+    """Turn a weights argument (a checkpoint path or ``imagenet``) into a model in eval mode."""
+    if str(spec) == IMAGENET:
+        w = load_imagenet()
+    else:
+        path = Path(spec).expanduser().resolve()
+        ckpt = read_checkpoint(path)
+        w = Weights(model_from_checkpoint(ckpt, path), Preprocess.from_dict(ckpt["preprocess"]),
+                    str(path), sha256_file(path), list(ckpt.get("classes", [])))
+    w.model.to(device).eval()
+    return w
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA where present, else the CPU. Asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise WeightsError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return torch.device(device)
+
+
+def default_weights() -> str:
+    """The weights a command uses when none is given: $RETRIEVE_WEIGHTS, else ``imagenet``."""
+    return os.environ.get("RETRIEVE_WEIGHTS", IMAGENET)

@@ -1,0 +1,64 @@
+"""Shared fixtures: seeded tiny models, checkpoints and generated image folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from retrieval.model import AlexNet, ModelConfig
+from retrieval.transforms import Preprocess
+from retrieval.weights import save_checkpoint
+
+SMALL = 64  # image size for fast tests: pool5 is 1x1, brought to 6x6 by adaptive pooling
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def draw_shape(kind: int, size: int = 96, seed: int = 0) -> Image.Image:
+    """A simple labelled picture: class 0 circle, 1 square, 2 triangle, 3 stripes."""
+    rng = np.random.default_rng(seed)
+    bg = tuple(int(v) for v in rng.integers(0, 80, 3))
+    fg = tuple(int(v) for v in rng.integers(150, 256, 3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    c, r = size / 2 + rng.uniform(-8, 8), size * rng.uniform(0.25, 0.4)
+    if kind == 0:
+        d.ellipse([c - r, c - r, c + r, c + r], fill=fg)
+    elif kind == 1:
+        d.rectangle([c - r, c - r, c + r, c + r], fill=fg)
+    elif kind == 2:
+        d.polygon([(c, c - r), (c - r, c + r), (c + r, c + r)], fill=fg)
+    else:
+        for x in range(0, size, 12):
+            d.rectangle([x, 0, x + 5, size], fill=fg)
+    return img
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """photos/<class>/<n>.jpg|png: 4 classes x 3 images, plus the list of their paths."""
+    root = tmp_path / "photos"
+    paths = []
+    for kind, name in enumerate(["circle", "square", "triangle", "stripes"]):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            p = root / name / f"{i}.{'jpg' if i % 2 == 0 else 'png'}"
+            draw_shape(kind, seed=10 * kind + i).save(p)
+            paths.append(p)
+    return root, paths
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    """A randomly initialised paper AlexNet saved as a checkpoint at image size 64."""
+    model = AlexNet(ModelConfig(num_classes=4))
+    path = tmp_path / "small.pt"
+    save_checkpoint(path, model, Preprocess(image_size=SMALL),
+                    ["circle", "square", "triangle", "stripes"])
+    return path
