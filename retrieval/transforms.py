@@ -104,12 +104,21 @@ def create_transform(pre: Preprocess, is_training: bool = False, *, flip: bool =
     return T.Compose(steps)
 
 
+class _StackCrops:
+    """(PIL crops) -> (n, 3, S, S) normalised tensor; a class, so DataLoader workers can pickle it."""
+
+    def __init__(self, mean, std) -> None:
+        self.normalize = T.Normalize(mean, std)
+
+    def __call__(self, crops) -> torch.Tensor:
+        return torch.stack([self.normalize(T.functional.to_tensor(c)) for c in crops])
+
+
 def ten_crop_transform(pre: Preprocess) -> T.Compose:
     """Section 4.1's test: the four corner and centre crops and their flips -> (10, 3, S, S)."""
-    normalize = T.Normalize(pre.mean, pre.std)
     return T.Compose([
         T.Resize(pre.resize_size, antialias=True),
         T.CenterCrop(pre.resize_size),
         T.TenCrop(pre.image_size),
-        T.Lambda(lambda crops: torch.stack([normalize(T.functional.to_tensor(c)) for c in crops])),
+        _StackCrops(pre.mean, pre.std),
     ])
