@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -55,10 +56,13 @@ def find_images(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> Iterator
                                  and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
             for name in sorted(filenames):
                 path = Path(dirpath) / name
-                if name.startswith(".") or not path.is_file():
-                    continue  # hidden files, broken symlinks, sockets, ...
-                if is_image_candidate(path):
-                    yield path
+                if name.startswith("."):
+                    continue
+                if path.is_file():
+                    if is_image_candidate(path):
+                        yield path
+                elif path.is_symlink() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                    yield path  # broken link or loop: reported by load_image, not lost silently
 
 
 def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
@@ -86,8 +90,15 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
     except PermissionError:
         raise NotAnImage(path, "permission denied") from None
     except FileNotFoundError:
-        raise NotAnImage(path, "file not found (broken link?)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = "broken symbolic link" if os.path.islink(path) else "file not found"
+        raise NotAnImage(path, reason) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotAnImage(path, "symbolic link loop") from None
+        if e.errno == errno.EISDIR:
+            raise NotAnImage(path, "is a folder") from None
+        raise NotAnImage(path, f"corrupt or truncated image ({e})") from None
+    except (SyntaxError, ValueError, EOFError) as e:
         raise NotAnImage(path, f"corrupt or truncated image ({e})") from None
 
 
