@@ -80,3 +80,14 @@ def test_jpeg_draft_mode_decodes_large_photos_smaller(tmp_path):
     small = load_image(path, draft_size=256)
     assert small.size == (400, 300)  # scaled by 1/4 in the DCT, shorter side still >= 256
     assert load_image(path).size == (1600, 1200)
+
+
+def test_pixel_vectors_are_small_flat_squares_and_skip_bad_files(tmp_path):
+    from retrieval.pixels import pixel_vectors
+
+    Image.new("RGB", (30, 20), (255, 0, 0)).save(tmp_path / "red.png")
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    xb, ok, errors = pixel_vectors([tmp_path / "red.png", tmp_path / "bad.jpg"], size=4)
+    assert xb.shape == (1, 48) and xb.dtype == np.float32 and xb.flags.c_contiguous
+    assert np.allclose(xb[0].reshape(4, 4, 3), [1, 0, 0])
+    assert ok == [0] and errors == [(str(tmp_path / "bad.jpg"), "not an image")]
