@@ -15,11 +15,22 @@ from retrieval.weights import save_checkpoint
 K = 11  # conv1 kernel size
 
 
-def checkpoint(tmp_path, **config):
-    model = AlexNet(ModelConfig(num_classes=4, **config))
-    path = tmp_path / "model.pt"
-    save_checkpoint(path, model, Preprocess(image_size=64), ["a", "b", "c", "d"])
-    return path, model.conv1_weight.detach()
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """checkpoint(**config) -> (path, conv1 weights): written once per config (about 230 MB each)."""
+    made = {}
+
+    def make(**config):
+        key = tuple(sorted(config.items()))
+        if key not in made:
+            torch.manual_seed(len(made))
+            model = AlexNet(ModelConfig(num_classes=4, **config))
+            path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+            save_checkpoint(path, model, Preprocess(image_size=64), ["a", "b", "c", "d"])
+            made[key] = path, model.conv1_weight.detach().clone()
+        return made[key]
+
+    return make
 
 
 def expected_size(rows, cols, scale, blocks=1):
@@ -46,8 +57,8 @@ def tile(img, scale, row, col, top=0):
     (dict(groups=2), 3, "96 conv1 kernels of 11x11, 2 blocks of 6x8 tiles"),
     (dict(arch="torchvision"), 2, "64 conv1 kernels of 11x11, 1 block of 8x8 tiles"),
 ])
-def test_cli_writes_a_png_of_the_expected_grid(tmp_path, config, scale, lines):
-    ckpt, _ = checkpoint(tmp_path, **config)
+def test_cli_writes_a_png_of_the_expected_grid(checkpoint, tmp_path, config, scale, lines):
+    ckpt, _ = checkpoint(**config)
     out = tmp_path / "sheet.png"
     result = run("--weights", ckpt, "--out", out, "--scale", scale)
     assert result.exit_code == 0, result.output
@@ -59,8 +70,8 @@ def test_cli_writes_a_png_of_the_expected_grid(tmp_path, config, scale, lines):
         assert im.format == "PNG" and im.mode == "RGB" and im.size == (w, h)
 
 
-def test_per_kernel_normalisation_maps_each_kernel_to_the_full_range(tmp_path):
-    ckpt, weight = checkpoint(tmp_path, groups=2)
+def test_per_kernel_normalisation_maps_each_kernel_to_the_full_range(checkpoint, tmp_path):
+    ckpt, weight = checkpoint(groups=2)
     scale = 2
     out = tmp_path / "k.png"
     assert run("--weights", ckpt, "--out", out, "--scale", scale).exit_code == 0
@@ -133,16 +144,16 @@ def test_a_non_checkpoint_weights_file_is_a_one_line_error(tmp_path, content):
     assert not (tmp_path / "k.png").exists()
 
 
-def test_an_unknown_image_type_is_a_one_line_error(small_checkpoint, tmp_path):
-    result = run("--weights", small_checkpoint, "--out", tmp_path / "k.nosuchformat")
+def test_an_unknown_image_type_is_a_one_line_error(checkpoint, tmp_path):
+    result = run("--weights", checkpoint(groups=1)[0], "--out", tmp_path / "k.nosuchformat")
     assert result.exit_code == 1
     assert result.output == (f"Error: {tmp_path / 'k.nosuchformat'}: unknown image type "
                              "'.nosuchformat'; use a .png file name\n")
-    assert list(tmp_path.iterdir()) == [small_checkpoint]  # no temporary file left behind
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
-def test_default_weights_come_from_the_environment(small_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("RETRIEVE_WEIGHTS", str(small_checkpoint))
+def test_default_weights_come_from_the_environment(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIEVE_WEIGHTS", str(checkpoint(groups=1)[0]))
     monkeypatch.chdir(tmp_path)
     result = run()
     assert result.exit_code == 0, result.output
