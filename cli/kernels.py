@@ -20,11 +20,11 @@ from retrieval.weights import load_weights, resolve_device
               help="Screen pixels per kernel weight (nearest neighbour, so the weights show).")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=DEFAULT_NORMALIZE,
               show_default=True,
-              help="per-kernel: each kernel's own min/max become black/white (every tile uses "
-                   "the full range); shared: one min/max over all kernels, so tiles compare "
-                   "in strength.")
+              help="per-kernel: each kernel's own lowest and highest weight become 0 and 255 "
+                   "(every tile uses the full range); shared: one range over all kernels, so "
+                   "tiles compare in strength.")
 @click.option("--cols", type=click.IntRange(1), default=DEFAULT_COLUMNS, show_default=True,
-              help="Tiles per row.")
+              help="Tiles per row (in each block).")
 @device_option
 def show_kernels(weights: str, out: Path, scale: int, normalize: str, cols: int,
                  device: str) -> None:
