@@ -91,8 +91,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncation, refused globals, zip errors...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        # torch wraps every refusal of its safe unpickler (also plain garbage bytes) in a
+        # message about `weights_only`; only an unsupported global means code or objects.
+        text = str(e).split("WeightsUnpickler error:")[-1].strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        if "Unsupported global" in str(e):
             reason = "refused: it contains code or objects other than weights"
         else:
             reason = f"not a readable checkpoint ({first[:120]})"

@@ -39,7 +39,8 @@ def test_checkpoint_is_loaded_without_running_code(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint", b"PK\x03\x04truncated"])
+@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint", b"not a checkpoint",
+                                     b"PK\x03\x04truncated"])
 def test_non_checkpoint_files_are_refused(tmp_path, content):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
