@@ -9,7 +9,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from retrieval.errors import FactoryError, IndexCorrupt
+from retrieval.errors import FactoryError
+
+from .files import corrupt, fsync_dir
 
 DEFAULT_FACTORY = "Flat"
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
@@ -31,12 +33,24 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def make_index(factory: str, dim: int) -> faiss.Index:
-    """An empty L2 index from a FAISS factory string, wrapped in IDMap2 so ids are ours."""
+    """An empty L2 index from a FAISS factory string, with ids of our choosing.
+
+    IVF indexes store our ids themselves (add_with_ids, remove_ids by id). Others (Flat,
+    HNSW, PQ) are wrapped in IDMap2: IDMap's remove_ids renumbers positions, which is only
+    right for index types that shift their vectors on removal, so IVF is never wrapped.
+    """
     try:
-        return faiss.index_factory(dim, f"IDMap2,{factory}", faiss.METRIC_L2)
+        index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
-                          "examples: Flat, IVF1024,PQ64, HNSW32") from None
+                           "examples: Flat, IVF1024,PQ64, HNSW32") from None
+    ivf = faiss.try_extract_index_ivf(index)
+    for part in (index, ivf):
+        # Polysemous training only reorders PQ codebooks for Hamming pre-filtering, which
+        # search never uses here; it costs minutes of annealing and changes no distance.
+        if part is not None and hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+    return index if ivf is not None else faiss.IndexIDMap2(index)
 
 
 def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
@@ -78,6 +92,9 @@ def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
         return index
     except RuntimeError:
         pass  # HNSW and a few others: rebuild from the vectors they can reconstruct
+    if not hasattr(index, "id_map"):
+        raise FactoryError(f"--factory {factory!r} cannot remove vectors; run build-index "
+                           "with --rebuild")
     keep = np.setdiff1d(faiss.vector_to_array(index.id_map), ids).astype(np.int64)
     rebuilt = faiss.clone_index(index)  # same type and training, emptied below
     rebuilt.reset()
@@ -104,18 +121,10 @@ def write_atomic(index: faiss.Index, path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read(path: Path, mmap: bool = False) -> faiss.Index:
     """Read an index; ``mmap``: map flat codes read-only (quick start), else load in memory."""
     if not path.is_file():
-        raise IndexCorrupt(f"{path}: index file is missing")
+        raise corrupt(path.parent, path.name, "index file is missing")
     if mmap:
         flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
         try:
@@ -125,7 +134,7 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as e:
-        raise IndexCorrupt(f"{path}: damaged index file ({_faiss_reason(e)})") from None
+        raise corrupt(path.parent, path.name, f"damaged index file ({_faiss_reason(e)})") from None
 
 
 def to_device(index: faiss.Index) -> faiss.Index:
@@ -165,3 +174,10 @@ def _faiss_reason(e: Exception) -> str:
     """FAISS messages carry a C++ location first; keep the human part of the last line."""
     text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)[:200]
+
+
+def recall_at_k(I_approx: np.ndarray, I_exact: np.ndarray, k: int | None = None) -> float:
+    """Mean fraction of the exact k nearest ids that the approximate search also returned."""
+    k = k or I_exact.shape[1]
+    hits = sum(len(np.intersect1d(a[:k][a[:k] >= 0], e[:k])) for a, e in zip(I_approx, I_exact))
+    return hits / (len(I_exact) * k)

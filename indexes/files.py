@@ -37,7 +37,7 @@ def corrupt(folder: Path, name: str, what: str) -> IndexCorrupt:
     return IndexCorrupt(f"{folder / name}: {what}; " + REBUILD_HINT.format(dir=folder))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -58,7 +58,7 @@ def _write_aside(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_json(path: Path, obj: dict) -> None:
