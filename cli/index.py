@@ -10,10 +10,9 @@ import click
 from click.core import ParameterSource
 
 from cli.options import device_option, index_option, progress_enabled, quiet_option, weights_option
-from indexes.build import DEFAULT_BATCH_SIZE, BuildConfig, NothingIndexed
+from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
 from indexes.faiss_ops import DEFAULT_FACTORY
 from retrieval.errors import IndexCorrupt, RetrieveError
-from retrieval.features import DEFAULT_WORKERS
 
 QUERY_BATCH_SIZE = 32
 EXISTING = click.Path(exists=True, path_type=Path)

@@ -21,6 +21,7 @@ from .store import FileState, IndexStore
 # Settings that change the vectors or the index type: another value needs --rebuild.
 MATCHING_KEYS = ("sha256", "layer", "dim", "transform", "model", "factory", "normalize")
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)  # decoding processes beside the model
 
 
 @dataclass
@@ -30,7 +31,7 @@ class BuildConfig:
     factory: str = faiss_ops.DEFAULT_FACTORY  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
     normalize: bool = False  # L2-normalise vectors (and queries) before indexing
     batch_size: int = DEFAULT_BATCH_SIZE
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    workers: int = DEFAULT_WORKERS
 
 
 class Extractor(Protocol):
