@@ -24,20 +24,24 @@ from indexes import faiss_ops  # noqa: E402
 DIM = 4096  # fc7 (Krizhevsky et al. 2012, section 6.1)
 K = 10
 CLUSTERS = 200  # "categories" in the synthetic collection
-QUERY_NOISE = 0.5  # queries: database vectors moved by this much noise per dimension
+LATENT = 64  # intrinsic dimension of the synthetic vectors
+QUERY_NOISE = 0.1  # queries: database vectors moved by this much noise per dimension
 BLOCK = 4096  # database rows per numpy matmul block (bounds the temporary (nq, BLOCK) matrix)
 
 
 def synthetic(n: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """xb (n, DIM) and xq (nq, DIM) float32: ReLU(centre + noise), like fc7 activations."""
+    """xb (n, DIM) and xq (nq, DIM) float32, fc7-like: non-negative, clustered, and of low
+    intrinsic dimension (ReLU of a LATENT-d Gaussian mixture seen through a random map), so
+    that near neighbours are meaningfully nearer than the rest, as with real images."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32) * 2
+    centres = rng.standard_normal((CLUSTERS, LATENT), dtype=np.float32) * 2
+    A = rng.standard_normal((LATENT, DIM), dtype=np.float32) / np.sqrt(LATENT)
     xb = np.empty((n, DIM), np.float32)
-    for start in range(0, n, BLOCK):  # chunked: no (n, DIM) float64 temporary
+    for start in range(0, n, BLOCK):  # chunked: no (n, DIM) temporaries
         stop = min(n, start + BLOCK)
-        labels = rng.integers(0, CLUSTERS, stop - start)
-        xb[start:stop] = centres[labels] + rng.standard_normal((stop - start, DIM), dtype=np.float32)
-    np.maximum(xb, 0, out=xb)
+        z = centres[rng.integers(0, CLUSTERS, stop - start)]
+        z += rng.standard_normal(z.shape, dtype=np.float32)
+        xb[start:stop] = np.maximum(z @ A, 0)
     picks = rng.choice(n, nq, replace=False)
     xq = np.maximum(xb[picks] + QUERY_NOISE * rng.standard_normal((nq, DIM), dtype=np.float32), 0)
     return xb, np.ascontiguousarray(xq)

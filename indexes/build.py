@@ -94,7 +94,7 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     lock = BuildLock(folder)
     lock.acquire()
     try:
-        store = IndexStore.open(folder, create=True)
+        store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
         try:
             report = _build(store, paths, extractor, config, rebuild)
         finally:

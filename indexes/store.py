@@ -65,22 +65,40 @@ class IndexStore:
     def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
         self.folder, self.db = folder, db
         self._index = None
+        self._device_index = None  # the GPU copy of _index, or _index itself without a GPU
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, folder: str | os.PathLike, create: bool = False) -> "IndexStore":
-        """Open an index directory (``create``: make it if missing). Raises IndexCorrupt."""
+    def open(cls, folder: str | os.PathLike, create: bool = False,
+             discard_damaged: bool = False) -> "IndexStore":
+        """Open an index directory. Raises IndexCorrupt naming a damaged or missing file.
+
+        ``create``: make the directory and database if there is no index yet.
+        ``discard_damaged`` (for --rebuild): replace a damaged or missing database by an
+        empty one instead of refusing.
+        """
         folder = Path(os.path.abspath(folder))
         db_path = folder / files.DATABASE
         if not db_path.is_file():
+            if folder.is_dir() and any(folder.glob("index-*.faiss")) and not discard_damaged:
+                raise files.corrupt(folder, files.DATABASE, "missing")
             if not create:
-                if folder.is_dir() and any(folder.glob("index-*.faiss")):
-                    raise files.corrupt(folder, files.DATABASE, "missing")
                 raise IndexCorrupt(f"{folder}: no index here; make one with "
                                    f"`retrieve build-index PATH... --index {folder}`")
             folder.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(db_path, isolation_level=None)  # explicit transactions
+            return cls._connect(folder)
+        except IndexCorrupt:
+            if not discard_damaged:
+                raise
+        for name in (files.DATABASE, files.DATABASE + "-journal"):
+            (folder / name).unlink(missing_ok=True)
+        return cls._connect(folder)
+
+    @classmethod
+    def _connect(cls, folder: Path) -> "IndexStore":
+        try:
+            db = sqlite3.connect(folder / files.DATABASE, isolation_level=None)  # explicit BEGINs
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
             store = cls(folder, db)
@@ -90,7 +108,7 @@ class IndexStore:
         return store
 
     def close(self) -> None:
-        self._index = None
+        self._index = self._device_index = None
         self.db.close()
 
     # -- settings and counters ---------------------------------------------------------------
@@ -144,8 +162,8 @@ class IndexStore:
                 out[i] = os.fsdecode(bytes(p))
         return out
 
-    def load_index(self, mmap: bool = False, device: bool = False):
-        """The committed FAISS index (cached); ``mmap`` for read-only use, ``device``: GPU."""
+    def load_index(self, mmap: bool = False):
+        """The committed FAISS index on the CPU (cached); ``mmap``: read-only, mapped."""
         if self._index is None:
             if self.generation == 0:
                 raise IndexCorrupt(f"{self.folder}: the index is empty (no build has finished); "
@@ -154,7 +172,7 @@ class IndexStore:
             if index.ntotal != self.count:
                 raise files.corrupt(self.folder, self.index_path.name,
                                     f"holds {index.ntotal} vectors, the database {self.count}")
-            self._index = faiss_ops.to_device(index) if device else index
+            self._index = index
         return self._index
 
     def search(self, xq: np.ndarray, k: int, nprobe: int | None = None):
@@ -163,8 +181,11 @@ class IndexStore:
         FAISS returns squared L2; the square root (clamped at 0) is the paper's distance.
         Queries are L2-normalised first when the index was built with normalisation.
         """
-        index = self.load_index(mmap=True, device=True)
-        faiss_ops.set_nprobe(index, nprobe)
+        index = self.load_index(mmap=True)
+        faiss_ops.set_nprobe(index, nprobe)  # on the CPU index: the GPU copy inherits it
+        if self._device_index is None:
+            self._device_index = faiss_ops.to_device(index)
+        index = self._device_index
         xq = faiss_ops.as_float32(xq)
         if self.settings.get("normalize"):
             xq = faiss_ops.l2_normalize(xq)
@@ -215,15 +236,18 @@ class IndexStore:
 def open_for_reading(folder: str | os.PathLike) -> IndexStore:
     """Open a built index for query / info: IndexCorrupt naming any damaged file.
 
-    A manifest left stale by an interrupted build is brought up to date when no build runs.
+    A manifest that an interrupted build left stale or unwritten is brought up to date
+    from the database when no build is running; a damaged one is reported.
     """
     store = IndexStore.open(folder)
     try:
-        manifest = store.read_manifest()
         if store.generation == 0 or store.settings is None:
             raise IndexCorrupt(f"{store.folder}: no build has finished yet; run "
                                f"`retrieve build-index PATH... --index {store.folder}`")
-        if manifest.get("generation") != store.generation:
+        stale = not (store.folder / files.MANIFEST).exists()
+        if not stale:
+            stale = store.read_manifest().get("generation") != store.generation
+        if stale:
             lock = files.BuildLock(store.folder)
             if lock.acquire(wait_message=False):
                 try:

@@ -90,7 +90,7 @@ class FeatureExtractor:
         """Per batch: (positions in ``paths`` that decoded, (b, 4096) float32 C-contiguous
         fc7 vectors in that order, [(path, reason)] for the files that did not)."""
         paths = [str(p) for p in paths]
-        bar = tqdm(total=len(paths), unit="img", disable=not self.progress, dynamic_ncols=True,
+        bar = tqdm(total=len(paths), unit="images", disable=not self.progress, dynamic_ncols=True,
                    desc="fc7", leave=False)
         try:
             for positions, images, errors in self.loader(paths):

@@ -300,3 +300,27 @@ def test_damaged_files_are_named_with_the_rebuild_command(tmp_path):
         open_for_reading(idx)
     with pytest.raises(IndexCorrupt, match="no index here"):
         open_for_reading(tmp_path / "nowhere")
+
+
+def test_rebuild_replaces_a_damaged_index(tmp_path):
+    idx = tmp_path / "idx"
+    paths = make_files(tmp_path / "img", 4)
+    build_index(idx, paths, FakeExtractor())
+    (idx / files.DATABASE).write_bytes(b"\0" * 4096)
+    with pytest.raises(IndexCorrupt, match=r"items\.sqlite: damaged"):
+        build_index(idx, paths, FakeExtractor())
+    (idx / files.DATABASE).unlink()
+    with pytest.raises(IndexCorrupt, match=r"items\.sqlite: missing; rebuild it with"):
+        build_index(idx, paths, FakeExtractor())
+    (idx / "index-1.faiss").write_bytes(b"junk")
+    report = build_index(idx, paths, FakeExtractor(), rebuild=True)
+    assert (report.total, report.new) == (4, 4)
+    store = open_for_reading(idx)
+    assert store.load_index().ntotal == 4 and sorted(p.name for p in idx.glob("index-*")) == ["index-1.faiss"]
+
+
+def test_a_missing_manifest_is_rewritten_from_the_database(tmp_path):
+    idx = tmp_path / "idx"
+    build_index(idx, make_files(tmp_path / "img", 3), FakeExtractor())
+    (idx / files.MANIFEST).unlink()
+    assert open_for_reading(idx).read_manifest()["count"] == 3
