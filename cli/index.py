@@ -53,8 +53,13 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
     from retrieval.images import find_images
     from retrieval.weights import load_weights, resolve_device
 
-    if ctx.get_parameter_source("weights") == ParameterSource.DEFAULT:
-        weights = _recorded_weights(index_dir) or weights  # keep the index's own weights
+    # A re-run without --weights, --factory, --normalize keeps what the index was built with.
+    recorded = _recorded_settings(index_dir)
+    default = lambda name: ctx.get_parameter_source(name) == ParameterSource.DEFAULT  # noqa: E731
+    if default("weights") and "RETRIEVE_WEIGHTS" not in os.environ:
+        weights = recorded.get("weights", weights)
+    factory = recorded.get("factory", factory) if default("factory") else factory
+    normalize = recorded.get("normalize", normalize) if default("normalize") else normalize
     dev = resolve_device(device)
     extractor = FeatureExtractor(load_weights(weights, dev), batch_size, workers, dev,
                                  progress_enabled(quiet))
@@ -73,18 +78,18 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
         f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
 
 
-def _recorded_weights(index_dir: Path) -> str | None:
-    """The weights an existing index was built with, so that a re-run needs no --weights."""
+def _recorded_settings(index_dir: Path) -> dict:
+    """What an existing index was built with ({} for none, or when it cannot be read)."""
     from indexes.store import IndexStore
 
-    if "RETRIEVE_WEIGHTS" in os.environ or not (index_dir / "items.sqlite").is_file():
-        return None
+    if not (index_dir / "items.sqlite").is_file():
+        return {}
     try:
         store = IndexStore.open(index_dir)
     except IndexCorrupt:
-        return None
+        return {}
     try:
-        return (store.settings or {}).get("weights")
+        return store.settings or {}
     finally:
         store.close()
 

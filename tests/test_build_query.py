@@ -120,7 +120,8 @@ def test_bad_files_are_skipped_and_reported(image_folder, checkpoint, tmp_path):
     (root / "text.jpg").write_text("this is not a JPEG")
     (root / "empty.jpg").write_bytes(b"")
     errors = tmp_path / "errors.tsv"
-    result = build(root, tmp_path / "idx", checkpoint, "--errors", errors)
+    # one decoding worker process: a corrupt file must not stop the DataLoader
+    result = build(root, tmp_path / "idx", checkpoint, "--errors", errors, "--workers", "1")
     assert "(12 new, 0 changed, 0 removed, 2 skipped)" in result.stdout
     assert f"skipped {root / 'empty.jpg'}: empty file" in result.stderr
     assert f"skipped {root / 'text.jpg'}: not an image" in result.stderr
@@ -205,6 +206,10 @@ def test_normalized_flat_and_ivf_factories(image_folder, checkpoint, tmp_path):
     assert "12 new" in out
     result = parse_text(run("query", paths[3], "--index", tmp_path / "n", "-k", 2, "--nprobe", 2).stdout)
     assert result[0][1][0][2] == str(paths[3]) and result[0][1][0][1] < 1e-3
+    again = run("build-index", root, "--index", tmp_path / "n", *FAST).stdout  # keeps its settings
+    assert again.startswith("Indexed 12 images (0 new, 0 changed, 0 removed, 0 skipped)")
+    other = build(root, tmp_path / "n", checkpoint, "--factory", "Flat", ok=False)
+    assert "(factory 'IVF2,Flat', now 'Flat')" in other.output
     few = build(root, tmp_path / "pq", checkpoint, "--factory", "IVF64,Flat", ok=False)
     assert "needs at least 64 vectors to train, there are only 12" in few.output
 
