@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from cli.options import device_option, index_option, progress_enabled, quiet_option, weights_option
 from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
 from indexes.faiss_ops import DEFAULT_FACTORY
-from retrieval.errors import IndexCorrupt, RetrieveError
+from retrieval.errors import RetrieveError
 
 QUERY_BATCH_SIZE = 32
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -49,12 +49,13 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
     retrieve build-index photos/ more/ --factory IVF1024,PQ64 --index big-index
     """
     from indexes.build import build_index as build
+    from indexes.store import recorded_settings
     from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
     from retrieval.weights import load_weights, resolve_device
 
     # A re-run without --weights, --factory, --normalize keeps what the index was built with.
-    recorded = _recorded_settings(index_dir)
+    recorded = recorded_settings(index_dir)
     default = lambda name: ctx.get_parameter_source(name) == ParameterSource.DEFAULT  # noqa: E731
     if default("weights") and "RETRIEVE_WEIGHTS" not in os.environ:
         weights = recorded.get("weights", weights)
@@ -76,22 +77,6 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
         f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
         f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
         f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
-
-
-def _recorded_settings(index_dir: Path) -> dict:
-    """What an existing index was built with ({} for none, or when it cannot be read)."""
-    from indexes.store import IndexStore
-
-    if not (index_dir / "items.sqlite").is_file():
-        return {}
-    try:
-        store = IndexStore.open(index_dir)
-    except IndexCorrupt:
-        return {}
-    try:
-        return store.settings or {}
-    finally:
-        store.close()
 
 
 def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:

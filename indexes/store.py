@@ -260,6 +260,20 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
     return store
 
 
+def recorded_settings(folder: str | os.PathLike) -> dict:
+    """What the index at ``folder`` was built with: {} when there is none or it is unreadable."""
+    if not (Path(folder) / files.DATABASE).is_file():
+        return {}
+    try:
+        store = IndexStore.open(folder)
+    except IndexCorrupt:
+        return {}
+    try:
+        return store.settings or {}
+    finally:
+        store.close()
+
+
 def neighbours(store: IndexStore, xq: np.ndarray, k: int,
                nprobe: int | None = None) -> list[list[tuple[str, float]]]:
     """For each query row: up to k (path, Euclidean distance), nearest first, cut at id -1."""
