@@ -27,3 +27,7 @@ class IndexCorrupt(RetrieveError):
 
 class DataError(RetrieveError):
     """A training data set that cannot be used (no images, fewer than two classes, ...)."""
+
+
+class FactoryError(RetrieveError):
+    """An index type that cannot be built, trained or updated as asked (--factory)."""

@@ -1,0 +1,140 @@
+"""Search speed, recall@10 and bytes per vector: exact flat FAISS, IVF-PQ, numpy brute force.
+
+Synthetic fc7-like data (4096-d, non-negative, clustered: ReLU of a Gaussian mixture), the
+same vectors and queries for every method, measured in one run. Prints one table.
+
+    python benchmarks/search.py --n 20000          # a few minutes on 2 CPU cores
+    python benchmarks/search.py --n 100000 --m 64   # the default: ~2 GB of vectors
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from indexes import faiss_ops  # noqa: E402
+
+DIM = 4096  # fc7 (Krizhevsky et al. 2012, section 6.1)
+K = 10
+CLUSTERS = 200  # "categories" in the synthetic collection
+LATENT = 64  # intrinsic dimension of the synthetic vectors
+QUERY_NOISE = 0.1  # queries: database vectors moved by this much noise per dimension
+BLOCK = 4096  # database rows per numpy matmul block (bounds the temporary (nq, BLOCK) matrix)
+
+
+def synthetic(n: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """xb (n, DIM) and xq (nq, DIM) float32, fc7-like: non-negative, clustered, and of low
+    intrinsic dimension (ReLU of a LATENT-d Gaussian mixture seen through a random map), so
+    that near neighbours are meaningfully nearer than the rest, as with real images."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((CLUSTERS, LATENT), dtype=np.float32) * 2
+    A = rng.standard_normal((LATENT, DIM), dtype=np.float32) / np.sqrt(LATENT)
+    xb = np.empty((n, DIM), np.float32)
+    for start in range(0, n, BLOCK):  # chunked: no (n, DIM) temporaries
+        stop = min(n, start + BLOCK)
+        z = centres[rng.integers(0, CLUSTERS, stop - start)]
+        z += rng.standard_normal(z.shape, dtype=np.float32)
+        xb[start:stop] = np.maximum(z @ A, 0)
+    picks = rng.choice(n, nq, replace=False)
+    xq = np.maximum(xb[picks] + QUERY_NOISE * rng.standard_normal((nq, DIM), dtype=np.float32), 0)
+    return xb, np.ascontiguousarray(xq)
+
+
+def numpy_search(xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN by ||q||^2 + ||x||^2 - 2 q.x, block by block, top-k by argpartition."""
+    q2 = (xq ** 2).sum(1)[:, None]  # (nq, 1)
+    best_d = np.full((len(xq), k), np.inf, np.float32)
+    best_i = np.full((len(xq), k), -1, np.int64)
+    for start in range(0, len(xb), BLOCK):
+        block = xb[start:start + BLOCK]
+        d = q2 + (block ** 2).sum(1)[None, :] - 2 * xq @ block.T  # (nq, b)
+        d = np.concatenate([best_d, d], 1)
+        i = np.concatenate([best_i, np.arange(start, start + len(block))[None, :].repeat(len(xq), 0)], 1)
+        top = np.argpartition(d, k - 1, axis=1)[:, :k]
+        best_d, best_i = np.take_along_axis(d, top, 1), np.take_along_axis(i, top, 1)
+    order = np.argsort(best_d, axis=1)
+    return np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def bytes_per_vector(index: faiss.Index) -> float:
+    """The whole serialized index (codes, ids, centroids, codebooks) over its vectors."""
+    return len(faiss.serialize_index(index)) / index.ntotal
+
+
+def code_bytes(index: faiss.Index) -> int:
+    """Bytes stored per vector, asymptotically: its code plus its 8-byte id."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return (ivf.code_size if ivf is not None else faiss.downcast_index(index.index).code_size) + 8
+
+
+def ivf_rows(factory: str, xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, nprobes) -> list:
+    """Train, fill and search ``factory`` at each nprobe: one table row per nprobe."""
+    index = faiss_ops.make_index(factory, DIM)
+    train_n = min(len(xb), faiss_ops.MAX_TRAIN_VECTORS)
+    t_train, _ = timed(faiss_ops.train, index, xb[:train_n], factory)
+    faiss_ops.add(index, xb, np.arange(len(xb)))
+    print(f"{factory}: trained on {train_n} vectors in {t_train:.1f} s", flush=True)
+    rows = []
+    for nprobe in nprobes:
+        faiss_ops.set_nprobe(index, nprobe)
+        t, (_, I) = timed(faiss_ops.search, index, xq, K)
+        rows.append((f"faiss {factory}", len(xq) / t, faiss_ops.recall_at_k(I, I_exact),
+                     code_bytes(index), bytes_per_vector(index), str(nprobe)))
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=100_000, help="database vectors")
+    p.add_argument("--nq", type=int, default=200, help="queries")
+    p.add_argument("--m", type=int, default=64, help="PQ sub-quantizers (bytes per code)")
+    p.add_argument("--nlist", type=int, default=0, help="IVF lists (0: ~sqrt(n), a power of 2)")
+    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--threads", type=int, default=0, help="FAISS threads (0: all)")
+    args = p.parse_args(argv)
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    nlist = args.nlist or 2 ** round(math.log2(math.sqrt(args.n)))
+    xb, xq = synthetic(args.n, args.nq)
+    ids = np.arange(args.n)
+    print(f"n={args.n} d={DIM} nq={args.nq} k={K} threads={faiss.omp_get_max_threads()}", flush=True)
+
+    t_np, (_, I_np) = timed(numpy_search, xb, xq, K)
+    rows = [("numpy brute force", args.nq / t_np, 1.0, DIM * 4, DIM * 4.0, "-")]
+
+    flat = faiss_ops.make_index("Flat", DIM)
+    faiss_ops.add(flat, xb, ids)
+    t_flat, (_, I_flat) = timed(faiss_ops.search, flat, xq, K)
+    rows.append(("faiss Flat (exact)", args.nq / t_flat, faiss_ops.recall_at_k(I_flat, I_np),
+                 code_bytes(flat), bytes_per_vector(flat), "-"))
+    del flat
+
+    # IVF alone (exact vectors in the lists), then IVF with PQ codes: what each costs in recall
+    for factory in (f"IVF{nlist},Flat", f"IVF{nlist},PQ{args.m}"):
+        rows += ivf_rows(factory, xb, xq, I_np, args.nprobe)
+    print_table(rows, baseline=rows[0][1])
+
+
+def print_table(rows, baseline: float) -> None:
+    print(f"\n{'method':<26}{'nprobe':>7}{'queries/s':>12}{'x numpy':>9}{'recall@10':>11}"
+          f"{'code+id B':>11}{'file B/vector':>15}")
+    for name, qps, recall, code, bpv, nprobe in rows:
+        print(f"{name:<26}{nprobe:>7}{qps:>12.1f}{qps / baseline:>9.1f}{recall:>11.3f}"
+              f"{code:>11}{bpv:>15.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""`retrieve build-index`, `retrieve query` and `retrieve info`: thin commands over indexes/."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from cli.options import device_option, index_option, progress_enabled, quiet_option, weights_option
+from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
+from indexes.faiss_ops import DEFAULT_FACTORY
+from retrieval.errors import RetrieveError
+
+QUERY_BATCH_SIZE = 32
+EXISTING = click.Path(exists=True, path_type=Path)
+
+
+@click.command("build-index")
+@click.argument("paths", nargs=-1, required=True, type=EXISTING)
+@weights_option
+@index_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
+              show_default=True, help="Images per forward pass (memory use grows with it).")
+@click.option("--workers", type=click.IntRange(min=0), default=DEFAULT_WORKERS, show_default=True,
+              help="Processes decoding images while the network runs (0: in this process).")
+@click.option("--factory", default=DEFAULT_FACTORY, show_default=True, metavar="FAISS_FACTORY",
+              help="FAISS index type, e.g. Flat (exact), IVF1024,PQ64 (compressed), HNSW32.")
+@click.option("--normalize", is_flag=True,
+              help="L2-normalise every vector (and each query) before indexing.")
+@device_option
+@click.option("--rebuild", is_flag=True,
+              help="Replace an index made with other weights, factory or normalisation.")
+@click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the skipped files here, one `path<TAB>reason` a line.")
+@quiet_option
+@click.pass_context
+def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, normalize, device,
+                rebuild, errors_file, quiet):
+    """Index every image under PATH... (recursively) by its fc7 vector.
+
+    Runs again: only new or changed files go through the network, vanished ones leave
+    the index. A build that was interrupted carries on where it stopped.
+
+    \b
+    retrieve build-index photos/ --weights runs/alexnet/best.pt
+    retrieve build-index photos/ more/ --factory IVF1024,PQ64 --index big-index
+    """
+    from indexes.build import build_index as build
+    from indexes.store import recorded_settings
+    from retrieval.features import FeatureExtractor
+    from retrieval.images import find_images
+    from retrieval.weights import load_weights, resolve_device
+
+    # A re-run without --weights, --factory, --normalize keeps what the index was built with.
+    recorded = recorded_settings(index_dir)
+    default = lambda name: ctx.get_parameter_source(name) == ParameterSource.DEFAULT  # noqa: E731
+    if default("weights") and "RETRIEVE_WEIGHTS" not in os.environ:
+        weights = recorded.get("weights", weights)
+    factory = recorded.get("factory", factory) if default("factory") else factory
+    normalize = recorded.get("normalize", normalize) if default("normalize") else normalize
+    dev = resolve_device(device)
+    extractor = FeatureExtractor(load_weights(weights, dev), batch_size, workers, dev,
+                                 progress_enabled(quiet))
+    config = BuildConfig(factory=factory, normalize=normalize, batch_size=batch_size,
+                         workers=workers)
+    images = find_images(paths, exclude=[index_dir])
+    try:
+        report = build(index_dir, images, extractor, config, rebuild=rebuild)
+    except NothingIndexed as e:
+        _report_skipped(e.skipped, errors_file)
+        raise
+    _report_skipped(report.skipped, errors_file)
+    click.echo(
+        f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
+        f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
+        f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
+
+
+def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:
+    for path, reason in skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if errors_file is not None:
+        lines = "".join(f"{p}\t{r}\n" for p, r in skipped)
+        errors_file.write_text(lines, errors="surrogateescape")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=EXISTING)
+@index_option
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many neighbours to show per query.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), metavar="OUT.png",
+              help="Draw queries and neighbours into one PNG (the paper's Figure 4).")
+@click.option("--nprobe", type=click.IntRange(min=1),
+              help="IVF indexes: inverted lists visited per query (more: slower, more exact).")
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=QUERY_BATCH_SIZE,
+              show_default=True, help="Query images per forward pass.")
+def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
+    """Find the images of the index nearest to each IMAGE (a file, or a folder of them).
+
+    Distances are Euclidean between fc7 vectors (0: the same image).
+
+    \b
+    retrieve query cat.jpg -k 5
+    retrieve query queries/ --json > results.json
+    retrieve query cat.jpg dog.jpg --sheet neighbours.png
+    """
+    from indexes.store import neighbours, open_for_reading
+    from retrieval.features import FeatureExtractor, weights_for
+    from retrieval.images import find_images
+    from retrieval.weights import resolve_device
+
+    store = open_for_reading(index_dir)
+    dev = resolve_device(device)
+    paths = [str(p) for p in find_images(images)]
+    if not paths:
+        raise RetrieveError(f"no images in {', '.join(map(str, images))}")
+    extractor = FeatureExtractor(weights_for(store.settings, dev), batch_size,
+                                 workers=0 if len(paths) <= batch_size else DEFAULT_WORKERS,
+                                 device=dev)
+    rows, failed = [], []
+    for positions, vectors, errors in extractor.embed(paths):
+        failed += errors
+        if len(positions):
+            found = neighbours(store, vectors, k, nprobe)
+            rows += [(paths[i], r) for i, r in zip(positions, found)]
+    if len(paths) == 1 and failed:
+        raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
+    for path, reason in failed:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if not rows:
+        raise RetrieveError("none of the query images could be read")
+    _print_results(store.folder, k, rows, as_json)
+    if sheet is not None:
+        from retrieval.sheet import draw_sheet
+
+        click.echo(f"Wrote {draw_sheet(rows, sheet, k)}", err=True)
+    store.close()
+
+
+def _print_results(folder: Path, k: int, rows, as_json: bool) -> None:
+    if as_json:
+        doc = {"index": str(folder), "k": k, "queries": [
+            {"query": os.path.abspath(q), "results": [
+                {"rank": r, "path": p, "distance": d} for r, (p, d) in enumerate(res, 1)]}
+            for q, res in rows]}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    for n, (q, results) in enumerate(rows):
+        click.echo(("\n" if n else "") + f"{os.path.abspath(q)}")
+        for rank, (path, distance) in enumerate(results, 1):
+            click.echo(f"{rank:>4}  {distance:10.4f}  {path}")
+
+
+@click.command()
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="The manifest and sizes as JSON.")
+def info(index_dir, as_json):
+    """What an index holds: images, weights, vector size, index type, size on disk.
+
+    \b
+    retrieve info --index retrieve-index
+    """
+    from indexes.store import describe, open_for_reading
+
+    store = open_for_reading(index_dir)
+    try:
+        facts = describe(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, sort_keys=True))
+        return
+    click.echo(f"Index:        {facts['index']}\n"
+               f"Images:       {facts['count']}\n"
+               f"Weights:      {facts['weights']} (sha256 {facts['sha256'][:16]}...)\n"
+               f"Vectors:      {facts['layer']}, {facts['dim']} dimensions"
+               f"{', L2-normalised' if facts['normalize'] else ''}\n"
+               f"Index type:   {facts['factory']} ({facts['index_file']})\n"
+               f"Size on disk: {facts['size_on_disk'] / 2**20:.1f} MiB\n"
+               f"Last build:   {facts['built_at']}")

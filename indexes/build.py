@@ -1,0 +1,202 @@
+"""Incremental, resumable index builds: extract only new or changed files, drop vanished ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from retrieval.errors import IndexMismatch, RetrieveError
+
+from . import commit as commits
+from . import faiss_ops
+from .files import BuildLock
+from .store import FileState, IndexStore
+
+# Settings that change the vectors or the index type: another value needs --rebuild.
+MATCHING_KEYS = ("sha256", "layer", "dim", "transform", "model", "factory", "normalize")
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)  # decoding processes beside the model
+
+
+@dataclass
+class BuildConfig:
+    """How build-index makes an index; ``asdict`` of it goes into the manifest."""
+
+    factory: str = faiss_ops.DEFAULT_FACTORY  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
+    normalize: bool = False  # L2-normalise vectors (and queries) before indexing
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int = DEFAULT_WORKERS
+
+
+class Extractor(Protocol):
+    """What a build needs from the model side (retrieval.features.FeatureExtractor)."""
+
+    def identity(self) -> dict:
+        """weights (source), sha256, layer, dim, transform, model: recorded in the manifest."""
+
+    def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
+        """Per batch: positions in ``paths`` that decoded, their (b, dim) float32 vectors,
+        and [(path, reason)] of those that did not."""
+
+
+@dataclass
+class BuildReport:
+    folder: Path
+    total: int = 0  # items in the index after the build
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    extracted: int = 0  # run through the model in this run (the rest came from staging)
+    reused: int = 0  # taken from the staging of an interrupted run
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.extracted / self.seconds if self.seconds > 0 else 0.0
+
+
+class NothingIndexed(RetrieveError):
+    """Every input was skipped (or there was none): the index would be empty."""
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.skipped = skipped
+
+
+@dataclass
+class _Plan:
+    to_extract: list[FileState] = field(default_factory=list)
+    adds: list[commits.Staged] = field(default_factory=list)
+    remove_ids: list[int] = field(default_factory=list)
+    known: set[bytes] = field(default_factory=set)  # paths already in the index (changed ones)
+    removed: int = 0
+
+
+def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], extractor: Extractor,
+                config: BuildConfig | None = None, rebuild: bool = False) -> BuildReport:
+    """Bring the index at ``folder`` up to date with the image files ``paths``.
+
+    Holds the build lock throughout. Raises IndexMismatch when the index was made with other
+    weights, layer, factory or normalisation (unless ``rebuild``), NothingIndexed when the
+    index would end up empty, FactoryError when the index type cannot be trained or updated.
+    """
+    config = config or BuildConfig()
+    start = time.perf_counter()
+    folder = Path(os.path.abspath(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = BuildLock(folder)
+    lock.acquire()
+    try:
+        store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+        try:
+            report = _build(store, paths, extractor, config, rebuild)
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
+           rebuild: bool) -> BuildReport:
+    store.tidy()
+    settings = {**extractor.identity(), "factory": config.factory, "normalize": config.normalize,
+                "build": asdict(config)}
+    if not rebuild:
+        check_settings(store, settings)
+    commits.reset_staging(store, {k: settings[k] for k in MATCHING_KEYS})
+    report = BuildReport(store.folder)
+    states = _stat_all(paths, store.folder, report.skipped)
+    plan = _plan(store, states, rebuild)
+    report.reused = len(plan.adds)
+    for staged in _extract(store, extractor, plan.to_extract, report):
+        plan.adds += staged
+    report.new = sum(a.state.path not in plan.known for a in plan.adds)
+    report.changed = len(plan.adds) - report.new
+    report.removed = plan.removed
+    report.total = (0 if rebuild else store.count) - len(plan.remove_ids) + len(plan.adds)
+    if report.total == 0:
+        what = f"all {len(report.skipped)} files were skipped" if report.skipped else "no images found"
+        raise NothingIndexed(f"nothing could be indexed into {store.folder}: {what}",
+                             report.skipped)
+    if plan.adds or plan.remove_ids or rebuild or store.generation == 0:
+        commits.commit(store, settings, plan.adds, plan.remove_ids, rebuild)
+    return report
+
+
+def check_settings(store: IndexStore, settings: dict) -> None:
+    """IndexMismatch naming what differs from the committed index (weights, factory, ...)."""
+    old = store.settings
+    if old is None:
+        return
+    differ = [k for k in MATCHING_KEYS if old.get(k) != settings.get(k)]
+    if not differ:
+        return
+    what = ", ".join(_difference(k, old, settings) for k in differ)
+    raise IndexMismatch(f"{store.folder} was built with other settings ({what}); use the same "
+                        "ones, or --rebuild to replace the index")
+
+
+def _difference(key: str, old: dict, new: dict) -> str:
+    if key == "sha256":
+        return (f"weights {old.get('weights')} sha256 {str(old.get('sha256'))[:12]}..., "
+                f"now {new.get('weights')} sha256 {str(new.get('sha256'))[:12]}...")
+    return f"{key} {old.get(key)!r}, now {new.get(key)!r}"
+
+
+def _stat_all(paths, folder: Path, skipped: list) -> list[FileState]:
+    """FileState of each distinct path (absolute); unreadable ones go to ``skipped``."""
+    seen: dict[bytes, FileState] = {}
+    for p in paths:
+        p = os.path.abspath(p)
+        try:
+            st = FileState.of(p)
+        except OSError as e:
+            skipped.append((p, f"cannot read ({e.strerror})"))
+            continue
+        seen.setdefault(st.path, st)
+    return list(seen.values())
+
+
+def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
+    items = {} if rebuild else store.items()
+    staged = store.staged()
+    plan = _Plan()
+    current = {s.path for s in states}
+    for s in states:
+        item = items.get(s.path)
+        if item is not None:
+            if (item[1], item[2]) == (s.size, s.mtime_ns):
+                continue  # unchanged
+            plan.known.add(s.path)
+            plan.remove_ids.append(item[0])
+        hit = staged.get(s.path)
+        if hit is not None and (hit[0], hit[1]) == (s.size, s.mtime_ns):
+            plan.adds.append(commits.Staged(s, hit[2], hit[3]))  # from an interrupted run
+        else:
+            plan.to_extract.append(s)
+    gone = [item[0] for path, item in items.items() if path not in current]
+    plan.remove_ids += gone
+    plan.removed = len(gone)
+    return plan
+
+
+def _extract(store: IndexStore, extractor: Extractor, todo: list[FileState],
+             report: BuildReport) -> Iterator[list[commits.Staged]]:
+    """Run the model over ``todo`` batch by batch, staging each batch as it comes."""
+    if not todo:
+        return
+    names = [os.fsdecode(s.path) for s in todo]
+    for positions, vectors, errors in extractor.embed(names):
+        report.skipped += errors
+        if len(positions):
+            report.extracted += len(positions)
+            yield commits.stage(store, [todo[i] for i in positions], vectors)

@@ -1,0 +1,183 @@
+"""FAISS helpers over float32 numpy arrays: make, train, fill, remove, read, write, search."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from retrieval.errors import FactoryError
+
+from .files import corrupt, fsync_dir
+
+DEFAULT_FACTORY = "Flat"
+# Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
+# per centroid that it subsamples anyway; 50k 4096-d vectors are 800 MB.
+MAX_TRAIN_VECTORS = 50_000
+ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
+
+
+def as_float32(x: np.ndarray) -> np.ndarray:
+    """(n, d) float32 C-contiguous: the only layout FAISS takes without a copy."""
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Unit rows (zero rows stay zero), as a new float32 array."""
+    x = as_float32(x).copy()
+    faiss.normalize_L2(x)
+    return x
+
+
+def make_index(factory: str, dim: int) -> faiss.Index:
+    """An empty L2 index from a FAISS factory string, with ids of our choosing.
+
+    IVF indexes store our ids themselves (add_with_ids, remove_ids by id). Others (Flat,
+    HNSW, PQ) are wrapped in IDMap2: IDMap's remove_ids renumbers positions, which is only
+    right for index types that shift their vectors on removal, so IVF is never wrapped.
+    """
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
+    except RuntimeError as e:
+        raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
+                           "examples: Flat, IVF1024,PQ64, HNSW32") from None
+    ivf = faiss.try_extract_index_ivf(index)
+    for part in (index, ivf):
+        # Polysemous training only reorders PQ codebooks for Hamming pre-filtering, which
+        # search never uses here; it costs minutes of annealing and changes no distance.
+        if part is not None and hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+    return index if ivf is not None else faiss.IndexIDMap2(index)
+
+
+def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
+    """Train ``index`` on ``xt`` (n, d) when its type needs training; clear error if too few."""
+    if index.is_trained:
+        return
+    needed = min_training_vectors(factory)
+    if len(xt) < needed:
+        raise FactoryError(f"--factory {factory!r} needs at least {needed} vectors to train, "
+                          f"there are only {len(xt)} images; index more images or use Flat")
+    try:
+        index.train(as_float32(xt))
+    except RuntimeError as e:
+        raise FactoryError(f"--factory {factory!r}: training failed on {len(xt)} vectors "
+                          f"({_faiss_reason(e)}); index more images or use Flat") from None
+
+
+def min_training_vectors(factory: str) -> int:
+    """Fewest vectors FAISS accepts: one per IVF list, 2**nbits per PQ / SQ codebook."""
+    need = 1
+    for m in re.finditer(r"IVF(\d+)", factory):
+        need = max(need, int(m.group(1)))
+    for m in re.finditer(r"PQ\d+(?:x(\d+))?", factory):
+        need = max(need, 2 ** int(m.group(1) or 8))
+    return need
+
+
+def add(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:
+    index.add_with_ids(as_float32(xb), np.ascontiguousarray(ids, dtype=np.int64))
+
+
+def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
+    """Remove ``ids``; returns the index (a rebuilt one when its type cannot remove, e.g. HNSW)."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if len(ids) == 0:
+        return index
+    try:
+        index.remove_ids(ids)
+        return index
+    except RuntimeError:
+        pass  # HNSW and a few others: rebuild from the vectors they can reconstruct
+    if not hasattr(index, "id_map"):
+        raise FactoryError(f"--factory {factory!r} cannot remove vectors; run build-index "
+                           "with --rebuild")
+    keep = np.setdiff1d(faiss.vector_to_array(index.id_map), ids).astype(np.int64)
+    rebuilt = faiss.clone_index(index)  # same type and training, emptied below
+    rebuilt.reset()
+    try:
+        for start in range(0, len(keep), ADD_CHUNK):
+            chunk = keep[start:start + ADD_CHUNK]
+            add(rebuilt, np.stack([index.reconstruct(int(i)) for i in chunk]), chunk)
+    except RuntimeError as e:
+        raise FactoryError(f"--factory {factory!r} can neither remove vectors nor reconstruct them "
+                          f"({_faiss_reason(e)}); run build-index with --rebuild") from None
+    return rebuilt
+
+
+def write_atomic(index: faiss.Index, path: Path) -> None:
+    """Write aside, fsync, rename, fsync the folder: ``path`` is the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    faiss.write_index(index, str(tmp))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def read(path: Path, mmap: bool = False) -> faiss.Index:
+    """Read an index; ``mmap``: map flat codes read-only (quick start), else load in memory."""
+    if not path.is_file():
+        raise corrupt(path.parent, path.name, "index file is missing")
+    if mmap:
+        flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        try:
+            return faiss.read_index(str(path), flag | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            pass  # index types without mmap support: read normally
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise corrupt(path.parent, path.name, f"damaged index file ({_faiss_reason(e)})") from None
+
+
+def to_device(index: faiss.Index) -> faiss.Index:
+    """The index on the GPU when faiss has one (a copy; CPU-only types stay on the CPU)."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    try:
+        res = faiss.StandardGpuResources()
+        gpu = faiss.index_cpu_to_gpu(res, 0, index)
+        gpu.referenced_resources = res  # keep the resources alive with the index
+        return gpu
+    except RuntimeError:
+        return index  # e.g. HNSW has no GPU implementation
+
+
+def set_nprobe(index: faiss.Index, nprobe: int | None) -> None:
+    """IVF: how many inverted lists a query visits (more: slower, better recall)."""
+    if nprobe is None:
+        return
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        raise FactoryError("--nprobe applies only to IVF indexes (built with --factory IVF...)") from None
+    ivf.nprobe = nprobe
+
+
+def search(index: faiss.Index, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(nq, d) queries -> D (nq, k) squared L2 distances and I (nq, k) ids, -1 where none."""
+    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+    if index.ntotal == 0:
+        nq = len(xq)
+        return np.full((nq, 1), np.inf, np.float32), np.full((nq, 1), -1, np.int64)
+    return index.search(as_float32(xq), k)
+
+
+def _faiss_reason(e: Exception) -> str:
+    """FAISS messages carry a C++ location first; keep the human part of the last line."""
+    text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)[:200]
+
+
+def recall_at_k(I_approx: np.ndarray, I_exact: np.ndarray, k: int | None = None) -> float:
+    """Mean fraction of the exact k nearest ids that the approximate search also returned."""
+    k = k or I_exact.shape[1]
+    hits = sum(len(np.intersect1d(a[:k][a[:k] >= 0], e[:k])) for a, e in zip(I_approx, I_exact))
+    return hits / (len(I_exact) * k)

@@ -1,0 +1,135 @@
+"""The files of an index directory, atomic JSON / numpy writes and the build lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import IndexCorrupt, RetrieveError
+
+DATABASE = "items.sqlite"
+MANIFEST = "manifest.json"
+LOCK = "lock"
+STAGING = "staging"
+INDEX_PATTERN = re.compile(r"^index-(\d+)\.faiss$")
+FILE_MODE = 0o644
+REBUILD_HINT = "rebuild it with `retrieve build-index PATH... --index {dir} --rebuild`"
+
+
+def index_file(folder: Path, generation: int) -> Path:
+    """The FAISS file of a committed generation: index-<gen>.faiss."""
+    return folder / f"index-{generation}.faiss"
+
+
+def staging_file(folder: Path, batch: int) -> Path:
+    return folder / STAGING / f"{batch}.npy"
+
+
+def corrupt(folder: Path, name: str, what: str) -> IndexCorrupt:
+    """IndexCorrupt naming the damaged file and how to rebuild the index."""
+    return IndexCorrupt(f"{folder / name}: {what}; " + REBUILD_HINT.format(dir=folder))
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_aside(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, rename into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files; an index is shared like any data
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    _write_aside(path, lambda f: f.write(data))
+
+
+def read_json(folder: Path, name: str) -> dict:
+    try:
+        obj = json.loads((folder / name).read_text())
+    except FileNotFoundError:
+        raise corrupt(folder, name, "missing") from None
+    except (OSError, ValueError) as e:
+        raise corrupt(folder, name, f"damaged ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise corrupt(folder, name, "damaged (not a JSON object)")
+    return obj
+
+
+def write_npy(path: Path, x: np.ndarray) -> None:
+    path.parent.mkdir(exist_ok=True)
+    _write_aside(path, lambda f: np.save(f, x, allow_pickle=False))
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A staged batch, memory-mapped (rows are read only when used)."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def remove_strays(folder: Path, generation: int, batches: set[int]) -> None:
+    """Delete index files of other generations, unreferenced staged batches and temp files.
+
+    Only safe while holding the build lock: another build's files are never strays.
+    """
+    for p in folder.iterdir():
+        m = INDEX_PATTERN.match(p.name)
+        if (m and int(m.group(1)) != generation) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            p.unlink(missing_ok=True)
+    staging = folder / STAGING
+    if staging.is_dir():
+        for p in staging.iterdir():
+            if not (p.suffix == ".npy" and p.stem.isdigit() and int(p.stem) in batches):
+                p.unlink(missing_ok=True)
+
+
+def clear_staging(folder: Path) -> None:
+    shutil.rmtree(folder / STAGING, ignore_errors=True)
+
+
+class BuildLock:
+    """An exclusive, non-blocking flock on DIR/lock: one build-index per index at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._fd: int | None = None
+
+    def acquire(self, wait_message: bool = True) -> bool:
+        """Take the lock; False (or RetrieveError when ``wait_message``) if someone holds it."""
+        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if wait_message:
+                raise RetrieveError(f"another build-index is running on {self.folder}") from None
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,298 @@
+"""The on-disk index: SQLite (the source of truth), one FAISS file per generation, a manifest.
+
+Layout of an index directory::
+
+    items.sqlite       items (id, path BLOB, size, mtime_ns), staged batches, settings, generation
+    index-<gen>.faiss  the vectors of the committed generation, ids = items.id (IDMap2)
+    manifest.json      what the index holds, for people and tools (rewritten after each commit)
+    staging/<n>.npy    extracted, not yet committed batches (a killed build resumes from them)
+    lock               flock held by the running build-index
+
+A commit writes index-<gen+1>.faiss aside, then one SQLite transaction applies the item
+changes and sets the generation to gen+1; only then is the old file deleted. A crash at
+any point leaves either generation whole, and the next open removes the other one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import IndexCorrupt
+
+from . import faiss_ops, files
+
+FORMAT = "retrieve-index"
+VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY, path BLOB UNIQUE NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, indexed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS staged (
+    path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    batch INTEGER NOT NULL, row INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file as last seen: path as os.fsencode bytes, size and modification time."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> "FileState":
+        st = os.stat(path)
+        return cls(os.fsencode(path), st.st_size, st.st_mtime_ns)
+
+
+class IndexStore:
+    """An open index directory. ``settings``: what the vectors were made with (None when new).
+
+    ``settings`` is a dict with at least ``dim``, ``factory`` and ``normalize``; the rest
+    (weights, layer, transform, build options) is recorded for the manifest and checks.
+    """
+
+    def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
+        self.folder, self.db = folder, db
+        self._index = None
+        self._device_index = None  # the GPU copy of _index, or _index itself without a GPU
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | os.PathLike, create: bool = False,
+             discard_damaged: bool = False) -> "IndexStore":
+        """Open an index directory. Raises IndexCorrupt naming a damaged or missing file.
+
+        ``create``: make the directory and database if there is no index yet.
+        ``discard_damaged`` (for --rebuild): replace a damaged or missing database by an
+        empty one instead of refusing.
+        """
+        folder = Path(os.path.abspath(folder))
+        db_path = folder / files.DATABASE
+        if not db_path.is_file():
+            if folder.is_dir() and any(folder.glob("index-*.faiss")) and not discard_damaged:
+                raise files.corrupt(folder, files.DATABASE, "missing")
+            if not create:
+                raise IndexCorrupt(f"{folder}: no index here; make one with "
+                                   f"`retrieve build-index PATH... --index {folder}`")
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls._connect(folder)
+        except IndexCorrupt:
+            if not discard_damaged:
+                raise
+        for name in (files.DATABASE, files.DATABASE + "-journal"):
+            (folder / name).unlink(missing_ok=True)
+        return cls._connect(folder)
+
+    @classmethod
+    def _connect(cls, folder: Path) -> "IndexStore":
+        try:
+            db = sqlite3.connect(folder / files.DATABASE, isolation_level=None)  # explicit BEGINs
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            store = cls(folder, db)
+            store.generation  # noqa: B018 (reads the database: damage shows here)
+        except sqlite3.DatabaseError as e:
+            raise files.corrupt(folder, files.DATABASE, f"damaged ({e})") from None
+        return store
+
+    def close(self) -> None:
+        self._index = self._device_index = None
+        self.db.close()
+
+    # -- settings and counters ---------------------------------------------------------------
+    def _meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def _set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    @property
+    def generation(self) -> int:
+        """The committed generation: 0 before the first commit."""
+        return int(self._meta("generation", 0))
+
+    @property
+    def settings(self) -> dict | None:
+        return self._meta("settings")
+
+    @property
+    def staging_settings(self) -> dict | None:
+        return self._meta("staging_settings")
+
+    @property
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    @property
+    def index_path(self) -> Path:
+        return files.index_file(self.folder, self.generation)
+
+    # -- reading -----------------------------------------------------------------------------
+    def items(self) -> dict[bytes, tuple[int, int, int]]:
+        """path bytes -> (id, size, mtime_ns) of every committed item."""
+        rows = self.db.execute("SELECT path, id, size, mtime_ns FROM items")
+        return {bytes(p): (i, s, m) for p, i, s, m in rows}
+
+    def staged(self) -> dict[bytes, tuple[int, int, int, int]]:
+        """path bytes -> (size, mtime_ns, batch, row) of every staged, uncommitted vector."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, batch, row FROM staged")
+        return {bytes(p): (s, m, b, r) for p, s, m, b, r in rows}
+
+    def paths(self, ids) -> dict[int, str]:
+        """id -> path (str, surrogate-escaped where the name is not UTF-8) for known ids."""
+        ids = [int(i) for i in ids if i >= 0]
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for i, p in self.db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", chunk):
+                out[i] = os.fsdecode(bytes(p))
+        return out
+
+    def load_index(self, mmap: bool = False):
+        """The committed FAISS index on the CPU (cached); ``mmap``: read-only, mapped."""
+        if self._index is None:
+            if self.generation == 0:
+                raise IndexCorrupt(f"{self.folder}: the index is empty (no build has finished); "
+                                   f"run `retrieve build-index PATH... --index {self.folder}`")
+            index = faiss_ops.read(self.index_path, mmap=mmap)
+            if index.ntotal != self.count:
+                raise files.corrupt(self.folder, self.index_path.name,
+                                    f"holds {index.ntotal} vectors, the database {self.count}")
+            self._index = index
+        return self._index
+
+    def search(self, xq: np.ndarray, k: int, nprobe: int | None = None):
+        """(nq, d) float32 queries -> (D, I): Euclidean distances and ids, (nq, <=k), -1 padded.
+
+        FAISS returns squared L2; the square root (clamped at 0) is the paper's distance.
+        Queries are L2-normalised first when the index was built with normalisation.
+        """
+        index = self.load_index(mmap=True)
+        faiss_ops.set_nprobe(index, nprobe)  # on the CPU index: the GPU copy inherits it
+        if self._device_index is None:
+            self._device_index = faiss_ops.to_device(index)
+        index = self._device_index
+        xq = faiss_ops.as_float32(xq)
+        if self.settings.get("normalize"):
+            xq = faiss_ops.l2_normalize(xq)
+        D, I = faiss_ops.search(index, xq, k)
+        return np.sqrt(np.maximum(D, 0)), I
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+    # -- maintenance (call with the build lock held) -------------------------------------------
+    def tidy(self) -> None:
+        """Remove strays of interrupted builds and bring a stale manifest up to date."""
+        batches = {r[0] for r in self.db.execute("SELECT DISTINCT batch FROM staged")}
+        files.remove_strays(self.folder, self.generation, batches)
+        if self.generation and self._manifest_generation() != self.generation:
+            self.write_manifest()
+
+    def _manifest_generation(self) -> int | None:
+        try:
+            return files.read_json(self.folder, files.MANIFEST).get("generation")
+        except IndexCorrupt:
+            return None
+
+    def manifest(self) -> dict:
+        """The manifest as it should be for the committed generation."""
+        s = self.settings or {}
+        return {
+            "format": FORMAT, "version": VERSION, "generation": self.generation,
+            "index_file": self.index_path.name, "database": files.DATABASE,
+            "count": self.count, "built_at": self._meta("built_at"),
+            **s,
+        }
+
+    def write_manifest(self) -> None:
+        files.write_json(self.folder / files.MANIFEST, self.manifest())
+
+    def read_manifest(self) -> dict:
+        """manifest.json as on disk; IndexCorrupt naming it when missing or damaged."""
+        m = files.read_json(self.folder, files.MANIFEST)
+        if m.get("format") != FORMAT:
+            raise files.corrupt(self.folder, files.MANIFEST, "not a retrieve index manifest")
+        return m
+
+    def now(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def open_for_reading(folder: str | os.PathLike) -> IndexStore:
+    """Open a built index for query / info: IndexCorrupt naming any damaged file.
+
+    A manifest that an interrupted build left stale or unwritten is brought up to date
+    from the database when no build is running; a damaged one is reported.
+    """
+    store = IndexStore.open(folder)
+    try:
+        if store.generation == 0 or store.settings is None:
+            raise IndexCorrupt(f"{store.folder}: no build has finished yet; run "
+                               f"`retrieve build-index PATH... --index {store.folder}`")
+        stale = not (store.folder / files.MANIFEST).exists()
+        if not stale:
+            stale = store.read_manifest().get("generation") != store.generation
+        if stale:
+            lock = files.BuildLock(store.folder)
+            if lock.acquire(wait_message=False):
+                try:
+                    store.tidy()
+                finally:
+                    lock.release()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def recorded_settings(folder: str | os.PathLike) -> dict:
+    """What the index at ``folder`` was built with: {} when there is none or it is unreadable."""
+    if not (Path(folder) / files.DATABASE).is_file():
+        return {}
+    try:
+        store = IndexStore.open(folder)
+    except IndexCorrupt:
+        return {}
+    try:
+        return store.settings or {}
+    finally:
+        store.close()
+
+
+def neighbours(store: IndexStore, xq: np.ndarray, k: int,
+               nprobe: int | None = None) -> list[list[tuple[str, float]]]:
+    """For each query row: up to k (path, Euclidean distance), nearest first, cut at id -1."""
+    D, I = store.search(xq, k, nprobe)
+    names = store.paths(np.unique(I[I >= 0]))
+    results = []
+    for d_row, i_row in zip(D, I):
+        row = []
+        for d, i in zip(d_row, i_row):
+            if i < 0:
+                break
+            row.append((names[int(i)], float(d)))
+        results.append(row)
+    return results
+
+
+def describe(store: IndexStore) -> dict:
+    """What ``info`` shows: the manifest, checked against the database and the FAISS file."""
+    store.load_index(mmap=True)  # IndexCorrupt if the FAISS file is missing or damaged
+    facts = store.manifest()
+    facts.update(index=str(store.folder), size_on_disk=store.size_on_disk())
+    return facts
