@@ -27,3 +27,11 @@ class IndexCorrupt(RetrieveError):
 
 class DataError(RetrieveError):
     """A training data set that cannot be used (no images, fewer than two classes, ...)."""
+
+
+class TrainingError(RetrieveError):
+    """Training that cannot go on (a loss that is not finite, a checkpoint that cannot resume)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after a resumable checkpoint was saved; ``str()`` says where."""
