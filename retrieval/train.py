@@ -104,7 +104,8 @@ class TrainResult:
 
     def summary(self) -> str:
         last = self.metrics[-1]["val_top1_error"] if self.metrics else math.nan
-        return (f"Trained {self.epochs_run} epochs in {self.seconds:.0f} s: val top-1 error "
+        epochs = f"{self.epochs_run} epoch{'s' if self.epochs_run != 1 else ''}"
+        return (f"Trained {epochs} in {self.seconds:.0f} s: val top-1 error "
                 f"{last:.3f} (best {self.best_val_top1_error:.3f} at epoch {self.best_epoch}); "
                 f"best weights {self.best_path}")
 
