@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -24,6 +21,7 @@ from .data import (FASHION_MNIST, FashionMNISTSet, ImageFolderSet, LabelledImage
 from .engine import EvalStats, evaluate, train_one_epoch
 from .errors import DataError, TrainingError, TrainingInterrupted
 from .model import AlexNet, ModelConfig
+from .state import Progress, link_or_copy, restore, rng_state, seed_everything
 from .transforms import Preprocess, create_transform, ten_crop_transform
 from .weights import load_weights, read_checkpoint, resolve_device, save_checkpoint
 
@@ -201,42 +199,6 @@ def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.generator.manual_seed(seed + epoch)
 
 
-def rng_state() -> dict:
-    """torch, CUDA, numpy and python RNG states as tensors and plain lists (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "python": [version, list(py_state), gauss]}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, py_state, gauss = state["python"]
-    random.setstate((version, tuple(py_state), gauss))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-@dataclass
-class Progress:
-    """What a checkpoint must carry besides the weights and the optimiser to go on."""
-
-    epoch: int = 0  # epochs completed
-    metrics: list[dict] = field(default_factory=list)
-    best_val_top1_error: float = math.inf
-    best_epoch: int = 0
-
-
 def train(config: TrainConfig) -> TrainResult:
     """Train AlexNet as ``config`` says; after every epoch OUT holds checkpoint.pt (resumable),
     best.pt (lowest validation top-1 error), metrics.jsonl and curves.png.
@@ -254,10 +216,42 @@ def train(config: TrainConfig) -> TrainResult:
         D.cleanup()
 
 
-def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: float) -> TrainResult:
+@dataclass
+class Session:
+    """A run being trained: the data, the model (and its DDP wrapper), the optimiser state."""
+
+    config: TrainConfig
+    data: Data
+    model: AlexNet
+    net: torch.nn.Module  # the model, or DistributedDataParallel around it
+    pre: Preprocess
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    state: Progress
+
+    @property
+    def last_path(self) -> Path:
+        return self.config.out / "checkpoint.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.config.out / "best.pt"
+
+    def save(self) -> None:
+        """checkpoint.pt with everything --resume needs."""
+        st = self.state
+        training = {"config": self.config.as_dict(), "epoch": st.epoch, "metrics": st.metrics,
+                    "best_val_top1_error": st.best_val_top1_error, "best_epoch": st.best_epoch,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
+        save_checkpoint(self.last_path, self.model, self.pre, self.data.classes, training)
+
+
+def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Session:
+    """Data first (DataError before any work), then the model, fresh or resumed."""
     seed_everything(config.seed + dist.rank)
-    data = load_data(config)  # DataError here, before a model is built
-    last_path, best_path = config.out / "checkpoint.pt", config.out / "best.pt"
+    data = load_data(config)
+    last_path = config.out / "checkpoint.pt"
     ckpt = _read_resumable(config, last_path, data.classes) if config.resume else None
     if ckpt is None:
         model, pre = build_model(config, data, device)
@@ -272,34 +266,32 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=LR_FACTOR, patience=config.lr_patience)
     state = Progress()
-    if ckpt is not None:
-        state = _restore(ckpt["training"], optimizer, scheduler, last_path)
-    train_loader, val_loader = make_loaders(config, data, pre, device, dist)
+    if ckpt is not None:  # last: restores the RNG states too
+        state = restore(ckpt["training"], optimizer, scheduler, last_path)
+    return Session(config, data, model, net, pre, optimizer, scheduler, state)
+
+
+def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: float) -> TrainResult:
+    run = _start(config, device, dist)
+    state = run.state
+    train_loader, val_loader = make_loaders(config, run.data, run.pre, device, dist)
     skipped: set[str] = set()  # "path: reason" of every unreadable file met
-
-    def save(path: Path) -> None:
-        training = {"config": config.as_dict(), "epoch": state.epoch, "metrics": state.metrics,
-                    "best_val_top1_error": state.best_val_top1_error,
-                    "best_epoch": state.best_epoch, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_state()}
-        save_checkpoint(path, model, pre, data.classes, training=training)
-
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             set_epoch(train_loader, config.seed, epoch)
-            record = _one_epoch(config, net, train_loader, val_loader, optimizer, device, epoch,
-                                len(data.classes), dist.is_main)
-            scheduler.step(record["val_top1_error"])
+            record = _one_epoch(config, run.net, train_loader, val_loader, run.optimizer, device,
+                                epoch, len(run.data.classes), dist.is_main)
+            skipped |= set(record.pop("skipped_files"))
+            run.scheduler.step(record["val_top1_error"])
             state.epoch = epoch
             state.metrics.append(record)
-            skipped |= set(record.pop("skipped_files"))
             improved = record["val_top1_error"] < state.best_val_top1_error
             if improved:
                 state.best_val_top1_error, state.best_epoch = record["val_top1_error"], epoch
             if dist.is_main:
-                save(last_path)
-                if improved or not best_path.exists():
-                    link_or_copy(last_path, best_path)
+                run.save()
+                if improved or not run.best_path.exists():
+                    link_or_copy(run.last_path, run.best_path)
                 write_metrics(config.out / "metrics.jsonl", state.metrics)
                 write_curves(config.out / "curves.png", state.metrics)
             out_of_time = (config.max_minutes is not None
@@ -308,11 +300,11 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
                 break
     except KeyboardInterrupt:
         if dist.is_main:
-            save(last_path)
+            run.save()
         raise TrainingInterrupted(
-            f"Interrupted in epoch {state.epoch + 1}: resumable checkpoint {last_path} "
+            f"Interrupted in epoch {state.epoch + 1}: resumable checkpoint {run.last_path} "
             f"(continue with --resume; epoch {state.epoch + 1} starts again)") from None
-    return TrainResult(state.epoch, best_path, last_path, state.metrics,
+    return TrainResult(state.epoch, run.best_path, run.last_path, state.metrics,
                        state.best_val_top1_error, state.best_epoch, len(skipped),
                        time.perf_counter() - start)
 
@@ -333,18 +325,6 @@ def _one_epoch(config: TrainConfig, net, train_loader, val_loader, optimizer, de
             "val_top1_error": ev.top1_error, "val_top5_error": ev.topk_error, "top_k": ev.k,
             "images_per_s": stats.images_per_s, "seconds": time.perf_counter() - begin,
             "skipped": len(skipped), "skipped_files": skipped}
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """dst becomes src's current contents, atomically: a hard link where the file system has
-    them (no second write of ~0.5 GB; src is later replaced by a new file, not rewritten)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _read_resumable(config: TrainConfig, path: Path, classes: list[str]) -> dict:
@@ -374,14 +354,3 @@ def _model_from(ckpt: dict, config: TrainConfig, path: Path, device) -> tuple[Al
     if config.freeze_features:
         model.features.requires_grad_(False)
     return model.to(device), Preprocess.from_dict(ckpt["preprocess"])
-
-
-def _restore(training: dict, optimizer, scheduler, path: Path) -> Progress:
-    try:
-        optimizer.load_state_dict(training["optimizer"])
-        scheduler.load_state_dict(training["scheduler"])
-        set_rng_state(training["rng"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise TrainingError(f"{path}: training state cannot be restored ({str(e)[:150]})") from None
-    return Progress(training["epoch"], list(training["metrics"]),
-                    training["best_val_top1_error"], training["best_epoch"])
