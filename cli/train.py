@@ -107,4 +107,5 @@ def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups,
     except TrainingInterrupted as e:
         click.echo(str(e), err=True)
         click.get_current_context().exit(130)
-    click.echo(result.summary())
+    if result.is_main:
+        click.echo(result.summary())

@@ -49,30 +49,45 @@ def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int, progress: bool = True) -> EpochStats:
+                    device: torch.device, epoch: int, progress: bool = True,
+                    image_size: int | None = None) -> EpochStats:
     """SGD over one pass of ``loader`` (batches from ``collate_skipping``); returns the mean
-    loss and the throughput. Raises TrainingError at the first loss that is not finite."""
+    loss and the throughput. Raises TrainingError at the first loss that is not finite.
+
+    Under DistributedDataParallel every process must take part in every step: a batch with
+    no readable image becomes one blank ``image_size`` image whose loss counts zero, and a
+    loss that is not finite on any process stops all of them.
+    """
     model.train()
     use_amp = device.type == "cuda"
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     seen, skipped, start = 0, [], time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                disable=not progress, leave=False, dynamic_ncols=True)
     for step, (images, labels, bad) in enumerate(bar):
         skipped += bad
+        weight = 1.0
         if images is None:
-            continue
+            if not ddp:
+                continue
+            images, labels, weight = torch.zeros(1, 3, image_size, image_size), torch.zeros(
+                1, dtype=torch.long), 0.0
         images, labels = to_device(images, labels, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(images)  # (B, classes)
-        loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
+        loss = F.cross_entropy(logits.float(), labels) * weight
+        finite = torch.isfinite(loss) if not ddp else all_reduce_sum(
+            [float(not torch.isfinite(loss))], device)[0] == 0
+        if not finite:
             raise TrainingError(
                 f"epoch {epoch}, step {step + 1}: the loss became {loss.item()} (not finite); "
                 f"training stopped. Lower --lr (now {optimizer.param_groups[0]['lr']:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if weight == 0:
+            continue
         total_loss += loss.detach() * len(labels)
         seen += len(labels)
         if progress:

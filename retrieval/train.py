@@ -99,6 +99,7 @@ class TrainResult:
     best_epoch: int
     skipped: int  # distinct unreadable files met in this run
     seconds: float  # wall time of this run
+    is_main: bool = True  # False in the other processes of a torchrun run (they print nothing)
 
     def summary(self) -> str:
         last = self.metrics[-1]["val_top1_error"] if self.metrics else math.nan
@@ -306,7 +307,7 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
             f"(continue with --resume; epoch {state.epoch + 1} starts again)") from None
     return TrainResult(state.epoch, run.best_path, run.last_path, state.metrics,
                        state.best_val_top1_error, state.best_epoch, len(skipped),
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, dist.is_main)
 
 
 def _one_epoch(config: TrainConfig, net, train_loader, val_loader, optimizer, device,
@@ -315,7 +316,7 @@ def _one_epoch(config: TrainConfig, net, train_loader, val_loader, optimizer, de
     begin = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     stats = train_one_epoch(net, train_loader, optimizer, device, epoch,
-                            progress=config.progress and is_main)
+                            progress=config.progress and is_main, image_size=config.image_size)
     ev: EvalStats = evaluate(net, val_loader, device, num_classes, ten_crop=config.ten_crop)
     skipped = stats.skipped + ev.skipped
     if skipped and is_main:
