@@ -31,3 +31,11 @@ class DataError(RetrieveError):
 
 class FactoryError(RetrieveError):
     """An index type that cannot be built, trained or updated as asked (--factory)."""
+
+
+class TrainingError(RetrieveError):
+    """Training that cannot go on (a loss that is not finite, a checkpoint that cannot resume)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after a resumable checkpoint was saved; ``str()`` says where."""

@@ -1,0 +1,61 @@
+"""Training records in OUT: metrics.jsonl (one JSON line per epoch) and curves.png, both
+written aside and renamed into place, so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the records from other users
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(path: Path, metrics: list[dict]) -> None:
+    """All epochs so far, one JSON object per line (rewritten whole: resume-safe)."""
+    text = "".join(json.dumps(m, sort_keys=False) + "\n" for m in metrics)
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_curves(path: Path, metrics: list[dict]) -> None:
+    """Loss (train, val) and validation error (top-1, top-k) against the epoch, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], "o-", label="train")
+    ax_loss.plot(epochs, [m["val_loss"] for m in metrics], "s-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_err.plot(epochs, [m["val_top1_error"] for m in metrics], "o-", label="top-1")
+    k = metrics[-1].get("top_k", 5) if metrics else 5
+    ax_err.plot(epochs, [m["val_top5_error"] for m in metrics], "s-", label=f"top-{k}")
+    ax_err.set(xlabel="epoch", ylabel="validation error", title="Validation error", ylim=(0, 1))
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""One training epoch and one evaluation pass (torchvision references' split), one code path
+for CPU and CUDA: bf16 autocast and channels_last switch on with CUDA."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .distributed import all_reduce_sum
+from .errors import TrainingError
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int
+    seconds: float
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of unreadable files
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class EvalStats:
+    loss: float
+    top1_error: float
+    topk_error: float
+    k: int
+    images: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
+    """Non-blocking copies (the loader pins memory on CUDA); NHWC on CUDA, where cuDNN's
+    convolutions are fastest in channels_last."""
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int, progress: bool = True,
+                    image_size: int | None = None) -> EpochStats:
+    """SGD over one pass of ``loader`` (batches from ``collate_skipping``); returns the mean
+    loss and the throughput. Raises TrainingError at the first loss that is not finite.
+
+    Under DistributedDataParallel every process must take part in every step: a batch with
+    no readable image becomes one blank ``image_size`` image whose loss counts zero, and a
+    loss that is not finite on any process stops all of them.
+    """
+    model.train()
+    use_amp = device.type == "cuda"
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    seen, skipped, start = 0, [], time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
+               disable=not progress, leave=False, dynamic_ncols=True)
+    for step, (images, labels, bad) in enumerate(bar):
+        skipped += bad
+        weight = 1.0
+        if images is None:
+            if not ddp:
+                continue
+            images, labels, weight = torch.zeros(1, 3, image_size, image_size), torch.zeros(
+                1, dtype=torch.long), 0.0
+        images, labels = to_device(images, labels, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(images)  # (B, classes)
+        loss = F.cross_entropy(logits.float(), labels) * weight
+        finite = torch.isfinite(loss) if not ddp else all_reduce_sum(
+            [float(not torch.isfinite(loss))], device)[0] == 0
+        if not finite:
+            raise TrainingError(
+                f"epoch {epoch}, step {step + 1}: the loss became {loss.item()} (not finite); "
+                f"training stopped. Lower --lr (now {optimizer.param_groups[0]['lr']:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if weight == 0:
+            continue
+        total_loss += loss.detach() * len(labels)
+        seen += len(labels)
+        if progress:
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    loss_sum, n = all_reduce_sum([total_loss.item(), float(seen)], device)
+    if n == 0:
+        raise TrainingError(f"epoch {epoch}: no readable training image in the whole epoch")
+    # Throughput of all processes together: images over the slowest process's time.
+    return EpochStats(loss_sum / n, int(n), seconds, skipped)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
+             ten_crop: bool = False) -> EvalStats:
+    """Validation loss and top-1 / top-k error, k = min(5, classes). Centre crop, or with
+    ``ten_crop`` the paper's test (section 4.1): softmax averaged over ten (B, 10, 3, S, S)
+    crops, the loss being the negative log of that average probability."""
+    model.eval()
+    use_amp = device.type == "cuda"
+    k = min(5, num_classes)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 ok, top-k ok, n
+    skipped = []
+    for images, labels, bad in loader:
+        skipped += bad
+        if images is None:
+            continue
+        crops = images.shape[1] if ten_crop else 1
+        if ten_crop:
+            images = images.flatten(0, 1)  # (B*10, 3, S, S)
+        images, labels = to_device(images, labels, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(images).float()
+        probs = logits.softmax(-1).view(len(labels), crops, -1).mean(1)  # (B, classes)
+        loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
+        top = probs.topk(k, dim=-1).indices  # (B, k)
+        hits = top == labels[:, None]
+        sums += torch.stack([loss.double(), hits[:, 0].sum().double(),
+                             hits.any(-1).sum().double(), torch.tensor(len(labels), device=device,
+                                                                       dtype=torch.float64)])
+    loss_sum, top1, topk, n = all_reduce_sum(sums.tolist(), device)
+    if n == 0:
+        return EvalStats(math.nan, math.nan, math.nan, k, 0, skipped)
+    return EvalStats(loss_sum / n, 1 - top1 / n, 1 - topk / n, k, int(n), skipped)

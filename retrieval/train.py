@@ -1,0 +1,357 @@
+"""`retrieve train`: the paper's training recipe (Krizhevsky et al. 2012, sections 4 and 5) on
+a folder of labelled images or Fashion-MNIST, with resumable checkpoints, on CPU, one GPU or
+several (torchrun)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import distributed as D
+from .curves import write_curves, write_metrics
+from .data import (FASHION_MNIST, FashionMNISTSet, ImageFolderSet, LabelledImages,
+                   TransformedSubset, collate_skipping, pixel_statistics, split_indices)
+from .engine import EvalStats, evaluate, train_one_epoch
+from .errors import DataError, TrainingError, TrainingInterrupted
+from .model import AlexNet, ModelConfig
+from .state import Progress, link_or_copy, restore, rng_state, seed_everything
+from .transforms import Preprocess, create_transform, ten_crop_transform
+from .weights import load_weights, read_checkpoint, resolve_device, save_checkpoint
+
+# Krizhevsky et al. 2012, section 5: SGD, batch 128, momentum 0.9, weight decay 0.0005,
+# learning rate 0.01 divided by 10 when the validation error stopped improving, ~90 epochs.
+BATCH_SIZE = 128
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+LEARNING_RATE = 0.01
+LR_FACTOR = 0.1
+EPOCHS = 90
+# "Stopped improving": epochs without a lower validation error before the division (ours;
+# the paper divided three times in 90 epochs, by hand).
+LR_PATIENCE = 5
+VAL_SPLIT = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; ``asdict`` of it is stored in each checkpoint."""
+
+    data: str  # a folder with one sub-folder per class, or "fashion-mnist"
+    out: Path = Path("runs/alexnet")
+    val: Path | None = None  # a validation folder with the same classes; else a split of data
+    val_split: float = VAL_SPLIT
+    epochs: int = EPOCHS
+    batch_size: int = BATCH_SIZE
+    lr: float = LEARNING_RATE
+    momentum: float = MOMENTUM
+    weight_decay: float = WEIGHT_DECAY
+    lr_patience: int = LR_PATIENCE
+    image_size: int = 224
+    groups: int = 1
+    workers: int | None = None  # DataLoader processes; None: 8 with CUDA, 0 on the CPU
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    data_root: Path | None = None  # where fashion-mnist's files are
+    init: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
+    freeze_features: bool = False
+    ten_crop: bool = False
+    flip: bool = True
+    pca_lighting: bool = True
+    random_crop: bool = True
+    mean_subtraction: bool = True
+    init_scheme: str = "paper"  # "paper" (section 5) or "kaiming", for training from scratch
+    max_minutes: float | None = None  # stop after the epoch in which this budget runs out
+    limit_per_class: int | None = None  # at most this many images per class (each split)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.val = Path(self.val) if self.val is not None else None
+        self.data_root = Path(self.data_root) if self.data_root is not None else None
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DataError(f"the learning rate must be positive, not {self.lr}")
+        if self.init_scheme not in ("paper", "kaiming"):
+            raise DataError(f"init_scheme must be 'paper' or 'kaiming', not {self.init_scheme!r}")
+
+    def as_dict(self) -> dict:
+        """``asdict`` with paths as strings: what the checkpoint stores."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int  # epochs completed in total, including those before a resume
+    best_path: Path
+    last_path: Path
+    metrics: list[dict]
+    best_val_top1_error: float
+    best_epoch: int
+    skipped: int  # distinct unreadable files met in this run
+    seconds: float  # wall time of this run
+    is_main: bool = True  # False in the other processes of a torchrun run (they print nothing)
+
+    def summary(self) -> str:
+        last = self.metrics[-1]["val_top1_error"] if self.metrics else math.nan
+        epochs = f"{self.epochs_run} epoch{'s' if self.epochs_run != 1 else ''}"
+        return (f"Trained {epochs} in {self.seconds:.0f} s: val top-1 error "
+                f"{last:.3f} (best {self.best_val_top1_error:.3f} at epoch {self.best_epoch}); "
+                f"best weights {self.best_path}")
+
+
+@dataclass
+class Data:
+    classes: list[str]
+    train: LabelledImages
+    train_idx: list[int]
+    val: LabelledImages
+    val_idx: list[int]
+
+
+def load_data(config: TrainConfig) -> Data:
+    """The training and validation sets; DataError for a data set that cannot train."""
+    if config.data == FASHION_MNIST:
+        train = FashionMNISTSet(config.data_root, True, config.limit_per_class)
+        val = (FashionMNISTSet(config.data_root, False, config.limit_per_class) if config.val is None
+               else _folder_val(config.val, train.classes))
+        return Data(train.classes, train, list(range(len(train))), val, list(range(len(val))))
+    train = ImageFolderSet(config.data, config.limit_per_class)
+    if config.val is not None:
+        val = _folder_val(config.val, train.classes)
+        return Data(train.classes, train, list(range(len(train))), val, list(range(len(val))))
+    train_idx, val_idx = split_indices(train.labels, config.val_split, config.seed)
+    if not train_idx or not val_idx:
+        raise DataError(f"{config.data}: too few images to set {config.val_split:.0%} aside for "
+                        "validation; add images or pass --val DIR")
+    return Data(train.classes, train, train_idx, train, val_idx)
+
+
+def _folder_val(folder: Path, classes: list[str]) -> ImageFolderSet:
+    val = ImageFolderSet(folder)
+    unknown = sorted(set(val.classes) - set(classes))
+    if unknown:
+        raise DataError(f"{folder}: validation classes {unknown} are not among the training "
+                        f"classes {classes}")
+    # Relabel by the training classes' order (a validation set may lack some classes).
+    val.labels = [classes.index(val.classes[lab]) for lab in val.labels]
+    val.classes = list(classes)
+    return val
+
+
+def build_model(config: TrainConfig, data: Data, device: torch.device) -> tuple[AlexNet, Preprocess]:
+    """From scratch (section 5 or Kaiming init) or from existing weights with a new fc8; the
+    preprocessing holds the training pixels' statistics (section 4.1)."""
+    stats = pixel_statistics(data.train, data.train_idx, config.seed)
+    if config.init is None:
+        model = AlexNet(ModelConfig(num_classes=len(data.classes), groups=config.groups,
+                                    init=config.init_scheme))
+        mean, std = ((stats["mean"], stats["std"]) if config.mean_subtraction
+                     else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+    else:
+        w = load_weights(config.init, "cpu")
+        model = w.model
+        model.replace_fc8(len(data.classes))
+        mean, std = w.preprocess.mean, w.preprocess.std  # the initial weights' inputs
+    if config.freeze_features:
+        model.features.requires_grad_(False)
+    pre = Preprocess(image_size=config.image_size, mean=tuple(mean), std=tuple(std),
+                     eigval=stats["eigval"], eigvec=stats["eigvec"])
+    return model.to(device), pre
+
+
+def make_loaders(config: TrainConfig, data: Data, pre: Preprocess, device: torch.device,
+                 dist: D.DistInfo) -> tuple[DataLoader, DataLoader]:
+    train_tf = create_transform(pre, is_training=True, flip=config.flip,
+                                pca_lighting=config.pca_lighting, random_crop=config.random_crop)
+    val_tf = ten_crop_transform(pre) if config.ten_crop else create_transform(pre)
+    train_ds = TransformedSubset(data.train, data.train_idx, train_tf)
+    val_ds = TransformedSubset(data.val, data.val_idx, val_tf)
+    workers = config.workers if config.workers is not None else (
+        min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    common = dict(batch_size=config.batch_size, num_workers=workers, collate_fn=collate_skipping,
+                  pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    if dist.enabled:
+        train_sampler = DistributedSampler(train_ds, shuffle=True, seed=config.seed)
+        val_sampler = DistributedSampler(val_ds, shuffle=False)
+        train_loader = DataLoader(train_ds, sampler=train_sampler, **common)
+    else:
+        # Reseeded every epoch (seed + epoch): the order does not depend on the global RNG.
+        generator = torch.Generator()
+        train_loader = DataLoader(train_ds, shuffle=True, generator=generator, **common)
+        val_sampler = None
+    val_loader = DataLoader(val_ds, sampler=val_sampler, shuffle=False, **common)
+    return train_loader, val_loader
+
+
+def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    else:
+        loader.generator.manual_seed(seed + epoch)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train AlexNet as ``config`` says; after every epoch OUT holds checkpoint.pt (resumable),
+    best.pt (lowest validation top-1 error), metrics.jsonl and curves.png.
+
+    Raises DataError (unusable data, before any training), TrainingError (a loss that is not
+    finite, a checkpoint that cannot resume) or TrainingInterrupted (Ctrl-C, after saving).
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    dist = D.init_distributed_mode(device)
+    device = D.process_device(device, dist)
+    try:
+        return _run(config, device, dist, start)
+    finally:
+        D.cleanup()
+
+
+@dataclass
+class Session:
+    """A run being trained: the data, the model (and its DDP wrapper), the optimiser state."""
+
+    config: TrainConfig
+    data: Data
+    model: AlexNet
+    net: torch.nn.Module  # the model, or DistributedDataParallel around it
+    pre: Preprocess
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    state: Progress
+
+    @property
+    def last_path(self) -> Path:
+        return self.config.out / "checkpoint.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.config.out / "best.pt"
+
+    def save(self) -> None:
+        """checkpoint.pt with everything --resume needs."""
+        st = self.state
+        training = {"config": self.config.as_dict(), "epoch": st.epoch, "metrics": st.metrics,
+                    "best_val_top1_error": st.best_val_top1_error, "best_epoch": st.best_epoch,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
+        save_checkpoint(self.last_path, self.model, self.pre, self.data.classes, training)
+
+
+def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Session:
+    """Data first (DataError before any work), then the model, fresh or resumed."""
+    seed_everything(config.seed + dist.rank)
+    data = load_data(config)
+    last_path = config.out / "checkpoint.pt"
+    ckpt = _read_resumable(config, last_path, data.classes) if config.resume else None
+    if ckpt is None:
+        model, pre = build_model(config, data, device)
+    else:
+        model, pre = _model_from(ckpt, config, last_path, device)
+    net = model
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=LR_FACTOR, patience=config.lr_patience)
+    state = Progress()
+    if ckpt is not None:  # last: restores the RNG states too
+        state = restore(ckpt["training"], optimizer, scheduler, last_path)
+    return Session(config, data, model, net, pre, optimizer, scheduler, state)
+
+
+def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: float) -> TrainResult:
+    run = _start(config, device, dist)
+    state = run.state
+    train_loader, val_loader = make_loaders(config, run.data, run.pre, device, dist)
+    skipped: set[str] = set()  # "path: reason" of every unreadable file met
+    try:
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            set_epoch(train_loader, config.seed, epoch)
+            record = _one_epoch(config, run.net, train_loader, val_loader, run.optimizer, device,
+                                epoch, len(run.data.classes), dist.is_main)
+            skipped |= set(record.pop("skipped_files"))
+            run.scheduler.step(record["val_top1_error"])
+            state.epoch = epoch
+            state.metrics.append(record)
+            improved = record["val_top1_error"] < state.best_val_top1_error
+            if improved:
+                state.best_val_top1_error, state.best_epoch = record["val_top1_error"], epoch
+            if dist.is_main:
+                run.save()
+                if improved or not run.best_path.exists():
+                    link_or_copy(run.last_path, run.best_path)
+                write_metrics(config.out / "metrics.jsonl", state.metrics)
+                write_curves(config.out / "curves.png", state.metrics)
+            out_of_time = (config.max_minutes is not None
+                           and time.perf_counter() - start >= config.max_minutes * 60)
+            if D.broadcast_flag(out_of_time, device):
+                break
+    except KeyboardInterrupt:
+        if dist.is_main:
+            run.save()
+        raise TrainingInterrupted(
+            f"Interrupted in epoch {state.epoch + 1}: resumable checkpoint {run.last_path} "
+            f"(continue with --resume; epoch {state.epoch + 1} starts again)") from None
+    return TrainResult(state.epoch, run.best_path, run.last_path, state.metrics,
+                       state.best_val_top1_error, state.best_epoch, len(skipped),
+                       time.perf_counter() - start, dist.is_main)
+
+
+def _one_epoch(config: TrainConfig, net, train_loader, val_loader, optimizer, device,
+               epoch: int, num_classes: int, is_main: bool) -> dict:
+    """Train, evaluate, report unreadable files; returns the epoch's metrics.jsonl record."""
+    begin = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    stats = train_one_epoch(net, train_loader, optimizer, device, epoch,
+                            progress=config.progress and is_main, image_size=config.image_size)
+    ev: EvalStats = evaluate(net, val_loader, device, num_classes, ten_crop=config.ten_crop)
+    skipped = stats.skipped + ev.skipped
+    if skipped and is_main:
+        print(f"epoch {epoch}: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}",
+              file=sys.stderr)
+    return {"epoch": epoch, "lr": lr, "train_loss": stats.loss, "val_loss": ev.loss,
+            "val_top1_error": ev.top1_error, "val_top5_error": ev.topk_error, "top_k": ev.k,
+            "images_per_s": stats.images_per_s, "seconds": time.perf_counter() - begin,
+            "skipped": len(skipped), "skipped_files": skipped}
+
+
+def _read_resumable(config: TrainConfig, path: Path, classes: list[str]) -> dict:
+    """The checkpoint to go on from, refused when it does not fit the data or the settings."""
+    if not path.is_file():
+        raise TrainingError(f"--resume: {path} does not exist; start without --resume")
+    ckpt = read_checkpoint(path)
+    training = ckpt.get("training") or {}
+    if "optimizer" not in training:
+        raise TrainingError(f"{path}: holds no training state to resume from")
+    if list(ckpt["classes"]) != list(classes):
+        raise TrainingError(f"{path}: trained on classes {ckpt['classes']}, but {config.data} "
+                            f"has {classes}; use another --out to start afresh")
+    before = training["config"]
+    for name in ("init", "groups", "image_size", "freeze_features", "init_scheme"):
+        now = config.as_dict()[name]
+        if before.get(name) != now:
+            raise TrainingError(f"{path}: trained with {name}={before.get(name)!r}, not "
+                                f"{now!r}; resume with the same setting or use another --out")
+    return ckpt
+
+
+def _model_from(ckpt: dict, config: TrainConfig, path: Path, device) -> tuple[AlexNet, Preprocess]:
+    from .weights import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt, path)
+    if config.freeze_features:
+        model.features.requires_grad_(False)
+    return model.to(device), Preprocess.from_dict(ckpt["preprocess"])
