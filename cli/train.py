@@ -41,7 +41,7 @@ class DataArg(click.ParamType):
               help="Images per SGD step (per GPU under torchrun).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
               help="Initial learning rate, divided by 10 when the validation error stops improving.")
-@click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
+@click.option("--image-size", type=click.IntRange(min=64), default=224, show_default=True,
               help="Side of the square crops the network sees (section 4.1: 224).")
 @click.option("--groups", type=click.Choice(["1", "2"]), default="1", show_default=True,
               help="2: the paper's two-GPU connectivity in conv2, conv4 and conv5.")

@@ -37,6 +37,7 @@ EPOCHS = 90
 # the paper divided three times in 90 epochs, by hand).
 LR_PATIENCE = 5
 VAL_SPLIT = 0.1
+MIN_IMAGE_SIZE = 64  # conv1 (stride 4) and three 3x3 stride-2 poolings leave 1x1 at 64x64
 
 
 @dataclass
@@ -79,6 +80,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise DataError(f"image_size must be at least {MIN_IMAGE_SIZE} (smaller inputs "
+                            f"vanish before pool5), not {self.image_size}")
         if not self.lr > 0:
             raise DataError(f"the learning rate must be positive, not {self.lr}")
         if self.init_scheme not in ("paper", "kaiming"):
