@@ -4,32 +4,15 @@ written aside and renamed into place, so a reader never sees half a file."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the records from other users
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from .atomic import write_atomic
 
 
 def write_metrics(path: Path, metrics: list[dict]) -> None:
     """All epochs so far, one JSON object per line (rewritten whole: resume-safe)."""
     text = "".join(json.dumps(m, sort_keys=False) + "\n" for m in metrics)
-    _write_atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -57,5 +40,5 @@ def write_curves(path: Path, metrics: list[dict]) -> None:
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3)
         ax.legend()
-    _write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
+from .atomic import write_atomic
 from .errors import RetrieveError
 from .weights import Weights
 
@@ -105,18 +105,9 @@ def _write_image(image: torch.Tensor, out: Path) -> None:
     if fmt is None:
         raise RetrieveError(f"{out}: unknown image type {out.suffix!r}; use a .png file name")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        write_atomic(out, lambda f: save_image(image, f, format=fmt))
     except OSError as e:
         raise RetrieveError(f"{out}: cannot write ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save_image(image, f, format=fmt)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise RetrieveError(f"{out}: cannot write ({e.strerror or e})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def save_kernels(weights: Weights, out: str | os.PathLike, normalize: str = DEFAULT_NORMALIZE,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torchvision import transforms as T
 
+from .atomic import write_atomic
 from .errors import WeightsError
 from .model import AlexNet, ModelConfig
 from .transforms import Preprocess, create_transform
@@ -48,19 +48,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """Write aside, fsync, rename: a crash leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save written aside and renamed: a crash leaves either the old file or the new one."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | os.PathLike, model: AlexNet, preprocess: Preprocess,

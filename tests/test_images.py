@@ -1,7 +1,6 @@
 """Decoding every hostile file the way a user needs: upright RGB, or one clear reason."""
 
 import io
-import os
 
 import numpy as np
 import pytest
