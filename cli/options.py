@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -39,4 +40,4 @@ def quiet_option(f):
 
 def progress_enabled(quiet: bool) -> bool:
     """tqdm bars on stderr only for a person watching a terminal."""
-    return not quiet and click.get_text_stream("stderr").isatty()
+    return not quiet and sys.stderr.isatty()
