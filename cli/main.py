@@ -8,6 +8,7 @@ import importlib.util
 import click
 
 from retrieval import __version__
+from cli.output import printable
 from retrieval.errors import RetrieveError
 
 # command name -> "module:function"; importing a command's module is deferred so that
@@ -44,7 +45,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RetrieveError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(printable(str(e))) from None  # one line
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -160,10 +161,19 @@ def _stat_all(paths, folder: Path, skipped: list) -> list[FileState]:
         try:
             st = FileState.of(p)
         except OSError as e:
-            skipped.append((p, f"cannot read ({e.strerror})"))
+            skipped.append((p, _unreadable(p, e)))
             continue
         seen.setdefault(st.path, st)
     return list(seen.values())
+
+
+def _unreadable(path: str, e: OSError) -> str:
+    """Why a file cannot be stat'ed, in the words retrieval.images.load_image uses."""
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if e.errno == errno.ENOENT:
+        return "broken symbolic link" if os.path.islink(path) else "file not found"
+    return f"cannot read ({e.strerror})"
 
 
 def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
