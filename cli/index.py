@@ -77,6 +77,9 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
         f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
         f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
         f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
+    if report.reused:
+        click.echo(f"Resumed: {report.reused} images taken from the interrupted build's staging, "
+                   "not extracted again", err=True)
 
 
 def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,10 @@ class BuildReport:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
 
+class IndexWriteError(RetrieveError):
+    """The index could not be written (disk full, no permission): nothing committed is lost."""
+
+
 class NothingIndexed(RetrieveError):
     """Every input was skipped (or there was none): the index would be empty."""
 
@@ -91,17 +96,23 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     config = config or BuildConfig()
     start = time.perf_counter()
     folder = Path(os.path.abspath(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = BuildLock(folder)
-    lock.acquire()
     try:
-        store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = BuildLock(folder)
+        lock.acquire()
         try:
-            report = _build(store, paths, extractor, config, rebuild)
+            store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+            try:
+                report = _build(store, paths, extractor, config, rebuild)
+            finally:
+                store.close()
         finally:
-            store.close()
-    finally:
-        lock.release()
+            lock.release()
+    except (OSError, sqlite3.OperationalError) as e:  # a full disk, a read-only folder, ...
+        where = getattr(e, "filename", None) or folder
+        why = getattr(e, "strerror", None) or str(e)
+        raise IndexWriteError(f"{where}: {why}; the index keeps its last complete build; fix "
+                              "this and run build-index again (it resumes)") from None
     report.seconds = time.perf_counter() - start
     return report
 
