@@ -27,52 +27,85 @@ from test_build_query import (FAST, ROOT, _load_each_checkpoint_once, build,  # 
 NEW = 6  # images added by the build that gets killed, two per batch
 BATCH = ["--batch-size", "2"]
 
-# Runs `retrieve ARGS...` with one function replaced by a SIGKILL of the process at the named
-# moment ("...-hold": stop there instead, marker file written, until the test kills it).
+# Runs one `retrieve ARGS...` per job, each in its own forked process with one function
+# replaced by a SIGKILL of that process at the named moment ("...-hold": it stops there instead,
+# writes its pid to the marker file and waits for the test to kill it). The imports (most of a
+# command's time) are paid once, before any fork and before torch or FAISS start threads.
+# Prints "point<TAB>wait status" per job.
 CRASH = r"""
-import os, signal, sys
-from pathlib import Path
-point, marker, args = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
-
-def die(*_):
-    if point.endswith("-hold"):
-        marker.touch()
-        signal.pause()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-import faiss
+import json, os, signal, sys
+import faiss, torch
+from cli import index as _  # noqa (the command's imports)
+from cli.main import main
 from indexes import commit, files
 from indexes.store import IndexStore
 
-if point == "staging":  # two batches staged, the third's file not yet written
-    write_npy, calls = files.write_npy, []
-    def third(*a):
-        calls.append(a)
-        if len(calls) == 3:
+def patch(point, marker):
+    def die(*_):
+        if point.endswith("-hold"):
+            marker_fd = os.open(marker + ".tmp", os.O_WRONLY | os.O_CREAT)
+            os.write(marker_fd, str(os.getpid()).encode())
+            os.close(marker_fd)
+            os.rename(marker + ".tmp", marker)
+            signal.pause()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "staging":  # two batches staged, the third's file not yet written
+        write_npy, calls = files.write_npy, []
+        def third(*a):
+            calls.append(a)
+            if len(calls) == 3:
+                die()
+            write_npy(*a)
+        files.write_npy = third
+    elif point == "index written":  # .index-2.faiss.tmp written in full, not renamed
+        write_index = faiss.write_index
+        def written(index, path):
+            write_index(index, path)
             die()
-        write_npy(*a)
-    files.write_npy = third
-elif point == "index written":  # .index-2.faiss.tmp written in full, not renamed
-    write_index = faiss.write_index
-    def written(index, path):
-        write_index(index, path)
-        die()
-    faiss.write_index = written
-elif point == "index renamed":  # index-2.faiss in place, the database still at generation 1
-    commit._apply = die
-elif point.startswith("in transaction"):  # items changed in the open SQLite transaction
-    set_meta = IndexStore._set_meta
-    def before_generation(self, key, value):
-        if key == "generation":
-            die()
-        set_meta(self, key, value)
-    IndexStore._set_meta = before_generation
-elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
-    files.clear_staging = die
-from cli.main import main
-sys.argv = ["retrieve", *args]
-main()
+        faiss.write_index = written
+    elif point == "index renamed":  # index-2.faiss in place, the database still at generation 1
+        commit._apply = die
+    elif point.startswith("in transaction"):  # items changed in the open SQLite transaction
+        set_meta = IndexStore._set_meta
+        def before_generation(self, key, value):
+            if key == "generation":
+                die()
+            set_meta(self, key, value)
+        IndexStore._set_meta = before_generation
+    elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
+        files.clear_staging = die
+
+children = {}
+for point, marker, args in json.loads(sys.argv[1]):
+    pid = os.fork()
+    if pid == 0:
+        torch.set_num_threads(1)  # the jobs share the machine's cores
+        patch(point, marker)
+        sys.argv = ["retrieve", *args]
+        try:
+            main()
+        except SystemExit as e:
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        os._exit(0)
+    children[pid] = point
+for pid, point in children.items():
+    print(f"{point}\t{os.waitpid(pid, 0)[1]}", flush=True)
 """
+
+
+def crash(jobs: list[tuple[str, Path, list]]) -> subprocess.Popen:
+    """Start CRASH on [(point, marker file, command-line args)]."""
+    doc = json.dumps([(point, str(marker), [str(a) for a in args]) for point, marker, args in jobs])
+    return subprocess.Popen([sys.executable, "-c", CRASH, doc], cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def killed_by_sigkill(out: str) -> dict[str, bool]:
+    statuses = dict(line.split("\t") for line in out.splitlines())
+    return {point: os.WIFSIGNALED(int(s)) and os.WTERMSIG(int(s)) == signal.SIGKILL
+            for point, s in statuses.items()}
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +151,6 @@ def assert_tidy(index: Path) -> None:
     assert not list((index / files.STAGING).glob("*")) if (index / files.STAGING).exists() else True
 
 
-def crash(point: str, args, marker: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CRASH, point, str(marker), *map(str, args)],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 # point -> (generation left by the kill, images resumed from staging by the next run)
 KILL_POINTS = {
     "staging": (1, 4),
@@ -138,18 +165,16 @@ KILL_POINTS = {
 def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
     """point -> (index copy, stderr) of a build-index SIGKILLed there; all run side by side."""
     photos, idx = built
-    procs = {}
+    copies, jobs = {}, []
     for n, point in enumerate(KILL_POINTS):
-        copy = tmp_path_factory.mktemp(f"killed{n}") / "idx"
-        shutil.copytree(idx, copy)
-        procs[point] = copy, crash(point, ["build-index", photos, "--weights", checkpoint, "--index",
-                                           copy, *FAST, *BATCH], copy.parent / "marker")
-    done = {}
-    for point, (copy, proc) in procs.items():
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == -signal.SIGKILL, (point, err.decode()[-2000:])
-        done[point] = copy
-    return done
+        copies[point] = tmp_path_factory.mktemp(f"killed{n}") / "idx"
+        shutil.copytree(idx, copies[point])
+        jobs.append((point, copies[point].parent / "marker", [
+            "build-index", photos, "--weights", checkpoint, "--index", copies[point], *FAST, *BATCH]))
+    proc = crash(jobs)
+    out, err = proc.communicate(timeout=300)
+    assert killed_by_sigkill(out) == {point: True for point in KILL_POINTS}, err[-3000:]
+    return copies
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
@@ -173,21 +198,25 @@ def test_killed_build_leaves_a_consistent_index_and_the_next_run_completes_it(
 def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_path):  # noqa: F811
     photos, idx = index
     marker = tmp_path / "holding"
-    proc = crash("in transaction-hold", ["build-index", photos, "--weights", checkpoint, "--index",
-                                         idx, *FAST], marker)
+    proc = crash([("in transaction-hold", marker, ["build-index", photos, "--weights", checkpoint,
+                                                   "--index", idx, *FAST])])
     try:
         deadline = time.monotonic() + 120
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert marker.exists(), proc.communicate()[1].decode()[-2000:]
+        assert marker.exists(), proc.communicate()[1][-2000:]
         second = build(photos, idx, checkpoint, ok=False)
         assert second.exit_code == 1
         assert second.output == f"Error: another build-index is running on {idx}\n"
         # readers see the last committed build while the first build holds its transaction
         assert run("info", "--index", idx).stdout.splitlines()[1] == "Images:       12"
     finally:
-        proc.kill()
-        proc.communicate()
+        if marker.exists():
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+        else:
+            proc.kill()
+        out, err = proc.communicate(timeout=60)
+    assert killed_by_sigkill(out) == {"in transaction-hold": True}, err[-2000:]
     assert assert_consistent(idx, photos) == (1, 12)
 
 
