@@ -7,8 +7,8 @@ import importlib.util
 
 import click
 
-from retrieval import __version__
 from cli.output import printable
+from retrieval import __version__
 from retrieval.errors import RetrieveError
 
 # command name -> "module:function"; importing a command's module is deferred so that

@@ -92,6 +92,8 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     Holds the build lock throughout. Raises IndexMismatch when the index was made with other
     weights, layer, factory or normalisation (unless ``rebuild``), NothingIndexed when the
     index would end up empty, FactoryError when the index type cannot be trained or updated.
+    IndexWriteError when a file of the index cannot be written (a full disk): what was
+    committed stays, what was staged is reused by the next run.
     """
     config = config or BuildConfig()
     start = time.perf_counter()
