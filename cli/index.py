@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from cli.options import device_option, index_option, progress_enabled, quiet_option, weights_option
+from cli.output import printable, to_json
 from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
 from indexes.faiss_ops import DEFAULT_FACTORY
 from retrieval.errors import RetrieveError
@@ -77,14 +77,17 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
         f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
         f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
         f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
+    if report.reused:
+        click.echo(f"Resumed: {report.reused} images taken from the interrupted build's staging, "
+                   "not extracted again", err=True)
 
 
 def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:
     for path, reason in skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
-    if errors_file is not None:
-        lines = "".join(f"{p}\t{r}\n" for p, r in skipped)
-        errors_file.write_text(lines, errors="surrogateescape")
+        click.echo(printable(f"skipped {path}: {reason}"), err=True)
+    if errors_file is not None:  # one line per file, so names are escaped as on the terminal
+        lines = "".join(f"{printable(p)}\t{printable(r)}\n" for p, r in skipped)
+        errors_file.write_text(lines)
 
 
 @click.command()
@@ -132,7 +135,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     if len(paths) == 1 and failed:
         raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
     for path, reason in failed:
-        click.echo(f"skipped {path}: {reason}", err=True)
+        click.echo(printable(f"skipped {path}: {reason}"), err=True)
     if not rows:
         raise RetrieveError("none of the query images could be read")
     _print_results(store.folder, k, rows, as_json)
@@ -149,12 +152,12 @@ def _print_results(folder: Path, k: int, rows, as_json: bool) -> None:
             {"query": os.path.abspath(q), "results": [
                 {"rank": r, "path": p, "distance": d} for r, (p, d) in enumerate(res, 1)]}
             for q, res in rows]}
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        click.echo(to_json(doc))
         return
     for n, (q, results) in enumerate(rows):
-        click.echo(("\n" if n else "") + f"{os.path.abspath(q)}")
+        click.echo(("\n" if n else "") + printable(os.path.abspath(q)))
         for rank, (path, distance) in enumerate(results, 1):
-            click.echo(f"{rank:>4}  {distance:10.4f}  {path}")
+            click.echo(f"{rank:>4}  {distance:10.4f}  {printable(path)}")
 
 
 @click.command()
@@ -174,9 +177,9 @@ def info(index_dir, as_json):
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(facts, indent=2, sort_keys=True))
+        click.echo(to_json(facts, sort_keys=True))
         return
-    click.echo(f"Index:        {facts['index']}\n"
+    click.echo(f"Index:        {printable(facts['index'])}\n"
                f"Images:       {facts['count']}\n"
                f"Weights:      {facts['weights']} (sha256 {facts['sha256'][:16]}...)\n"
                f"Vectors:      {facts['layer']}, {facts['dim']} dimensions"

@@ -7,6 +7,7 @@ import importlib.util
 
 import click
 
+from cli.output import printable
 from retrieval import __version__
 from retrieval.errors import RetrieveError
 
@@ -44,7 +45,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RetrieveError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(printable(str(e))) from None  # one line
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,6 +64,10 @@ class BuildReport:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
 
+class IndexWriteError(RetrieveError):
+    """The index could not be written (disk full, no permission): nothing committed is lost."""
+
+
 class NothingIndexed(RetrieveError):
     """Every input was skipped (or there was none): the index would be empty."""
 
@@ -86,21 +92,29 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     Holds the build lock throughout. Raises IndexMismatch when the index was made with other
     weights, layer, factory or normalisation (unless ``rebuild``), NothingIndexed when the
     index would end up empty, FactoryError when the index type cannot be trained or updated.
+    IndexWriteError when a file of the index cannot be written (a full disk): what was
+    committed stays, what was staged is reused by the next run.
     """
     config = config or BuildConfig()
     start = time.perf_counter()
     folder = Path(os.path.abspath(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = BuildLock(folder)
-    lock.acquire()
     try:
-        store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = BuildLock(folder)
+        lock.acquire()
         try:
-            report = _build(store, paths, extractor, config, rebuild)
+            store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+            try:
+                report = _build(store, paths, extractor, config, rebuild)
+            finally:
+                store.close()
         finally:
-            store.close()
-    finally:
-        lock.release()
+            lock.release()
+    except (OSError, sqlite3.OperationalError) as e:  # a full disk, a read-only folder, ...
+        where = getattr(e, "filename", None) or folder
+        why = getattr(e, "strerror", None) or str(e)
+        raise IndexWriteError(f"{where}: {why}; the index keeps its last complete build; fix "
+                              "this and run build-index again (it resumes)") from None
     report.seconds = time.perf_counter() - start
     return report
 
@@ -160,10 +174,19 @@ def _stat_all(paths, folder: Path, skipped: list) -> list[FileState]:
         try:
             st = FileState.of(p)
         except OSError as e:
-            skipped.append((p, f"cannot read ({e.strerror})"))
+            skipped.append((p, _unreadable(p, e)))
             continue
         seen.setdefault(st.path, st)
     return list(seen.values())
+
+
+def _unreadable(path: str, e: OSError) -> str:
+    """Why a file cannot be stat'ed, in the words retrieval.images.load_image uses."""
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if e.errno == errno.ENOENT:
+        return "broken symbolic link" if os.path.islink(path) else "file not found"
+    return f"cannot read ({e.strerror})"
 
 
 def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -111,13 +112,20 @@ def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
 def write_atomic(index: faiss.Index, path: Path) -> None:
     """Write aside, fsync, rename, fsync the folder: ``path`` is the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    faiss.write_index(index, str(tmp))
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as e:  # how FAISS reports a failed write (a full disk, ...)
+            raise OSError(errno.EIO, f"cannot write the index ({_faiss_reason(e)})", str(path)) from None
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a partial file would only take the space a retry needs
+        raise
     fsync_dir(path.parent)
 
 

@@ -98,6 +98,8 @@ def remove_strays(folder: Path, generation: int, batches: set[int]) -> None:
         if (m and int(m.group(1)) != generation) or (p.name.startswith(".") and p.name.endswith(".tmp")):
             p.unlink(missing_ok=True)
     staging = folder / STAGING
+    if staging.is_symlink():  # never write or delete through a link out of the index folder
+        staging.unlink()
     if staging.is_dir():
         for p in staging.iterdir():
             if not (p.suffix == ".npy" and p.stem.isdigit() and int(p.stem) in batches):

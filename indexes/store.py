@@ -101,6 +101,13 @@ class IndexStore:
             db = sqlite3.connect(folder / files.DATABASE, isolation_level=None)  # explicit BEGINs
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            # A damaged page can hide rows instead of failing (a broken meta index reads as
+            # "no build yet"): check every page's structure, linear in size, like one scan.
+            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                db.close()
+                lines = [line for line in problem.splitlines() if not line.startswith("***")]
+                raise sqlite3.DatabaseError((lines or ["malformed"])[0][:200])
             store = cls(folder, db)
             store.generation  # noqa: B018 (reads the database: damage shows here)
         except sqlite3.DatabaseError as e:

@@ -1,0 +1,323 @@
+"""Faults and attacks: killed builds, two builds at once, damaged files, a full disk, evil files."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL, draw_shape
+from indexes import files
+from indexes.store import open_for_reading
+from test_build_query import (FAST, ROOT, _load_each_checkpoint_once, build,  # noqa: F401 (fixtures)
+                              checkpoint, run)
+
+NEW = 6  # images added by the build that gets killed, two per batch
+BATCH = ["--batch-size", "2"]
+
+# Runs one `retrieve ARGS...` per job, each in its own forked process with one function
+# replaced by a SIGKILL of that process at the named moment ("...-hold": it stops there instead,
+# writes its pid to the marker file and waits for the test to kill it). The imports (most of a
+# command's time) are paid once, before any fork and before torch or FAISS start threads.
+# Prints "point<TAB>wait status" per job.
+CRASH = r"""
+import json, os, signal, sys
+import faiss, torch
+from cli import index as _  # noqa (the command's imports)
+from cli.main import main
+from indexes import commit, files
+from indexes.store import IndexStore
+
+def patch(point, marker):
+    def die(*_):
+        if point.endswith("-hold"):
+            marker_fd = os.open(marker + ".tmp", os.O_WRONLY | os.O_CREAT)
+            os.write(marker_fd, str(os.getpid()).encode())
+            os.close(marker_fd)
+            os.rename(marker + ".tmp", marker)
+            signal.pause()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "staging":  # two batches staged, the third's file not yet written
+        write_npy, calls = files.write_npy, []
+        def third(*a):
+            calls.append(a)
+            if len(calls) == 3:
+                die()
+            write_npy(*a)
+        files.write_npy = third
+    elif point == "index written":  # .index-2.faiss.tmp written in full, not renamed
+        write_index = faiss.write_index
+        def written(index, path):
+            write_index(index, path)
+            die()
+        faiss.write_index = written
+    elif point == "index renamed":  # index-2.faiss in place, the database still at generation 1
+        commit._apply = die
+    elif point.startswith("in transaction"):  # items changed in the open SQLite transaction
+        set_meta = IndexStore._set_meta
+        def before_generation(self, key, value):
+            if key == "generation":
+                die()
+            set_meta(self, key, value)
+        IndexStore._set_meta = before_generation
+    elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
+        files.clear_staging = die
+
+children = {}
+for point, marker, args in json.loads(sys.argv[1]):
+    pid = os.fork()
+    if pid == 0:
+        torch.set_num_threads(1)  # the jobs share the machine's cores
+        patch(point, marker)
+        sys.argv = ["retrieve", *args]
+        try:
+            main()
+        except SystemExit as e:
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        os._exit(0)
+    children[pid] = point
+for pid, point in children.items():
+    print(f"{point}\t{os.waitpid(pid, 0)[1]}", flush=True)
+"""
+
+
+def crash(jobs: list[tuple[str, Path, list]]) -> subprocess.Popen:
+    """Start CRASH on [(point, marker file, command-line args)]."""
+    doc = json.dumps([(point, str(marker), [str(a) for a in args]) for point, marker, args in jobs])
+    return subprocess.Popen([sys.executable, "-c", CRASH, doc], cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def killed_by_sigkill(out: str) -> dict[str, bool]:
+    statuses = dict(line.split("\t") for line in out.splitlines())
+    return {point: os.WIFSIGNALED(int(s)) and os.WTERMSIG(int(s)) == signal.SIGKILL
+            for point, s in statuses.items()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, checkpoint):  # noqa: F811
+    """photos/ with 12 images indexed (generation 1), and NEW more images not yet indexed."""
+    root = tmp_path_factory.mktemp("built")
+    photos = root / "photos"
+    for i in range(12):
+        (photos / "old").mkdir(parents=True, exist_ok=True)
+        draw_shape(i % 4, size=SMALL, seed=i).save(photos / "old" / f"{i:02d}.png")
+    build(photos, root / "idx", checkpoint)
+    for i in range(NEW):
+        (photos / "new").mkdir(exist_ok=True)
+        draw_shape(i % 4, size=SMALL, seed=50 + i).save(photos / "new" / f"{i}.png")
+    return photos, root / "idx"
+
+
+@pytest.fixture
+def index(built, tmp_path):
+    """A copy of the built index to damage, and its photos."""
+    photos, idx = built
+    shutil.copytree(idx, tmp_path / "idx")
+    return photos, tmp_path / "idx"
+
+
+def assert_consistent(index: Path, photos: Path) -> tuple[int, int]:
+    """Every id in FAISS has its path, every path its id, every path a photo: (generation, count)."""
+    store = open_for_reading(index)
+    try:
+        items = store.items()
+        ids = faiss.vector_to_array(store.load_index().id_map)
+        generation = store.generation
+    finally:
+        store.close()
+    assert sorted(ids.tolist()) == sorted(i for i, _, _ in items.values())
+    assert all(os.fsdecode(p).startswith(str(photos)) and os.path.isfile(p) for p in items)
+    return generation, len(items)
+
+
+def assert_tidy(index: Path) -> None:
+    names = sorted(p.name for p in index.iterdir())
+    assert [n for n in names if n.endswith(".faiss") or n.endswith(".tmp")] == ["index-2.faiss"]
+    assert not list((index / files.STAGING).glob("*")) if (index / files.STAGING).exists() else True
+
+
+# point -> (generation left by the kill, images resumed from staging by the next run)
+KILL_POINTS = {
+    "staging": (1, 4),
+    "index written": (1, NEW),
+    "index renamed": (1, NEW),
+    "in transaction": (1, NEW),
+    "committed": (2, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
+    """point -> (index copy, stderr) of a build-index SIGKILLed there; all run side by side."""
+    photos, idx = built
+    copies, jobs = {}, []
+    for n, point in enumerate(KILL_POINTS):
+        copies[point] = tmp_path_factory.mktemp(f"killed{n}") / "idx"
+        shutil.copytree(idx, copies[point])
+        jobs.append((point, copies[point].parent / "marker", [
+            "build-index", photos, "--weights", checkpoint, "--index", copies[point], *FAST, *BATCH]))
+    proc = crash(jobs)
+    out, err = proc.communicate(timeout=300)
+    assert killed_by_sigkill(out) == {point: True for point in KILL_POINTS}, err[-3000:]
+    return copies
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_build_leaves_a_consistent_index_and_the_next_run_completes_it(
+        point, killed, built, checkpoint):  # noqa: F811
+    photos, _ = built
+    idx = killed[point]
+    generation, resumed = KILL_POINTS[point]
+    assert assert_consistent(idx, photos) == (generation, 12 if generation == 1 else 12 + NEW)
+    assert run("info", "--index", idx).stdout.splitlines()[1] == f"Images:       {12 + NEW * (generation - 1)}"
+    again = build(photos, idx, checkpoint, *BATCH)
+    added = NEW if generation == 1 else 0
+    assert again.stdout.startswith(f"Indexed {12 + NEW} images ({added} new, 0 changed, 0 removed")
+    assert ("Resumed: " in again.stderr) == bool(resumed)
+    if resumed:  # staged batches are never extracted again
+        assert f"Resumed: {resumed} images taken from the interrupted build's staging" in again.stderr
+    assert assert_consistent(idx, photos) == (generation + (generation == 1), 12 + NEW)
+    assert_tidy(idx)
+
+
+def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_path):  # noqa: F811
+    photos, idx = index
+    marker = tmp_path / "holding"
+    proc = crash([("in transaction-hold", marker, ["build-index", photos, "--weights", checkpoint,
+                                                   "--index", idx, *FAST])])
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), proc.communicate()[1][-2000:]
+        second = build(photos, idx, checkpoint, ok=False)
+        assert second.exit_code == 1
+        assert second.output == f"Error: another build-index is running on {idx}\n"
+        # readers see the last committed build while the first build holds its transaction
+        assert run("info", "--index", idx).stdout.splitlines()[1] == "Images:       12"
+    finally:
+        if marker.exists():
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+        else:
+            proc.kill()
+        out, err = proc.communicate(timeout=60)
+    assert killed_by_sigkill(out) == {"in transaction-hold": True}, err[-2000:]
+    assert assert_consistent(idx, photos) == (1, 12)
+
+
+DAMAGE = {
+    "index truncated": ("index-1.faiss", lambda b: b[: len(b) // 2], "damaged index file"),
+    "index garbage": ("index-1.faiss", lambda b: b"\x00" * 100, "damaged index file"),
+    "index missing": ("index-1.faiss", None, "index file is missing"),
+    "manifest truncated": ("manifest.json", lambda b: b[: len(b) // 2], "damaged"),
+    "manifest not ours": ("manifest.json", lambda b: b"{}", "not a retrieve index manifest"),
+    "database truncated": ("items.sqlite", lambda b: b[: len(b) // 2], "damaged"),
+    "database garbage": ("items.sqlite", lambda b: b"x" * len(b), "damaged (file is not a database)"),
+    "database page": ("items.sqlite", lambda b: b[:3 * 4096 + 8] + b"\xff" * 3992 + b[4 * 4096:],
+                      "damaged"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damaged_files_are_named_and_rebuild_repairs_them(case, index, checkpoint):  # noqa: F811
+    photos, idx = index
+    name, damage, reason = DAMAGE[case]
+    path = idx / name
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_bytes(damage(path.read_bytes()))
+    for command in (["info"], ["query", photos / "old" / "00.png"]):
+        result = run(*command, "--index", idx, ok=False)
+        assert result.exit_code == 1 and result.stdout == "", case
+        assert result.stderr.startswith(f"Error: {path}: {reason}"), result.stderr
+        assert result.stderr.endswith(f"--index {idx} --rebuild`\n") and result.stderr.count("\n") == 1
+    assert "Indexed 18 images (18 new" in build(photos, idx, checkpoint, "--rebuild").stdout
+    assert assert_consistent(idx, photos)[1] == 18
+
+
+@pytest.mark.parametrize("where", ["staging", "index", "index (FAISS)"])
+def test_a_full_disk_is_one_line_and_the_old_index_stays(where, index, checkpoint, monkeypatch):  # noqa: F811
+    photos, idx = index
+    kept = [files.index_file(idx, 1), idx / files.MANIFEST]  # the database gains staged rows
+    before = [p.read_bytes() for p in kept]
+
+    def full(*_, **__):
+        if where == "index (FAISS)":  # what faiss.write_index raises when fwrite fails
+            raise RuntimeError("Error in faiss::FileIOWriter::operator() at impl/io.cpp:98: "
+                               "Error: 'ret == n' failed: write error")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "somewhere")
+
+    monkeypatch.setattr(np if where == "staging" else faiss, "save" if where == "staging"
+                        else "write_index", full)
+    result = build(photos, idx, checkpoint, *BATCH, ok=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert ("write error" if where == "index (FAISS)" else "No space left on device") in result.stderr
+    assert result.stderr.endswith("the index keeps its last complete build; fix this and run "
+                                  "build-index again (it resumes)\n")
+    monkeypatch.undo()
+    assert [p.read_bytes() for p in kept] == before
+    assert not [p for p in idx.rglob("*") if p.name.endswith(".tmp")]  # no partial file left
+    assert assert_consistent(idx, photos) == (1, 12)
+    again = build(photos, idx, checkpoint, *BATCH)
+    assert again.stdout.startswith("Indexed 18 images (6 new")
+    assert ("Resumed: 6 images" in again.stderr) == (where != "staging")
+
+
+def test_a_checkpoint_that_runs_code_is_refused_by_build_index(built, tmp_path):
+    photos, _ = built
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"format": "retrieve-checkpoint", "evil": Exploit()}, tmp_path / "evil.pt",
+               pickle_module=pickle)
+    result = run("build-index", photos, "--weights", tmp_path / "evil.pt", "--index",
+                 tmp_path / "idx", *FAST, ok=False)
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'evil.pt'}: refused: it contains code or objects "
+                             "other than weights\n")
+    assert not marker.exists() and not (tmp_path / "idx").exists()
+
+
+def test_links_out_of_the_folders_are_neither_written_nor_deleted(index, checkpoint, tmp_path):  # noqa: F811
+    photos, idx = index
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    draw_shape(1, size=SMALL, seed=99).save(outside / "target.png")
+    (outside / "0.npy").write_bytes(b"keep me")
+    (photos / "new" / "link.png").symlink_to(outside / "target.png")
+    # a planted staging link: builds must neither stage into it nor tidy it out
+    shutil.rmtree(idx / files.STAGING, ignore_errors=True)
+    (idx / files.STAGING).symlink_to(outside, target_is_directory=True)
+    try:
+        build(photos, idx, checkpoint, *BATCH)
+        assert sorted(p.name for p in outside.iterdir()) == ["0.npy", "target.png"]
+        assert (outside / "0.npy").read_bytes() == b"keep me"
+        doc = json.loads(run("query", outside / "target.png", "--index", idx, "-k", 30, "--json").stdout)
+        found = [r["path"] for r in doc["queries"][0]["results"]]
+        # the link's target is indexed under the link's name; the target's own path never shows
+        assert found[0] == str(photos / "new" / "link.png") and len(found) == 19
+        assert not any(p.startswith(str(outside)) for p in found)
+        (photos / "new" / "link.png").unlink()
+        assert "1 removed" in build(photos, idx, checkpoint).stdout
+        assert (outside / "target.png").is_file() and assert_consistent(idx, photos) == (3, 18)
+    finally:
+        shutil.rmtree(photos / "new" / "link.png", ignore_errors=True)
