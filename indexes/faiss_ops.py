@@ -10,9 +10,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from retrieval.atomic import fsync_dir
 from retrieval.errors import FactoryError
 
-from .files import corrupt, fsync_dir
+from .files import corrupt
 
 DEFAULT_FACTORY = "Flat"
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256

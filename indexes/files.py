@@ -7,11 +7,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.atomic import write_atomic
 from retrieval.errors import IndexCorrupt, RetrieveError
 
 DATABASE = "items.sqlite"
@@ -19,7 +19,6 @@ MANIFEST = "manifest.json"
 LOCK = "lock"
 STAGING = "staging"
 INDEX_PATTERN = re.compile(r"^index-(\d+)\.faiss$")
-FILE_MODE = 0o644
 REBUILD_HINT = "rebuild it with `retrieve build-index PATH... --index {dir} --rebuild`"
 
 
@@ -37,33 +36,9 @@ def corrupt(folder: Path, name: str, what: str) -> IndexCorrupt:
     return IndexCorrupt(f"{folder / name}: {what}; " + REBUILD_HINT.format(dir=folder))
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_aside(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, rename into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files; an index is shared like any data
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def write_json(path: Path, obj: dict) -> None:
     data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    _write_aside(path, lambda f: f.write(data))
+    write_atomic(path, lambda f: f.write(data))
 
 
 def read_json(folder: Path, name: str) -> dict:
@@ -80,7 +55,7 @@ def read_json(folder: Path, name: str) -> dict:
 
 def write_npy(path: Path, x: np.ndarray) -> None:
     path.parent.mkdir(exist_ok=True)
-    _write_aside(path, lambda f: np.save(f, x, allow_pickle=False))
+    write_atomic(path, lambda f: np.save(f, x, allow_pickle=False))
 
 
 def read_npy(path: Path) -> np.ndarray:
