@@ -119,31 +119,33 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     from retrieval.weights import resolve_device
 
     store = open_for_reading(index_dir)
-    dev = resolve_device(device)
-    paths = [str(p) for p in find_images(images)]
-    if not paths:
-        raise RetrieveError(f"no images in {', '.join(map(str, images))}")
-    extractor = FeatureExtractor(weights_for(store.settings, dev), batch_size,
-                                 workers=0 if len(paths) <= batch_size else DEFAULT_WORKERS,
-                                 device=dev)
-    rows, failed = [], []
-    for positions, vectors, errors in extractor.embed(paths):
-        failed += errors
-        if len(positions):
-            found = neighbours(store, vectors, k, nprobe)
-            rows += [(paths[i], r) for i, r in zip(positions, found)]
-    if len(paths) == 1 and failed:
-        raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
-    for path, reason in failed:
-        click.echo(printable(f"skipped {path}: {reason}"), err=True)
-    if not rows:
-        raise RetrieveError("none of the query images could be read")
-    _print_results(store.folder, k, rows, as_json)
-    if sheet is not None:
-        from retrieval.sheet import draw_sheet
+    try:
+        dev = resolve_device(device)
+        paths = [str(p) for p in find_images(images)]
+        if not paths:
+            raise RetrieveError(f"no images in {', '.join(map(str, images))}")
+        extractor = FeatureExtractor(weights_for(store.settings, dev), batch_size,
+                                     workers=0 if len(paths) <= batch_size else DEFAULT_WORKERS,
+                                     device=dev)
+        rows, failed = [], []
+        for positions, vectors, errors in extractor.embed(paths):
+            failed += errors
+            if len(positions):
+                found = neighbours(store, vectors, k, nprobe)
+                rows += [(paths[i], r) for i, r in zip(positions, found)]
+        if len(paths) == 1 and failed:
+            raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
+        for path, reason in failed:
+            click.echo(printable(f"skipped {path}: {reason}"), err=True)
+        if not rows:
+            raise RetrieveError("none of the query images could be read")
+        _print_results(store.folder, k, rows, as_json)
+        if sheet is not None:
+            from retrieval.sheet import draw_sheet
 
-        click.echo(f"Wrote {draw_sheet(rows, sheet, k)}", err=True)
-    store.close()
+            click.echo(f"Wrote {draw_sheet(rows, sheet, k)}", err=True)
+    finally:
+        store.close()
 
 
 def _print_results(folder: Path, k: int, rows, as_json: bool) -> None:
