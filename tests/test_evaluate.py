@@ -250,3 +250,17 @@ PER_CLASS = 24
 EPOCHS = 4
 BATCH = 16
 LR = 0.01
+
+
+def test_approximate_index_reports_recall_against_exact(tmp_path, image_folder, small_checkpoint):
+    """HNSW is not brute force: evaluate re-embeds the indexed images to compare with exact
+    search (on 12 images the graph finds every true neighbour)."""
+    root, _ = image_folder
+    r = CliRunner().invoke(cli, ["build-index", str(root), "--weights", str(small_checkpoint),
+                                 "--index", str(tmp_path / "hnsw"), "--factory", "HNSW32", *FAST])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(_run(root, "--index", tmp_path / "hnsw", "-k", 3, "--json").stdout)
+    assert doc["exact"] is False and doc["factory"] == "HNSW32"
+    assert doc["recall_vs_exact"] == 1.0
+    text = _run(root, "--index", tmp_path / "hnsw", "-k", 3).stdout
+    assert "Index HNSW32 is approximate: recall@3 against exact search 1.000" in text
