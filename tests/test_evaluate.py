@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from conftest import SMALL
+from conftest import SMALL, draw_shape
 from cli.embedding import collect
 from indexes import evaluate as ev
 from indexes.build import build_index
@@ -25,7 +25,7 @@ from retrieval.images import find_images
 from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess, create_transform
 from retrieval.pixels import pixel_vectors
-from retrieval.weights import Weights, load_weights
+from retrieval.weights import Weights, load_weights, save_checkpoint
 
 FAST = ["--workers", "0", "--quiet"]
 
@@ -93,14 +93,39 @@ def test_folder_labels():
 
 # -- the command --------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """conftest's image_folder and small_checkpoint, indexed once for the module (each build
+    loads the 60M-parameter model): (photo root, its paths, checkpoint, index folder)."""
+    tmp = tmp_path_factory.mktemp("evaluate")
+    root, paths = tmp / "photos", []
+    for kind, name in enumerate(["circle", "square", "triangle", "stripes"]):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            paths.append(root / name / f"{i}.{'jpg' if i % 2 == 0 else 'png'}")
+            draw_shape(kind, seed=10 * kind + i).save(paths[-1])
+    ckpt = tmp / "small.pt"
+    save_checkpoint(ckpt, AlexNet(ModelConfig(num_classes=4)), Preprocess(image_size=SMALL),
+                    ["circle", "square", "triangle", "stripes"])
+    r = CliRunner().invoke(cli, ["build-index", str(root), "--weights", str(ckpt),
+                                 "--index", str(tmp / "idx"), *FAST])
+    assert r.exit_code == 0, r.output
+    return root, paths, ckpt, tmp / "idx"
+
+
 @pytest.fixture
-def index(tmp_path, image_folder, small_checkpoint):
-    root, _ = image_folder
-    out = tmp_path / "idx"
-    r = CliRunner().invoke(cli, ["build-index", str(root), "--weights", str(small_checkpoint),
-                                 "--index", str(out), *FAST])
-    assert r.exit_code == 0, r.stdout
-    return out
+def image_folder(built):
+    return built[0], built[1]
+
+
+@pytest.fixture
+def small_checkpoint(built):
+    return built[2]
+
+
+@pytest.fixture
+def index(built):
+    return built[3]
 
 
 def _run(*args):
