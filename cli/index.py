@@ -113,20 +113,16 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     retrieve query queries/ --json > results.json
     retrieve query cat.jpg dog.jpg --sheet neighbours.png
     """
+    from cli.embedding import extractor_for
     from indexes.store import neighbours, open_for_reading
-    from retrieval.features import FeatureExtractor, weights_for
     from retrieval.images import find_images
-    from retrieval.weights import resolve_device
 
     store = open_for_reading(index_dir)
     try:
-        dev = resolve_device(device)
         paths = [str(p) for p in find_images(images)]
         if not paths:
             raise RetrieveError(f"no images in {', '.join(map(str, images))}")
-        extractor = FeatureExtractor(weights_for(store.settings, dev), batch_size,
-                                     workers=0 if len(paths) <= batch_size else DEFAULT_WORKERS,
-                                     device=dev)
+        extractor = extractor_for(store, device, batch_size, len(paths))
         rows, failed = [], []
         for positions, vectors, errors in extractor.embed(paths):
             failed += errors
