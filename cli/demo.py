@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
-import numpy as np
 
 from cli.options import device_option, progress_enabled, quiet_option
 from retrieval.errors import DataError
@@ -89,65 +88,52 @@ def train_model(config: DemoConfig, data: Path, budget_minutes: float):
         progress=config.progress))
 
 
-def precision_at_k(query_labels: np.ndarray, I: np.ndarray, item_labels: np.ndarray, k: int) -> float:
-    """Mean fraction of the k nearest items (ids I, -1 for none) that share the query's label."""
-    from indexes.metrics import precision_at_k as p_at_k, relevance_from_labels
-
-    rel, n_relevant = relevance_from_labels(query_labels, I[:, :k], item_labels)
-    return p_at_k(rel, n_relevant, k)
-
-
-def compare_with_pixels(index_dir: Path, queries: list[Path], xq: np.ndarray, k: int
+def compare_with_pixels(index_dir: Path, queries: list[Path], embed, k: int
                         ) -> tuple[float, float]:
-    """precision@k of the fc7 index and of raw pixels (exact search) for the same queries.
-
-    Labels are parent folder names. The pixel index holds the same images under the same ids.
-    """
-    import os
-
-    from indexes import faiss_ops
+    """precision@k of the fc7 index and of raw pixels for the same held-out queries
+    (`retrieve evaluate --baseline pixels`'s protocol: labels are parent folder names)."""
+    from indexes.evaluate import EvalConfig, evaluate
     from indexes.store import open_for_reading
     from retrieval.pixels import pixel_vectors
 
     store = open_for_reading(index_dir)
     try:
-        _, I_fc7 = store.search(xq, k)
-        items = sorted((row[0], os.fsdecode(path)) for path, row in store.items().items())
+        report = evaluate(store, [str(q) for q in queries], embed, EvalConfig(k=k, map_at=k),
+                          pixels=pixel_vectors)
     finally:
         store.close()
-    ids = np.array([i for i, _ in items], dtype=np.int64)
-    item_labels = np.full(ids.max() + 1, "", dtype=object)
-    item_labels[ids] = [Path(p).parent.name for _, p in items]
-    query_labels = np.array([q.parent.name for q in queries], dtype=object)
-
-    xb, ok, _ = pixel_vectors([p for _, p in items])
-    xq_pixels, q_ok, _ = pixel_vectors(queries)
-    pixels = faiss_ops.make_index("Flat", xb.shape[1])
-    faiss_ops.add(pixels, xb, ids[ok])
-    _, I_pixels = faiss_ops.search(pixels, xq_pixels, k)
-    return (precision_at_k(query_labels, I_fc7, item_labels, k),
-            precision_at_k(query_labels[q_ok], I_pixels, item_labels, k))
+    return (report.methods["fc7"].metrics.precision_at_k,
+            report.methods["pixels"].metrics.precision_at_k)
 
 
-def embed_queries(extractor, queries: list[Path]) -> tuple[list[Path], np.ndarray]:
-    """fc7 vectors of the query files that decode, in order."""
-    kept, blocks = [], []
-    for positions, xq, _ in extractor.embed(queries):
-        kept += [queries[i] for i in positions]
-        blocks.append(xq)
-    return kept, np.concatenate(blocks) if blocks else np.zeros((0, 4096), np.float32)
+def draw_queries(index_dir: Path, queries: list[Path], embed, out: Path) -> None:
+    """queries.png: the first held-out query of the first SHEET_QUERIES classes and their K
+    nearest indexed images (the paper's Figure 4)."""
+    from indexes.store import neighbours, open_for_reading
+    from retrieval.sheet import draw_sheet
+
+    first_of_class: dict[str, Path] = {}
+    for q in queries:
+        first_of_class.setdefault(q.parent.name, q)
+    shown = list(first_of_class.values())[:SHEET_QUERIES]
+    xq, positions, _ = embed([str(q) for q in shown])
+    store = open_for_reading(index_dir)
+    try:
+        found = neighbours(store, xq, K)
+    finally:
+        store.close()
+    draw_sheet([(str(shown[i]), r) for i, r in zip(positions, found)], out, K)
 
 
 def run_demo(config: DemoConfig) -> DemoSummary:
     """Every step of the tool on a small data set; writes its files into ``config.out``."""
     import shutil
 
+    from cli.embedding import collect
     from indexes.build import BuildConfig, build_index
-    from indexes.store import neighbours, open_for_reading
     from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
     from retrieval.kernels import save_kernels
-    from retrieval.sheet import draw_sheet
     from retrieval.weights import load_weights, resolve_device
 
     start, seconds = time.perf_counter(), {}
@@ -172,18 +158,9 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     seconds["index"] = lap()
 
     save_kernels(weights, out / "kernels.png")
-    queries, xq = embed_queries(extractor, list(find_images([query_dir])))
-    first_of_class = {}
-    for i, q in enumerate(queries):
-        first_of_class.setdefault(q.parent.name, i)
-    rows = list(first_of_class.values())[:SHEET_QUERIES]
-    store = open_for_reading(index_dir)
-    try:
-        found = neighbours(store, xq[rows], K)
-    finally:
-        store.close()
-    draw_sheet([(str(queries[i]), r) for i, r in zip(rows, found)], out / "queries.png", K)
-    p_fc7, p_pixels = compare_with_pixels(index_dir, queries, xq, K)
+    queries = list(find_images([query_dir]))
+    draw_queries(index_dir, queries, collect(extractor), out / "queries.png")
+    p_fc7, p_pixels = compare_with_pixels(index_dir, queries, collect(extractor), K)
     seconds["queries"] = lap()
     seconds["total"] = time.perf_counter() - start
 

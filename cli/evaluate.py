@@ -9,6 +9,7 @@ import click
 
 from cli.index import EXISTING, QUERY_BATCH_SIZE
 from cli.options import device_option, index_option, progress_enabled, quiet_option
+from cli.output import printable
 from retrieval.errors import RetrieveError
 
 
@@ -70,7 +71,7 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
     finally:
         store.close()
     for path, reason in report.skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
+        click.echo(printable(f"skipped {path}: {reason}"), err=True)
     if report.absent_labels:
         click.echo(f"warning: no indexed image has the label of {len(report.absent_labels)} "
                    f"query folders ({', '.join(report.absent_labels)})", err=True)
