@@ -184,8 +184,9 @@ def format_summary(s: DemoSummary, out: Path) -> str:
     example = next(Path(s.files["index"]).parent.glob("data/queries/*/*"), None)
     return "\n".join([
         f"Trained the paper's AlexNet on {s.train_images} {s.data} images ({len(s.classes)} "
-        f"classes, {s.image_size}x{s.image_size}) for {s.epochs} epochs in "
-        f"{s.seconds['train']:.0f} s: validation top-1 error {s.val_top1_error:.3f}.",
+        f"classes, {s.image_size}x{s.image_size}, a tenth held out for validation) for "
+        f"{s.epochs} epochs in {s.seconds['train']:.0f} s: validation top-1 error "
+        f"{s.val_top1_error:.3f}.",
         f"Held-out queries: {s.query_images}. precision@{K}: {s.precision_at_10_fc7:.3f} with fc7, "
         f"{s.precision_at_10_pixels:.3f} with raw pixels ({s.ratio:.2f}x; chance "
         f"{s.chance:.3f}).",
