@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from cli.options import device_option, progress_enabled, quiet_option
+from retrieval.atomic import write_atomic
 from retrieval.errors import DataError
 
 K = 10  # precision@10, as the summary reports
@@ -175,8 +176,8 @@ def run_demo(config: DemoConfig) -> DemoSummary:
                "metrics": str(out / "metrics.jsonl"), "curves": str(out / "curves.png"),
                "index": str(index_dir), "kernels": str(out / "kernels.png"),
                "queries": str(out / "queries.png"), "summary": str(out / "summary.json")})
-    (out / "summary.json").write_text(json.dumps({**asdict(summary), "ratio": summary.ratio},
-                                                 indent=2) + "\n")
+    text = json.dumps({**asdict(summary), "ratio": summary.ratio}, indent=2) + "\n"
+    write_atomic(out / "summary.json", lambda f: f.write(text.encode()))
     return summary
 
 
