@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from cli.index import EXISTING, QUERY_BATCH_SIZE
-from cli.options import device_option, index_option, progress_enabled, quiet_option
+from cli.index import EXISTING
+from cli.options import (device_option, index_option, nprobe_option, progress_enabled,
+                         query_batch_size_option, quiet_option)
 from cli.output import printable
 from retrieval.errors import RetrieveError
 
@@ -29,11 +30,9 @@ from retrieval.errors import RetrieveError
 @click.option("--ground-truth", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE.csv",
               help="Near-duplicate search: CSV rows `query path,relevant path` instead of labels.")
-@click.option("--nprobe", type=click.IntRange(min=1),
-              help="IVF indexes: inverted lists visited per query.")
+@nprobe_option
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=QUERY_BATCH_SIZE,
-              show_default=True, help="Images per forward pass.")
+@query_batch_size_option
 @quiet_option
 def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, ground_truth,
              nprobe, device, batch_size, quiet):

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from cli.options import device_option, index_option, progress_enabled, quiet_option, weights_option
+from cli.options import (device_option, index_option, nprobe_option, progress_enabled,
+                         query_batch_size_option, quiet_option, weights_option)
 from cli.output import printable, to_json
 from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
 from indexes.faiss_ops import DEFAULT_FACTORY
 from retrieval.errors import RetrieveError
 
-QUERY_BATCH_SIZE = 32
 EXISTING = click.Path(exists=True, path_type=Path)
 
 
@@ -98,11 +98,9 @@ def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) ->
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), metavar="OUT.png",
               help="Draw queries and neighbours into one PNG (the paper's Figure 4).")
-@click.option("--nprobe", type=click.IntRange(min=1),
-              help="IVF indexes: inverted lists visited per query (more: slower, more exact).")
+@nprobe_option
 @device_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=QUERY_BATCH_SIZE,
-              show_default=True, help="Query images per forward pass.")
+@query_batch_size_option
 def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     """Find the images of the index nearest to each IMAGE (a file, or a folder of them).
 

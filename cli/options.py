@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 DEFAULT_INDEX = "retrieve-index"
+QUERY_BATCH_SIZE = 32
 
 
 def weights_option(f):
@@ -31,6 +32,18 @@ def index_option(f):
         default=lambda: os.environ.get("RETRIEVE_INDEX", DEFAULT_INDEX),
         show_default="retrieve-index, or $RETRIEVE_INDEX",
         help="The index directory.")(f)
+
+
+def nprobe_option(f):
+    return click.option(
+        "--nprobe", type=click.IntRange(min=1),
+        help="IVF indexes: inverted lists visited per query (more: slower, more exact).")(f)
+
+
+def query_batch_size_option(f):
+    return click.option(
+        "--batch-size", type=click.IntRange(min=1), default=QUERY_BATCH_SIZE, show_default=True,
+        help="Query images per forward pass.")(f)
 
 
 def quiet_option(f):

@@ -157,8 +157,3 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WeightsError("--device cuda: no CUDA GPU is available here; use --device cpu")
     return torch.device(device)
-
-
-def default_weights() -> str:
-    """The weights a command uses when none is given: $RETRIEVE_WEIGHTS, else ``imagenet``."""
-    return os.environ.get("RETRIEVE_WEIGHTS", IMAGENET)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +64,13 @@ def small_checkpoint(tmp_path):
     save_checkpoint(path, model, Preprocess(image_size=SMALL),
                     ["circle", "square", "triangle", "stripes"])
     return path
+
+
+def write_malicious_checkpoint(path, marker) -> None:
+    """A checkpoint whose unpickling would create ``marker``: code that must never run."""
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"format": "retrieve-checkpoint", "evil": Exploit()}, path, pickle_module=pickle)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -16,9 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-import torch
 
-from conftest import SMALL, draw_shape
+from conftest import SMALL, draw_shape, write_malicious_checkpoint
 from indexes import files
 from indexes.store import open_for_reading
 from test_build_query import (FAST, ROOT, _load_each_checkpoint_once, build,  # noqa: F401 (fixtures)
@@ -282,13 +280,7 @@ def test_a_full_disk_is_one_line_and_the_old_index_stays(where, index, checkpoin
 def test_a_checkpoint_that_runs_code_is_refused_by_build_index(built, tmp_path):
     photos, _ = built
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"format": "retrieve-checkpoint", "evil": Exploit()}, tmp_path / "evil.pt",
-               pickle_module=pickle)
+    write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     result = run("build-index", photos, "--weights", tmp_path / "evil.pt", "--index",
                  tmp_path / "idx", *FAST, ok=False)
     assert result.exit_code == 1

@@ -1,10 +1,10 @@
 """Checkpoints round-trip, bad files are refused in one line, `imagenet` loads from the cache."""
 
-import pickle
 
 import pytest
 import torch
 
+from conftest import write_malicious_checkpoint
 from retrieval.errors import WeightsError
 from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess
@@ -26,13 +26,7 @@ def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
 
 def test_checkpoint_is_loaded_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"format": "retrieve-checkpoint", "evil": Exploit()}, tmp_path / "evil.pt",
-               pickle_module=pickle)
+    write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     assert not marker.exists()
     with pytest.raises(WeightsError, match="evil.pt: refused"):
         load_weights(tmp_path / "evil.pt")
