@@ -74,6 +74,7 @@ class FeatureExtractor:
             "weights": self.weights.source, "sha256": self.weights.sha256, "layer": LAYER,
             "dim": FEATURE_DIM, "transform": self.weights.preprocess.describe(),
             "model": asdict(self.model.config),
+            "weights_stamp": self.weights.stamp,  # lets a query skip hashing the same file again
         }
 
     def loader(self, paths: Sequence[str]) -> DataLoader:
@@ -122,7 +123,8 @@ def weights_for(identity: dict, device: torch.device | str = "cpu") -> Weights:
     if source != IMAGENET and not os.path.isfile(source):
         raise WeightsError(f"{source}: the weights this index was built with are missing; restore "
                            "the file, or rebuild the index with build-index --weights CKPT --rebuild")
-    weights = load_weights(source, device)
+    stamp = identity.get("weights_stamp")
+    weights = load_weights(source, device, (stamp, identity["sha256"]) if stamp else None)
     if weights.sha256 != identity.get("sha256"):
         raise IndexMismatch(f"{source}: the weights changed since the index was built (sha256 "
                             f"{weights.sha256[:12]}... instead of {str(identity.get('sha256'))[:12]}...); "

@@ -33,6 +33,7 @@ class Weights:
     source: str  # "imagenet" or the checkpoint's absolute path
     sha256: str  # of the weights file
     classes: list[str] = field(default_factory=list)
+    stamp: list[int] = field(default_factory=list)  # file_stamp of the weights file, as read
 
     @property
     def transform(self) -> T.Compose:
@@ -45,6 +46,28 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def file_stamp(path: str | os.PathLike) -> list[int]:
+    """Device, inode, size, mtime and ctime (ns): any write to the file, or a file put in its
+    place, changes at least one of them (ctime cannot be set back the way mtime can)."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def read_digested(path: Path, read, trusted: tuple[list[int], str] | None = None):
+    """``read()``, with the sha256 and stamp of ``path``: (result, sha256, stamp).
+
+    ``trusted`` is a (stamp, sha256) pair recorded earlier (by build-index): when the file's
+    stamp equals it both before and after reading, its sha256 is taken from there instead of
+    hashing the file again (a second pass over hundreds of MB on every query).
+    """
+    before = file_stamp(path)
+    result = read()
+    after = file_stamp(path)
+    if trusted is not None and before == after == list(trusted[0]):
+        return result, trusted[1], after
+    return result, sha256_file(path), after
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
@@ -114,13 +137,19 @@ def imagenet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
-def load_imagenet() -> Weights:
+def load_imagenet(trusted: tuple[list[int], str] | None = None) -> Weights:
     """torchvision's ImageNet-trained AlexNet, through its weights API (cached after one download)."""
     from torchvision.models import AlexNet_Weights
 
     weights = AlexNet_Weights.IMAGENET1K_V1
+
+    def read() -> dict:
+        return weights.get_state_dict(progress=False, check_hash=True)
+
     try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
+        if not imagenet_weights_path().is_file():
+            read()  # downloads it into the cache (once), where it is read and hashed below
+        state, sha256, stamp = read_digested(imagenet_weights_path(), read, trusted)
     except Exception as e:  # URLError, socket errors, hash mismatch...
         raise WeightsError(
             f"imagenet: torchvision's ImageNet weights are not cached at {imagenet_weights_path()} "
@@ -133,19 +162,24 @@ def load_imagenet() -> Weights:
         raise WeightsError(f"imagenet: cached weights at {imagenet_weights_path()} do not fit "
                            f"AlexNet ({str(e)[:120]}); delete the file to download it again") from None
     pre = Preprocess(image_size=224)  # resize 256, crop 224, ImageNet mean and std
-    return Weights(model, pre, IMAGENET, sha256_file(imagenet_weights_path()),
-                   list(weights.meta["categories"]))
+    return Weights(model, pre, IMAGENET, sha256, list(weights.meta["categories"]), stamp)
 
 
-def load_weights(spec: str | os.PathLike, device: str | torch.device = "cpu") -> Weights:
-    """Turn a weights argument (a checkpoint path or ``imagenet``) into a model in eval mode."""
+def load_weights(spec: str | os.PathLike, device: str | torch.device = "cpu",
+                 trusted: tuple[list[int], str] | None = None) -> Weights:
+    """Turn a weights argument (a checkpoint path or ``imagenet``) into a model in eval mode.
+
+    ``trusted``: the (stamp, sha256) an index recorded for this file (see ``read_digested``).
+    """
     if str(spec) == IMAGENET:
-        w = load_imagenet()
+        w = load_imagenet(trusted)
     else:
         path = Path(spec).expanduser().resolve()
-        ckpt = read_checkpoint(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such checkpoint file")
+        ckpt, sha256, stamp = read_digested(path, lambda: read_checkpoint(path), trusted)
         w = Weights(model_from_checkpoint(ckpt, path), Preprocess.from_dict(ckpt["preprocess"]),
-                    str(path), sha256_file(path), list(ckpt.get("classes", [])))
+                    str(path), sha256, list(ckpt.get("classes", [])), stamp)
     w.model.to(device).eval()
     return w
 

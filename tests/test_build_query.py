@@ -46,11 +46,11 @@ def _load_each_checkpoint_once(monkeypatch):
 
     load = weights_module.load_weights
 
-    def cached(spec, device="cpu"):
+    def cached(spec, device="cpu", trusted=None):
         st = os.stat(spec)
         key = (str(spec), st.st_size, st.st_mtime_ns, str(device))
         if key not in _LOADED:
-            _LOADED[key] = load(spec, device)
+            _LOADED[key] = load(spec, device, trusted)
         return _LOADED[key]
 
     monkeypatch.setattr(weights_module, "load_weights", cached)

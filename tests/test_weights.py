@@ -1,5 +1,7 @@
 """Checkpoints round-trip, bad files are refused in one line, `imagenet` loads from the cache."""
-
+import os
+import shutil
+import time
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from conftest import write_malicious_checkpoint
 from retrieval.errors import WeightsError
 from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess
-from retrieval.weights import IMAGENET, imagenet_weights_path, load_weights, save_checkpoint
+from retrieval.weights import IMAGENET, file_stamp, imagenet_weights_path, load_weights, save_checkpoint
 
 
 def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
@@ -22,6 +24,40 @@ def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
     assert w.preprocess == pre and w.classes == ["a", "b", "c"]
     assert w.source == str((tmp_path / "c.pt").resolve()) and len(w.sha256) == 64
     assert w.transform.transforms[1].size == (64, 64)  # centre crop at the trained size
+
+
+def test_a_recorded_stamp_spares_hashing_until_the_file_is_touched(small_checkpoint, tmp_path):
+    path = tmp_path / "c.pt"
+    shutil.copyfile(small_checkpoint, path)
+    w = load_weights(path)
+    assert w.stamp == file_stamp(path)
+    fake = "f" * 64  # a digest the file cannot have: it shows the file was not hashed again
+    assert load_weights(path, trusted=(w.stamp, fake)).sha256 == fake
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, but the ctime moves on
+    assert load_weights(path, trusted=(w.stamp, fake)).sha256 == w.sha256
+    shutil.copyfile(small_checkpoint, tmp_path / "other.pt")
+    os.replace(tmp_path / "other.pt", path)  # another file in its place: another inode
+    assert load_weights(path, trusted=(file_stamp(path), fake)).sha256 == fake
+    assert load_weights(path, trusted=(w.stamp, fake)).sha256 == w.sha256
+
+
+def test_query_time_loading_hashes_only_a_file_changed_since_the_build(small_checkpoint, tmp_path,
+                                                                        monkeypatch):
+    from retrieval import weights as weights_module
+    from retrieval.features import FeatureExtractor, weights_for
+
+    path = tmp_path / "c.pt"
+    shutil.copyfile(small_checkpoint, path)
+    identity = FeatureExtractor(load_weights(path), 4, workers=0).identity()  # as build-index records
+    hashed = []
+    real = weights_module.sha256_file
+    monkeypatch.setattr(weights_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert weights_for(identity).sha256 == identity["sha256"] and hashed == []
+    time.sleep(0.05)
+    path.touch()
+    assert weights_for(identity).sha256 == identity["sha256"] and len(hashed) == 1
 
 
 def test_checkpoint_is_loaded_without_running_code(tmp_path):
@@ -74,6 +110,7 @@ def test_imagenet_loads_from_torch_home_cache(tmp_path, monkeypatch):
         assert torch.allclose(w.model.fc7(x), reference.classifier[:6](
             torch.flatten(reference.avgpool(reference.features(x)), 1)), atol=1e-5)
     assert w.model.conv1_weight.shape == (64, 3, 11, 11)
+    assert load_weights(IMAGENET, trusted=(file_stamp(path), "f" * 64)).sha256 == "f" * 64
 
 
 def test_imagenet_offline_says_what_to_do(tmp_path, monkeypatch):
