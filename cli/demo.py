@@ -86,6 +86,7 @@ def train_model(config: DemoConfig, data: Path, budget_minutes: float):
         data=str(data), out=config.out, epochs=1000, max_minutes=budget_minutes,
         batch_size=DEMO_BATCH_SIZE, lr=DEMO_LR, image_size=DEMO_IMAGE_SIZE,
         init_scheme="kaiming", device=config.device, seed=config.seed, workers=0,
+        overwrite=True,  # a demo run again starts again
         progress=config.progress))
 
 

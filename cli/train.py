@@ -49,6 +49,8 @@ class DataArg(click.ParamType):
               show_default="8 with CUDA, 0 on the CPU", help="DataLoader worker processes.")
 @device_option
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in an OUT that already holds a run, replacing its files.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the split, initialisation, shuffling and augmentation.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -75,7 +77,7 @@ class DataArg(click.ParamType):
                    "training and of its test set).")
 @quiet_option
 def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups, workers,
-          device, resume, seed, data_root, init, freeze_features, ten_crop, no_flip,
+          device, resume, overwrite, seed, data_root, init, freeze_features, ten_crop, no_flip,
           no_pca_lighting, no_random_crop, no_mean_subtraction, init_scheme, max_minutes,
           limit_per_class, quiet):
     """Train AlexNet on labelled images with the paper's recipe (sections 4 and 5).
@@ -96,7 +98,7 @@ def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups,
     config = TrainConfig(
         data=data, out=out, val=val, val_split=val_split, epochs=epochs, batch_size=batch_size,
         lr=lr, image_size=image_size, groups=int(groups), workers=workers, device=device,
-        resume=resume, seed=seed, data_root=data_root, init=init,
+        resume=resume, overwrite=overwrite, seed=seed, data_root=data_root, init=init,
         freeze_features=freeze_features, ten_crop=ten_crop, flip=not no_flip,
         pca_lighting=not no_pca_lighting, random_crop=not no_random_crop,
         mean_subtraction=not no_mean_subtraction, init_scheme=init_scheme,

@@ -1,12 +1,10 @@
 """What a training run needs to go on after a stop: RNG states, progress, the optimiser and
-scheduler states, and the hard-linked best checkpoint."""
+scheduler states."""
 
 from __future__ import annotations
 
 import math
-import os
 import random
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,18 +48,6 @@ class Progress:
     metrics: list[dict] = field(default_factory=list)
     best_val_top1_error: float = math.inf
     best_epoch: int = 0
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """dst becomes src's current contents, atomically: a hard link where the file system has
-    them (no second write of ~0.5 GB; src is later replaced by a new file, not rewritten)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def restore(training: dict, optimizer, scheduler, path: Path) -> Progress:

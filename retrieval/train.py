@@ -21,7 +21,7 @@ from .data import (FASHION_MNIST, FashionMNISTSet, ImageFolderSet, LabelledImage
 from .engine import EvalStats, evaluate, train_one_epoch
 from .errors import DataError, TrainingError, TrainingInterrupted
 from .model import AlexNet, ModelConfig
-from .state import Progress, link_or_copy, restore, rng_state, seed_everything
+from .state import Progress, restore, rng_state, seed_everything
 from .transforms import Preprocess, create_transform, ten_crop_transform
 from .weights import load_weights, read_checkpoint, resolve_device, save_checkpoint
 
@@ -59,6 +59,7 @@ class TrainConfig:
     workers: int | None = None  # DataLoader processes; None: 8 with CUDA, 0 on the CPU
     device: str = "auto"
     resume: bool = False
+    overwrite: bool = False  # start afresh in an OUT that already holds a run
     seed: int = 0
     data_root: Path | None = None  # where fashion-mnist's files are
     init: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
@@ -242,6 +243,13 @@ class Session:
     def best_path(self) -> Path:
         return self.config.out / "best.pt"
 
+    def save_best(self, epoch: int, val_top1_error: float) -> None:
+        """best.pt: the weights alone (half of checkpoint.pt, which also carries the
+        optimiser's momentum), with their epoch and validation error."""
+        save_checkpoint(self.best_path, self.model, self.pre, self.data.classes,
+                        {"epoch": epoch, "val_top1_error": val_top1_error,
+                         "config": self.config.as_dict()})
+
     def save(self) -> None:
         """checkpoint.pt with everything --resume needs."""
         st = self.state
@@ -254,9 +262,13 @@ class Session:
 
 def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Session:
     """Data first (DataError before any work), then the model, fresh or resumed."""
+    last_path = config.out / "checkpoint.pt"
+    if not config.resume and not config.overwrite and last_path.exists():
+        raise TrainingError(f"{config.out}: already holds a training run ({last_path.name}); "
+                            "continue it with --resume, replace it with --overwrite, or use "
+                            "another --out")
     seed_everything(config.seed + dist.rank)
     data = load_data(config)
-    last_path = config.out / "checkpoint.pt"
     ckpt = _read_resumable(config, last_path, data.classes) if config.resume else None
     if ckpt is None:
         model, pre = build_model(config, data, device)
@@ -296,7 +308,7 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
             if dist.is_main:
                 run.save()
                 if improved or not run.best_path.exists():
-                    link_or_copy(run.last_path, run.best_path)
+                    run.save_best(epoch, record["val_top1_error"])
                 write_metrics(config.out / "metrics.jsonl", state.metrics)
                 write_curves(config.out / "curves.png", state.metrics)
             out_of_time = (config.max_minutes is not None

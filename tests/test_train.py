@@ -87,6 +87,9 @@ def test_records_and_checkpoints_are_written(learned):
     assert best.preprocess.mean != (0.485, 0.456, 0.406)  # the training set's own statistics
     last = read_checkpoint(result.last_path)["training"]
     assert last["epoch"] == EPOCHS and last["config"]["out"] == str(config.out)
+    kept = read_checkpoint(result.best_path)["training"]  # the weights without the optimiser
+    assert "optimizer" not in kept and kept["epoch"] == result.best_epoch
+    assert result.best_path.stat().st_size < 0.6 * result.last_path.stat().st_size
     assert last["config"]["init_scheme"] == "kaiming"
 
 
@@ -123,6 +126,19 @@ def test_resume_with_other_classes_or_settings_is_refused(tiny, tmp_path):
         train(TrainConfig(data=str(tiny), out=out, epochs=2, resume=True, groups=2, **FAST))
     with pytest.raises(TrainingError, match="does not exist; start without --resume"):
         train(TrainConfig(data=str(tiny), out=tmp_path / "none", resume=True, **FAST))
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked(tiny, tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(tiny), out=out, epochs=1, val_split=0.3, **FAST))
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(TrainingError, match=r"run: already holds a training run \(checkpoint.pt\); "
+                                            r"continue it with --resume, replace it with --overwrite"):
+        train(TrainConfig(data=str(tiny), out=out, epochs=1, val_split=0.3, **FAST))
+    assert (out / "checkpoint.pt").read_bytes() == before
+    again = train(TrainConfig(data=str(tiny), out=out, epochs=1, val_split=0.3, seed=1,
+                              overwrite=True, **FAST))
+    assert again.epochs_run == 1 and (out / "checkpoint.pt").read_bytes() != before
 
 
 @pytest.mark.parametrize("layout", ["empty", "one class", "empty class folders"])
