@@ -126,7 +126,9 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
                 "build": asdict(config)}
     if not rebuild:
         check_settings(store, settings)
-    commits.reset_staging(store, {k: settings[k] for k in MATCHING_KEYS})
+    # The weights' path too: a first build killed before its commit is resumed by a re-run
+    # that does not name them again (recorded_settings falls back on these).
+    commits.reset_staging(store, {k: settings[k] for k in (*MATCHING_KEYS, "weights")})
     report = BuildReport(store.folder)
     states = _stat_all(paths, store.folder, report.skipped)
     plan = _plan(store, states, rebuild)

@@ -268,7 +268,8 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
 
 
 def recorded_settings(folder: str | os.PathLike) -> dict:
-    """What the index at ``folder`` was built with: {} when there is none or it is unreadable."""
+    """What the index at ``folder`` was built with, or what its first build, interrupted, was
+    building with: {} when there is neither or it is unreadable."""
     if not (Path(folder) / files.DATABASE).is_file():
         return {}
     try:
@@ -276,7 +277,7 @@ def recorded_settings(folder: str | os.PathLike) -> dict:
     except IndexCorrupt:
         return {}
     try:
-        return store.settings or {}
+        return store.settings or store.staging_settings or {}
     finally:
         store.close()
 

@@ -48,7 +48,7 @@ def patch(point, marker):
             signal.pause()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if point == "staging":  # two batches staged, the third's file not yet written
+    if point.startswith("staging"):  # two batches staged, the third's file not yet written
         write_npy, calls = files.write_npy, []
         def third(*a):
             calls.append(a)
@@ -149,6 +149,8 @@ def assert_tidy(index: Path) -> None:
     assert not list((index / files.STAGING).glob("*")) if (index / files.STAGING).exists() else True
 
 
+FIRST = "staging, first build"  # the "staging" kill, in a build of a new index
+
 # point -> (generation left by the kill, images resumed from staging by the next run)
 KILL_POINTS = {
     "staging": (1, 4),
@@ -169,9 +171,12 @@ def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
         shutil.copytree(idx, copies[point])
         jobs.append((point, copies[point].parent / "marker", [
             "build-index", photos, "--weights", checkpoint, "--index", copies[point], *FAST, *BATCH]))
+    copies[FIRST] = tmp_path_factory.mktemp("first") / "idx"  # a first build, never committed
+    jobs.append((FIRST, copies[FIRST].parent / "marker", [
+        "build-index", photos, "--weights", checkpoint, "--index", copies[FIRST], *FAST, *BATCH]))
     proc = crash(jobs)
     out, err = proc.communicate(timeout=300)
-    assert killed_by_sigkill(out) == {point: True for point in KILL_POINTS}, err[-3000:]
+    assert killed_by_sigkill(out) == {point: True for point in [*KILL_POINTS, FIRST]}, err[-3000:]
     return copies
 
 
@@ -191,6 +196,19 @@ def test_killed_build_leaves_a_consistent_index_and_the_next_run_completes_it(
         assert f"Resumed: {resumed} images taken from the interrupted build's staging" in again.stderr
     assert assert_consistent(idx, photos) == (generation + (generation == 1), 12 + NEW)
     assert_tidy(idx)
+
+
+def test_a_killed_first_build_is_resumed_by_a_run_that_does_not_name_the_weights(
+        killed, built, checkpoint):  # noqa: F811
+    photos, _ = built
+    idx = killed[FIRST]
+    q = run("query", photos / "old" / "00.png", "--index", idx, ok=False)
+    assert q.exit_code == 1 and "no build has finished yet" in q.output
+    again = run("build-index", photos, "--index", idx, *FAST, *BATCH)  # no --weights
+    assert again.stdout.startswith(f"Indexed {12 + NEW} images ({12 + NEW} new, 0 changed")
+    assert "Resumed: 4 images taken from the interrupted build's staging" in again.stderr
+    assert f"Weights:      {Path(checkpoint).resolve()} " in run("info", "--index", idx).stdout
+    assert assert_consistent(idx, photos) == (1, 12 + NEW)
 
 
 def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_path):  # noqa: F811
