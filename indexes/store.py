@@ -29,6 +29,7 @@ from retrieval.errors import IndexCorrupt
 from . import faiss_ops, files
 
 FORMAT = "retrieve-index"
+COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,16 +171,34 @@ class IndexStore:
         return out
 
     def load_index(self, mmap: bool = False):
-        """The committed FAISS index on the CPU (cached); ``mmap``: read-only, mapped."""
-        if self._index is None:
-            if self.generation == 0:
+        """The committed FAISS index on the CPU (cached); ``mmap``: read-only, mapped.
+
+        A build that commits while this runs deletes the file of the generation read just
+        before: the newer generation is read instead (a mapped file stays readable once open).
+        """
+        for _ in range(COMMIT_RETRIES):
+            if self._index is not None:
+                break
+            generation = self.generation
+            if generation == 0:
                 raise IndexCorrupt(f"{self.folder}: the index is empty (no build has finished); "
                                    f"run `retrieve build-index PATH... --index {self.folder}`")
-            index = faiss_ops.read(self.index_path, mmap=mmap)
-            if index.ntotal != self.count:
-                raise files.corrupt(self.folder, self.index_path.name,
-                                    f"holds {index.ntotal} vectors, the database {self.count}")
+            try:
+                index = faiss_ops.read(files.index_file(self.folder, generation), mmap=mmap)
+                count = self.count
+            except IndexCorrupt:
+                if self.generation != generation:
+                    continue  # superseded by a commit meanwhile
+                raise
+            if self.generation != generation:
+                continue  # count may be the newer generation's
+            if index.ntotal != count:
+                raise files.corrupt(self.folder, files.index_file(self.folder, generation).name,
+                                    f"holds {index.ntotal} vectors, the database {count}")
             self._index = index
+        if self._index is None:
+            raise IndexCorrupt(f"{self.folder}: builds kept committing while the index was "
+                               "being opened; try again")
         return self._index
 
     def search(self, xq: np.ndarray, k: int, nprobe: int | None = None):
@@ -284,18 +303,14 @@ def recorded_settings(folder: str | os.PathLike) -> dict:
 
 def neighbours(store: IndexStore, xq: np.ndarray, k: int,
                nprobe: int | None = None) -> list[list[tuple[str, float]]]:
-    """For each query row: up to k (path, Euclidean distance), nearest first, cut at id -1."""
+    """For each query row: up to k (path, Euclidean distance), nearest first, cut at id -1.
+
+    An id whose file a build removed from the index since it was loaded is left out.
+    """
     D, I = store.search(xq, k, nprobe)
     names = store.paths(np.unique(I[I >= 0]))
-    results = []
-    for d_row, i_row in zip(D, I):
-        row = []
-        for d, i in zip(d_row, i_row):
-            if i < 0:
-                break
-            row.append((names[int(i)], float(d)))
-        results.append(row)
-    return results
+    return [[(names[int(i)], float(d)) for d, i in zip(d_row, i_row) if int(i) in names]
+            for d_row, i_row in zip(D, I)]
 
 
 def describe(store: IndexStore) -> dict:

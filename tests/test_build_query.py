@@ -255,3 +255,36 @@ def test_killed_build_leaves_the_index_whole_and_resumes(image_folder, checkpoin
     assert report.extracted == 24 - staged
     doc = json.loads(run("query", more / "07.png", "--index", index, "-k", 1, "--json").stdout)
     assert doc["queries"][0]["results"][0]["path"] == str(more / "07.png")
+
+
+def test_a_query_racing_a_build_reads_a_whole_generation(image_folder, checkpoint, tmp_path,
+                                                         monkeypatch):
+    import numpy as np
+
+    from indexes import faiss_ops
+    from indexes.store import neighbours
+
+    root, paths = image_folder
+    index = tmp_path / "idx"
+    build(root, index, checkpoint)
+    xq = np.zeros((1, 4096), np.float32)
+    read = faiss_ops.read
+
+    def read_after_a_commit(path, mmap=False):  # generation 1 was read from the database...
+        monkeypatch.setattr(faiss_ops, "read", read)
+        paths[0].unlink()
+        build(root, index, checkpoint)  # ...when a build commits generation 2, deleting index-1
+        return read(path, mmap)
+
+    monkeypatch.setattr(faiss_ops, "read", read_after_a_commit)
+    opened = open_for_reading(index)
+    found = [p for p, _ in neighbours(opened, xq, 100)[0]]
+    assert not (index / "index-1.faiss").exists()
+    assert opened.generation == 2 and sorted(found) == sorted(map(str, paths[1:]))
+
+    loaded = open_for_reading(index)
+    loaded.load_index(mmap=True)  # a query holding generation 2's vectors...
+    paths[1].unlink()
+    build(root, index, checkpoint)  # ...while a build removes a file: it is left out
+    found = [p for p, _ in neighbours(loaded, xq, 100)[0]]
+    assert sorted(found) == sorted(map(str, paths[2:]))
