@@ -37,9 +37,10 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 def make_index(factory: str, dim: int) -> faiss.Index:
     """An empty L2 index from a FAISS factory string, with ids of our choosing.
 
-    IVF indexes store our ids themselves (add_with_ids, remove_ids by id). Others (Flat,
-    HNSW, PQ) are wrapped in IDMap2: IDMap's remove_ids renumbers positions, which is only
-    right for index types that shift their vectors on removal, so IVF is never wrapped.
+    IVF indexes (also behind a PCA or OPQ transform) store our ids themselves (add_with_ids,
+    remove_ids by id). Others (Flat, HNSW, PQ, IVF re-ranked by a Refine) are wrapped in
+    IDMap2: IDMap's remove_ids renumbers positions, which is only right for index types that
+    shift their vectors on removal, so IVF is never wrapped.
     """
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
@@ -52,7 +53,15 @@ def make_index(factory: str, dim: int) -> faiss.Index:
         # search never uses here; it costs minutes of annealing and changes no distance.
         if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
-    return index if ivf is not None else faiss.IndexIDMap2(index)
+    return index if _keeps_ids(index) else faiss.IndexIDMap2(index)
+
+
+def _keeps_ids(index: faiss.Index) -> bool:
+    """Whether ``index`` takes add_with_ids itself: an IVF, or a transform in front of one."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return _keeps_ids(index.index)
+    return isinstance(index, faiss.IndexIVF)
 
 
 def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
@@ -81,7 +90,11 @@ def min_training_vectors(factory: str) -> int:
 
 
 def add(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:
-    index.add_with_ids(as_float32(xb), np.ascontiguousarray(ids, dtype=np.int64))
+    try:
+        index.add_with_ids(as_float32(xb), np.ascontiguousarray(ids, dtype=np.int64))
+    except RuntimeError as e:  # a factory string whose index cannot take vectors with ids
+        raise FactoryError(f"this index type cannot store vectors with ids ({_faiss_reason(e)}); "
+                           "build it with another --factory, e.g. Flat or IVF1024,Flat") from None
 
 
 def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:

@@ -124,6 +124,8 @@ def test_too_few_vectors_to_train_is_a_clear_error(tmp_path):
         build_index(tmp_path / "idx", paths, FakeExtractor(), BuildConfig(factory="IVF64,Flat"))
     with pytest.raises(FactoryError, match="FAISS cannot build it"):
         build_index(tmp_path / "idx", paths, FakeExtractor(), BuildConfig(factory="NoSuchIndex7"))
+    with pytest.raises(FactoryError, match="this index type cannot store vectors with ids"):
+        build_index(tmp_path / "idx", paths, FakeExtractor(), BuildConfig(factory="IDMap,Flat"))
 
 
 def test_incremental_add_change_remove(tmp_path):
@@ -148,9 +150,10 @@ def test_incremental_add_change_remove(tmp_path):
     assert IndexStore.open(tmp_path / "idx").generation == gen  # nothing to commit
 
 
-@pytest.mark.parametrize("factory", ["HNSW8", "IVF4,Flat"])
+@pytest.mark.parametrize("factory", ["HNSW8", "IVF4,Flat", "PCA16,IVF4,Flat", "IVF4,SQ8,RFlat"])
 def test_removal_from_other_index_types(tmp_path, factory):
-    """HNSW cannot remove ids: it is rebuilt from its reconstructed vectors; IVF removes."""
+    """HNSW and Refine cannot remove ids: they are rebuilt from their reconstructed vectors;
+    IVF removes, also behind a PCA."""
     img = tmp_path / "img"
     paths = make_files(img, 40)
     cfg = BuildConfig(factory=factory)
