@@ -19,6 +19,9 @@ DEFAULT_FACTORY = "Flat"
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
 # per centroid that it subsamples anyway; 50k 4096-d vectors are 800 MB.
 MAX_TRAIN_VECTORS = 50_000
+# A Refine stage (`...,RFlat`, `...,Refine(SQ8)`) re-ranks this many times k candidates of its
+# first stage with its finer codes; FAISS's default of 1 only reorders the first stage's k.
+REFINE_K_FACTOR = 16
 ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
 
 
@@ -47,6 +50,9 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
                            "examples: Flat, IVF1024,PQ64, HNSW32") from None
+    refine = _refine_of(index)
+    if refine is not None:
+        refine.k_factor = REFINE_K_FACTOR  # saved with the index
     ivf = faiss.try_extract_index_ivf(index)
     for part in (index, ivf):
         # Polysemous training only reorders PQ codebooks for Hamming pre-filtering, which
@@ -54,6 +60,21 @@ def make_index(factory: str, dim: int) -> faiss.Index:
         if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
     return index if _keeps_ids(index) else faiss.IndexIDMap2(index)
+
+
+def _refine_of(index: faiss.Index):
+    """The IndexRefine inside ``index`` (behind IDMap or a transform), or None."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexRefine):
+        return index
+    inner = getattr(index, "index", None)  # IDMap, IDMap2, PreTransform
+    return _refine_of(inner) if isinstance(inner, faiss.Index) else None
+
+
+def refine_k_factor(index: faiss.Index) -> float | None:
+    """How many times k candidates a Refine stage re-ranks; None without one."""
+    refine = _refine_of(index)
+    return None if refine is None else refine.k_factor
 
 
 def _keeps_ids(index: faiss.Index) -> bool:

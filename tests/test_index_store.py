@@ -97,7 +97,7 @@ def test_recall_at_k_helper():
     assert faiss_ops.recall_at_k(np.array([[1, 9, -1], [6, 5, 4]]), exact) == pytest.approx(4 / 6)
 
 
-def test_ivf_pq_recall_against_flat():
+def test_ivf_pq_recall_against_flat(tmp_path):
     n = 1500
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((20, DIM)) * 4
@@ -116,6 +116,16 @@ def test_ivf_pq_recall_against_flat():
         recalls[nprobe] = faiss_ops.recall_at_k(faiss_ops.search(ivfpq, xq, 10)[1], I_exact)
     assert 0.5 < recalls[16] <= 1.0, recalls  # 0.71 here; the codes are lossy
     assert recalls[1] <= recalls[16]
+
+    # the same codes, their 16 x 10 best re-ranked by exact distances (a Refine stage)
+    refined = faiss_ops.make_index("IVF16,PQ8,RFlat", DIM)
+    faiss_ops.train(refined, xb, "IVF16,PQ8,RFlat")
+    faiss_ops.add(refined, xb, ids)
+    faiss_ops.set_nprobe(refined, 16)
+    assert faiss_ops.recall_at_k(faiss_ops.search(refined, xq, 10)[1], I_exact) > 0.95
+    faiss_ops.write_atomic(refined, tmp_path / "refined.faiss")
+    reread = faiss_ops.read(tmp_path / "refined.faiss")
+    assert faiss_ops.refine_k_factor(reread) == faiss_ops.REFINE_K_FACTOR  # kept in the file
 
 
 def test_too_few_vectors_to_train_is_a_clear_error(tmp_path):
