@@ -9,6 +9,7 @@ string here behaves as `retrieve build-index --factory` would build it.
     python benchmarks/search.py --n 20000                   # a few minutes on 2 CPU cores
     python benchmarks/search.py                             # n=100k, ~1.6 GB of vectors, ~20 min
     python benchmarks/search.py --factory "PCA256,IVF1024,SQ8" --nprobe 4 8 16
+    python benchmarks/search.py --index my-flat-index     # your own photos' fc7 vectors
 """
 
 from __future__ import annotations
@@ -49,6 +50,24 @@ def synthetic(n: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     picks = rng.choice(n, nq, replace=False)
     xq = np.maximum(xb[picks] + QUERY_NOISE * rng.standard_normal((nq, DIM), dtype=np.float32), 0)
     return xb, np.ascontiguousarray(xq)
+
+
+def from_index(folder: str, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors of a Flat index made by `retrieve build-index`: nq of them, drawn at random,
+    become the queries and leave the database (so no query finds itself)."""
+    from indexes.store import open_for_reading
+
+    store = open_for_reading(folder)
+    try:
+        flat = faiss.downcast_index(store.load_index().index)  # IDMap2 around the vectors
+        if not isinstance(flat, faiss.IndexFlat):
+            sys.exit(f"{folder}: --index needs a Flat index (exact vectors), not {type(flat).__name__}")
+        x = flat.reconstruct_n(0, flat.ntotal)
+    finally:
+        store.close()
+    held_out = np.zeros(len(x), bool)
+    held_out[np.random.default_rng(seed).choice(len(x), nq, replace=False)] = True
+    return np.ascontiguousarray(x[~held_out]), np.ascontiguousarray(x[held_out])
 
 
 def numpy_search(xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +119,8 @@ def ivf_rows(factory: str, xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, 
     """Train, fill and search ``factory`` at each nprobe: one table row per nprobe."""
     index = faiss_ops.make_index(factory, DIM)
     train_n = min(len(xb), faiss_ops.MAX_TRAIN_VECTORS)
-    t_train, _ = timed(faiss_ops.train, index, xb[:train_n], factory)
+    spread = np.linspace(0, len(xb) - 1, train_n).astype(int)  # as build-index samples them
+    t_train, _ = timed(faiss_ops.train, index, xb[spread], factory)
     faiss_ops.add(index, xb, np.arange(len(xb)))
     print(f"{factory}: trained on {train_n} vectors in {t_train:.1f} s", flush=True)
     rows = []
@@ -117,6 +137,8 @@ def ivf_rows(factory: str, xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100_000, help="database vectors")
+    p.add_argument("--index", help="use the fc7 vectors of this Flat index (from build-index) "
+                   "instead of synthetic ones; --nq of them are held out as queries")
     p.add_argument("--nq", type=int, default=200, help="queries")
     p.add_argument("--nlist", type=int, default=0,
                    help="IVF lists of the default factories (0: ~4 sqrt(n), a power of 2)")
@@ -127,10 +149,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
-    nlist = args.nlist or 2 ** round(math.log2(4 * math.sqrt(args.n)))  # FAISS's guideline
-    xb, xq = synthetic(args.n, args.nq)
-    ids = np.arange(args.n)
-    print(f"n={args.n} d={DIM} nq={args.nq} k={K} threads={faiss.omp_get_max_threads()}", flush=True)
+    xb, xq = from_index(args.index, args.nq) if args.index else synthetic(args.n, args.nq)
+    n = len(xb)
+    nlist = args.nlist or 2 ** round(math.log2(4 * math.sqrt(n)))  # FAISS's guideline
+    ids = np.arange(n)
+    source = f"fc7 vectors of {args.index}" if args.index else "synthetic fc7-like vectors"
+    print(f"n={n} d={DIM} nq={args.nq} k={K} threads={faiss.omp_get_max_threads()} ({source})",
+          flush=True)
 
     t_np, (_, I_np) = timed(numpy_search, xb, xq, K)
     rows = [("numpy brute force", args.nq / t_np, 1.0, DIM * 4, DIM * 4.0, "-")]

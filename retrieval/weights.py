@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,12 +121,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
+@contextmanager
+def uninitialised_parameters():
+    """Modules built inside keep torch.empty parameters: torch.nn.init does nothing there.
+
+    For a model whose every parameter a strict load_state_dict overwrites next: drawing 60M
+    random numbers first (torch's default init, then the paper's) takes ~0.6 s of a query.
+    The same idea as transformers' ``no_init_weights``; ``torch.device("meta")`` would cost
+    more, ~1.3 s the first time in a process.
+    """
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    for n in names:
+        setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.nn.init, n, f)
+
+
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> AlexNet:
     try:
-        model = AlexNet(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["state_dict"])
+        with uninitialised_parameters():
+            model = AlexNet(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["state_dict"])  # strict: every parameter is overwritten
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: checkpoint does not match the model ({str(e)[:200]})") from None
+        raise WeightsError(f"{path}: checkpoint does not match the model ({_one_line(e, 200)})") from None
     return model
 
 
@@ -155,12 +177,13 @@ def load_imagenet(trusted: tuple[list[int], str] | None = None) -> Weights:
             f"imagenet: torchvision's ImageNet weights are not cached at {imagenet_weights_path()} "
             f"and could not be downloaded ({type(e).__name__}: {str(e)[:100]}); use a checkpoint "
             "from `retrieve train`, or run `retrieve demo` to make one") from None
-    model = AlexNet(ModelConfig(arch="torchvision", num_classes=len(weights.meta["categories"])))
+    with uninitialised_parameters():
+        model = AlexNet(ModelConfig(arch="torchvision", num_classes=len(weights.meta["categories"])))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise WeightsError(f"imagenet: cached weights at {imagenet_weights_path()} do not fit "
-                           f"AlexNet ({str(e)[:120]}); delete the file to download it again") from None
+                           f"AlexNet ({_one_line(e, 120)}); delete the file to download it again") from None
     pre = Preprocess(image_size=224)  # resize 256, crop 224, ImageNet mean and std
     return Weights(model, pre, IMAGENET, sha256, list(weights.meta["categories"]), stamp)
 
@@ -182,6 +205,11 @@ def load_weights(spec: str | os.PathLike, device: str | torch.device = "cpu",
                     str(path), sha256, list(ckpt.get("classes", [])), stamp)
     w.model.to(device).eval()
     return w
+
+
+def _one_line(e: Exception, limit: int) -> str:
+    """An exception's message on one line (torch's load_state_dict errors span several)."""
+    return " ".join(str(e).split())[:limit]
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -26,6 +26,19 @@ def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
     assert w.transform.transforms[1].size == (64, 64)  # centre crop at the trained size
 
 
+def test_a_checkpoint_of_another_shape_is_refused_and_init_still_draws(tmp_path):
+    state = AlexNet(ModelConfig(num_classes=3)).state_dict()
+    save_checkpoint(tmp_path / "c.pt", AlexNet(ModelConfig(num_classes=3)), Preprocess(), list("abc"))
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in state.items() if not k.startswith("classifier.6")}
+    torch.save(ckpt, tmp_path / "c.pt")
+    with pytest.raises(WeightsError, match=r"c.pt: checkpoint does not match the model .*"
+                                           r"Missing key\(s\) in state_dict: \"classifier.6") as e:
+        load_weights(tmp_path / "c.pt")  # a parameter left out would stay uninitialised memory
+    assert "\n" not in str(e.value)
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5  # torch's init is back
+
+
 def test_a_recorded_stamp_spares_hashing_until_the_file_is_touched(small_checkpoint, tmp_path):
     path = tmp_path / "c.pt"
     shutil.copyfile(small_checkpoint, path)
