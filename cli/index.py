@@ -46,7 +46,7 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
 
     \b
     retrieve build-index photos/ --weights runs/alexnet/best.pt
-    retrieve build-index photos/ more/ --factory IVF1024,PQ64 --index big-index
+    retrieve build-index photos/ more/ --factory 'IVF1024,PQ64,Refine(SQ8)' --index big-index
     """
     from indexes.build import build_index as build
     from indexes.store import recorded_settings

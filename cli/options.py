@@ -37,7 +37,8 @@ def index_option(f):
 def nprobe_option(f):
     return click.option(
         "--nprobe", type=click.IntRange(min=1),
-        help="IVF indexes: inverted lists visited per query (more: slower, more exact).")(f)
+        help="IVF indexes: inverted lists visited per query (more: slower, more exact) "
+             "[default: 8, saved in the index]")(f)
 
 
 def query_batch_size_option(f):

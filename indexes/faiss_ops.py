@@ -19,6 +19,9 @@ DEFAULT_FACTORY = "Flat"
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
 # per centroid that it subsamples anyway; 50k 4096-d vectors are 800 MB.
 MAX_TRAIN_VECTORS = 50_000
+# Inverted lists an IVF query visits unless told (FAISS's own default is 1): recall@10 of
+# IVF1024 indexes levels off near 8 on 100k fc7 vectors (benchmarks/search.py).
+DEFAULT_NPROBE = 8
 # A Refine stage (`...,RFlat`, `...,Refine(SQ8)`) re-ranks this many times k candidates of its
 # first stage with its finer codes; FAISS's default of 1 only reorders the first stage's k.
 REFINE_K_FACTOR = 16
@@ -54,6 +57,8 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     if refine is not None:
         refine.k_factor = REFINE_K_FACTOR  # saved with the index
     ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = DEFAULT_NPROBE  # saved with the index; query --nprobe overrides it
     for part in (index, ivf):
         # Polysemous training only reorders PQ codebooks for Hamming pre-filtering, which
         # search never uses here; it costs minutes of annealing and changes no distance.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zlib
 
+import faiss
 import numpy as np
 import pytest
 
@@ -126,6 +127,8 @@ def test_ivf_pq_recall_against_flat(tmp_path):
     faiss_ops.write_atomic(refined, tmp_path / "refined.faiss")
     reread = faiss_ops.read(tmp_path / "refined.faiss")
     assert faiss_ops.refine_k_factor(reread) == faiss_ops.REFINE_K_FACTOR  # kept in the file
+    assert faiss.extract_index_ivf(reread).nprobe == 16  # as last set (built with 8)
+    assert faiss.extract_index_ivf(faiss_ops.make_index("PCA8,IVF4,SQ8", DIM)).nprobe == 8
 
 
 def test_too_few_vectors_to_train_is_a_clear_error(tmp_path):
