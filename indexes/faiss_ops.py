@@ -52,7 +52,8 @@ def make_index(factory: str, dim: int) -> faiss.Index:
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
-                           "examples: Flat, IVF1024,PQ64, HNSW32") from None
+                           "examples: Flat, PCA512,IVF1024,SQ8, IVF1024,PQ64,Refine(SQ8), "
+                           "HNSW32") from None
     refine = _refine_of(index)
     if refine is not None:
         refine.k_factor = REFINE_K_FACTOR  # saved with the index

@@ -29,8 +29,8 @@ from retrieval.errors import IndexCorrupt
 from . import faiss_ops, files
 
 FORMAT = "retrieve-index"
-COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 VERSION = 1
+COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (

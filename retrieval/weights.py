@@ -147,7 +147,8 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") ->
             model = AlexNet(ModelConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["state_dict"])  # strict: every parameter is overwritten
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: checkpoint does not match the model ({_one_line(e, 200)})") from None
+        raise WeightsError(f"{path}: checkpoint does not match the model "
+                           f"({_one_line(e, 200)})") from None
     return model
 
 
@@ -175,7 +176,7 @@ def load_imagenet(trusted: tuple[list[int], str] | None = None) -> Weights:
     except Exception as e:  # URLError, socket errors, hash mismatch...
         raise WeightsError(
             f"imagenet: torchvision's ImageNet weights are not cached at {imagenet_weights_path()} "
-            f"and could not be downloaded ({type(e).__name__}: {str(e)[:100]}); use a checkpoint "
+            f"and could not be downloaded ({type(e).__name__}: {_one_line(e, 100)}); use a checkpoint "
             "from `retrieve train`, or run `retrieve demo` to make one") from None
     with uninitialised_parameters():
         model = AlexNet(ModelConfig(arch="torchvision", num_classes=len(weights.meta["categories"])))
@@ -183,7 +184,8 @@ def load_imagenet(trusted: tuple[list[int], str] | None = None) -> Weights:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise WeightsError(f"imagenet: cached weights at {imagenet_weights_path()} do not fit "
-                           f"AlexNet ({_one_line(e, 120)}); delete the file to download it again") from None
+                           f"AlexNet ({_one_line(e, 120)}); delete the file to download it "
+                           "again") from None
     pre = Preprocess(image_size=224)  # resize 256, crop 224, ImageNet mean and std
     return Weights(model, pre, IMAGENET, sha256, list(weights.meta["categories"]), stamp)
 
