@@ -60,12 +60,12 @@ def peak_rss_mib(n: int, env: dict) -> tuple[float, int]:
 
 
 def main() -> None:
-    from extract_throughput import fake_imagenet_weights
+    from extract_throughput import fake_imagenet_weights, scratch_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
     args = ap.parse_args()
-    torch_home = Path(tempfile.mkdtemp(prefix="retrieve-bench-torch-"))
+    torch_home = scratch_dir("retrieve-bench-torch-")
     fake_imagenet_weights(torch_home)
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     print(f"{'images':>8}{'peak RSS MiB':>14}{'index MiB':>11}")

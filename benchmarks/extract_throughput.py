@@ -19,7 +19,9 @@ architecture) into a temporary TORCH_HOME that both tools read.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +56,13 @@ def make_photos(n: int, seed: int = 0) -> list[Path]:
         img.save(p.with_suffix(".tmp"), "JPEG", quality=90)
         os.replace(p.with_suffix(".tmp"), p)
     return paths
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder, removed when the script exits (a 100k-vector index is 1.6 GB)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def fake_imagenet_weights(torch_home: Path) -> None:
@@ -143,7 +152,7 @@ def main() -> None:
     args = ap.parse_args()
 
     paths = make_photos(args.n)
-    torch_home = Path(tempfile.mkdtemp(prefix="retrieve-bench-torch-"))
+    torch_home = scratch_dir("retrieve-bench-torch-")
     os.environ["TORCH_HOME"] = str(torch_home)
     fake_imagenet_weights(torch_home)
     from retrieval.weights import load_weights

@@ -17,7 +17,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -63,21 +62,21 @@ class SyntheticExtractor:
 
 
 def main() -> None:
-    from extract_throughput import fake_imagenet_weights, make_photos
+    from extract_throughput import fake_imagenet_weights, make_photos, scratch_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000, help="vectors in the flat index")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    torch_home = Path(tempfile.mkdtemp(prefix="retrieve-bench-torch-"))
+    torch_home = scratch_dir("retrieve-bench-torch-")
     fake_imagenet_weights(torch_home)
     os.environ["TORCH_HOME"] = str(torch_home)
     from indexes.build import BuildConfig, build_index
     from retrieval.features import FeatureExtractor
     from retrieval.weights import load_weights
 
-    work = Path(tempfile.mkdtemp(prefix="retrieve-bench-query-"))
+    work = scratch_dir("retrieve-bench-query-")
     files = work / "files"
     files.mkdir()
     paths = [files / f"{i:06d}.jpg" for i in range(args.n)]
