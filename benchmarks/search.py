@@ -100,7 +100,7 @@ def bytes_per_vector(index: faiss.Index) -> float:
 def code_bytes(index: faiss.Index) -> int:
     """Bytes stored per vector, asymptotically: its codes (both stages of a Refine) plus its
     8-byte id."""
-    refine = faiss_ops._refine_of(index)
+    refine = faiss_ops.refine_stage(index)
     if refine is not None:
         return code_bytes(refine.base_index) + faiss.downcast_index(refine.refine_index).code_size
     ivf = faiss.try_extract_index_ivf(index)

@@ -54,7 +54,7 @@ def make_index(factory: str, dim: int) -> faiss.Index:
         raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
                            "examples: Flat, PCA512,IVF1024,SQ8, IVF1024,PQ64,Refine(SQ8), "
                            "HNSW32") from None
-    refine = _refine_of(index)
+    refine = refine_stage(index)
     if refine is not None:
         refine.k_factor = REFINE_K_FACTOR  # saved with the index
     ivf = faiss.try_extract_index_ivf(index)
@@ -68,18 +68,18 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     return index if _keeps_ids(index) else faiss.IndexIDMap2(index)
 
 
-def _refine_of(index: faiss.Index):
+def refine_stage(index: faiss.Index):
     """The IndexRefine inside ``index`` (behind IDMap or a transform), or None."""
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexRefine):
         return index
     inner = getattr(index, "index", None)  # IDMap, IDMap2, PreTransform
-    return _refine_of(inner) if isinstance(inner, faiss.Index) else None
+    return refine_stage(inner) if isinstance(inner, faiss.Index) else None
 
 
 def refine_k_factor(index: faiss.Index) -> float | None:
     """How many times k candidates a Refine stage re-ranks; None without one."""
-    refine = _refine_of(index)
+    refine = refine_stage(index)
     return None if refine is None else refine.k_factor
 
 

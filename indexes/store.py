@@ -183,8 +183,9 @@ class IndexStore:
             if generation == 0:
                 raise IndexCorrupt(f"{self.folder}: the index is empty (no build has finished); "
                                    f"run `retrieve build-index PATH... --index {self.folder}`")
+            path = files.index_file(self.folder, generation)
             try:
-                index = faiss_ops.read(files.index_file(self.folder, generation), mmap=mmap)
+                index = faiss_ops.read(path, mmap=mmap)
                 count = self.count
             except IndexCorrupt:
                 if self.generation != generation:
@@ -193,7 +194,7 @@ class IndexStore:
             if self.generation != generation:
                 continue  # count may be the newer generation's
             if index.ntotal != count:
-                raise files.corrupt(self.folder, files.index_file(self.folder, generation).name,
+                raise files.corrupt(self.folder, path.name,
                                     f"holds {index.ntotal} vectors, the database {count}")
             self._index = index
         if self._index is None:
