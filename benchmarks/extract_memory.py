@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CHILD = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from indexes.build import build_index, BuildConfig
+from indexes.build import build_index
+from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
-from retrieval.weights import load_weights
 paths = sys.argv[2:]
-report = build_index(sys.argv[1], paths, FeatureExtractor(load_weights("imagenet"), 64, 2), BuildConfig())
+report = build_index(sys.argv[1], paths, FeatureExtractor.load("imagenet", config=ExtractConfig(64, 2, "cpu")))
 assert report.extracted == len(paths)
 """
 

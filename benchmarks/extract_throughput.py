@@ -89,9 +89,10 @@ def _single_thread(_=None) -> None:
 
 def measure_forward(weights, batch_size: int, device: str, batches: int) -> float:
     """The extractor's own forward (memory format, copy to device, vectors back to numpy)."""
+    from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 
-    extractor = FeatureExtractor(weights, batch_size, 0, device)
+    extractor = FeatureExtractor(weights, ExtractConfig(batch_size, 0, device))
     x = torch.randn(batch_size, 3, 224, 224)
     extractor._fc7(x)  # warm-up
     t = time.perf_counter()
@@ -110,14 +111,14 @@ def measure_decode(paths, weights, processes: int) -> float:
 
 
 def measure_build(paths, weights, batch_size: int, workers: int, device: str) -> float:
-    from indexes.build import BuildConfig, build_index
+    from indexes.build import build_index
+    from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 
-    extractor = FeatureExtractor(weights, batch_size, workers, device)
+    extractor = FeatureExtractor(weights, ExtractConfig(batch_size, workers, device))
     with tempfile.TemporaryDirectory() as index_dir:
         t = time.perf_counter()
-        report = build_index(index_dir, paths, extractor,
-                             BuildConfig(batch_size=batch_size, workers=workers))
+        report = build_index(index_dir, paths, extractor)
         seconds = time.perf_counter() - t
     assert report.extracted == len(paths), report
     return len(paths) / seconds
@@ -140,12 +141,12 @@ def measure_img2vec(paths, device: str) -> float | None:
 
 
 def main() -> None:
-    from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+    from retrieval.config import EXTRACT_BATCH_SIZE, EXTRACT_WORKERS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=60, help="number of JPEG photos")
-    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="build-index workers")
+    ap.add_argument("--batch-size", type=int, default=EXTRACT_BATCH_SIZE)
+    ap.add_argument("--workers", type=int, default=EXTRACT_WORKERS, help="build-index workers")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1, help="E measured this many times (best)")
     ap.add_argument("--no-baseline", action="store_true", help="skip img2vec (B)")

@@ -27,14 +27,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 STAGES = """
 import time, sys
 t0 = time.perf_counter()
+from indexes import manifest
 from indexes.store import neighbours, open_for_reading
-from retrieval.features import FeatureExtractor, weights_for
+from retrieval.config import ExtractConfig
+from retrieval.features import FeatureExtractor
 from retrieval.images import load_image
 t1 = time.perf_counter()
 store = open_for_reading(sys.argv[1]); t2 = time.perf_counter()
-weights = weights_for(store.settings, "cpu"); extractor = FeatureExtractor(weights, 1, 0)
+source, trusted = manifest.weights_ref(store.settings)
+extractor = FeatureExtractor.load(source, trusted, ExtractConfig(1, 0, "cpu"))
+weights = extractor.weights
 t3 = time.perf_counter()
-weights_for({**store.settings, "weights_stamp": None}, "cpu")  # baseline: no stamp recorded
+FeatureExtractor.load(source, None, ExtractConfig(1, 0, "cpu"))  # baseline: no stamp recorded
 t3h = time.perf_counter()
 x = weights.transform(load_image(sys.argv[2], draft_size=weights.preprocess.resize_size))[None]
 t4 = time.perf_counter()
@@ -74,7 +78,6 @@ def main() -> None:
     os.environ["TORCH_HOME"] = str(torch_home)
     from indexes.build import BuildConfig, build_index
     from retrieval.features import FeatureExtractor
-    from retrieval.weights import load_weights
 
     work = scratch_dir("retrieve-bench-query-")
     files = work / "files"
@@ -82,7 +85,7 @@ def main() -> None:
     paths = [files / f"{i:06d}.jpg" for i in range(args.n)]
     for p in paths:
         p.touch()  # the build stats them; the synthetic extractor never opens them
-    identity = FeatureExtractor(load_weights("imagenet"), 1, 0).identity()
+    identity = FeatureExtractor.load("imagenet").identity()
     t = time.perf_counter()
     build_index(work / "index", paths, SyntheticExtractor(identity, args.n), BuildConfig(factory="Flat"))
     built = time.perf_counter() - t

@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from indexes import faiss_ops  # noqa: E402
+from indexes.metrics import recall_at_k_vs_exact  # noqa: E402
 
 DIM = 4096  # fc7 (Krizhevsky et al. 2012, section 6.1)
 K = 10
@@ -129,7 +130,7 @@ def ivf_rows(factory: str, xb: np.ndarray, xq: np.ndarray, I_exact: np.ndarray, 
         t, (_, I) = timed(faiss_ops.search, index, xq, K)
         k_factor = faiss_ops.refine_k_factor(index)
         setting = f"{nprobe}" + (f", kf {k_factor:g}" if k_factor else "")
-        rows.append((f"faiss {factory}", len(xq) / t, faiss_ops.recall_at_k(I, I_exact),
+        rows.append((f"faiss {factory}", len(xq) / t, recall_at_k_vs_exact(I, I_exact, K),
                      code_bytes(index), bytes_per_vector(index), setting))
     return rows
 
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
     flat = faiss_ops.make_index("Flat", DIM)
     faiss_ops.add(flat, xb, ids)
     t_flat, (_, I_flat) = timed(faiss_ops.search, flat, xq, K)
-    rows.append(("faiss Flat (exact)", args.nq / t_flat, faiss_ops.recall_at_k(I_flat, I_np),
+    rows.append(("faiss Flat (exact)", args.nq / t_flat, recall_at_k_vs_exact(I_flat, I_np, K),
                  code_bytes(flat), bytes_per_vector(flat), "-"))
     del flat
 

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retrieval.model import AlexNet, ModelConfig, count_parameters  # noqa: E402
-from retrieval.train import MOMENTUM, WEIGHT_DECAY  # noqa: E402
+from retrieval.config import MOMENTUM, WEIGHT_DECAY  # noqa: E402
 from retrieval.weights import resolve_device  # noqa: E402
 
 

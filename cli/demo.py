@@ -1,222 +1,34 @@
-"""`retrieve demo`: the whole tool end to end on a small data set, offline, in a few minutes.
-
-The steps are library calls, in the order a user would run the commands: prepare labelled
-image files, `train`, `build-index`, `show-kernels`, `query` (a Figure 4 sheet), and the
-section 6.1 comparison of fc7 against raw pixels.
-"""
+"""`retrieve demo`: the whole tool on a small data set (thin over retrieval.demo)."""
 
 from __future__ import annotations
 
-import json
-import shlex
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 
-from cli.options import device_option, progress_enabled, quiet_option
-from retrieval.atomic import write_atomic
-from retrieval.errors import DataError
-
-K = 10  # precision@10, as the summary reports
-SHEET_QUERIES = 6  # rows of queries.png
-DEMO_IMAGE_SIZE = 64  # small images: a 2-core CPU trains AlexNet on them in minutes
-DEMO_BATCH_SIZE = 32
-DEMO_LR = 0.005  # with Kaiming initialisation (see the README's train section)
-TRAIN_SHARE = 0.7  # of --minutes; the rest goes to data, indexing, queries and plots
+from cli.options import default, device_option, progress_enabled, quiet_option
+from retrieval.config import DEMO_DATA, DemoConfig
 
 
-@dataclass
-class DemoConfig:
-    out: Path = Path("demo")
-    data: str = "auto"  # "auto" (Fashion-MNIST if found, else shapes), "fashion-mnist", "shapes"
-    minutes: float = 3.0
-    per_class: int = 60  # training images per class (the index holds them too)
-    queries_per_class: int = 10  # held-out query images per class
-    device: str = "auto"
-    seed: int = 0
-    progress: bool = False
-
-
-@dataclass
-class DemoSummary:
-    data: str
-    classes: list[str]
-    train_images: int
-    query_images: int
-    image_size: int
-    epochs: int
-    val_top1_error: float
-    precision_at_10_fc7: float
-    precision_at_10_pixels: float
-    chance: float
-    seconds: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float:
-        return self.precision_at_10_fc7 / max(self.precision_at_10_pixels, 1e-12)
-
-
-def prepare_data(config: DemoConfig) -> tuple[str, Path, Path]:
-    """Write train/ and queries/ ImageFolder trees under OUT/data; returns (name, train, queries)."""
-    from retrieval.datasets import export_fashion_mnist, make_shapes
-
-    root = config.out / "data"
-    train, queries = root / "train", root / "queries"
-    if config.data in ("auto", "fashion-mnist"):
-        try:
-            export_fashion_mnist(train, config.per_class, train=True)
-            export_fashion_mnist(queries, config.queries_per_class, train=False)
-            return "fashion-mnist", train, queries
-        except DataError:
-            if config.data == "fashion-mnist":
-                raise
-    make_shapes(train, config.per_class, size=DEMO_IMAGE_SIZE, seed=config.seed)
-    make_shapes(queries, config.queries_per_class, size=DEMO_IMAGE_SIZE, seed=config.seed + 1,
-                prefix="query-")
-    return "shapes", train, queries
-
-
-def train_model(config: DemoConfig, data: Path, budget_minutes: float):
-    from retrieval.train import TrainConfig, train
-
-    return train(TrainConfig(
-        data=str(data), out=config.out, epochs=1000, max_minutes=budget_minutes,
-        batch_size=DEMO_BATCH_SIZE, lr=DEMO_LR, image_size=DEMO_IMAGE_SIZE,
-        init_scheme="kaiming", device=config.device, seed=config.seed, workers=0,
-        overwrite=True,  # a demo run again starts again
-        progress=config.progress))
-
-
-def compare_with_pixels(index_dir: Path, queries: list[Path], embed, k: int
-                        ) -> tuple[float, float]:
-    """precision@k of the fc7 index and of raw pixels for the same held-out queries
-    (`retrieve evaluate --baseline pixels`'s protocol: labels are parent folder names)."""
-    from indexes.evaluate import EvalConfig, evaluate
-    from indexes.store import open_for_reading
-    from retrieval.pixels import pixel_vectors
-
-    store = open_for_reading(index_dir)
-    try:
-        report = evaluate(store, [str(q) for q in queries], embed, EvalConfig(k=k, map_at=k),
-                          pixels=pixel_vectors)
-    finally:
-        store.close()
-    return (report.methods["fc7"].metrics.precision_at_k,
-            report.methods["pixels"].metrics.precision_at_k)
-
-
-def draw_queries(index_dir: Path, queries: list[Path], embed, out: Path) -> None:
-    """queries.png: the first held-out query of the first SHEET_QUERIES classes and their K
-    nearest indexed images (the paper's Figure 4)."""
-    from indexes.store import neighbours, open_for_reading
-    from retrieval.sheet import draw_sheet
-
-    first_of_class: dict[str, Path] = {}
-    for q in queries:
-        first_of_class.setdefault(q.parent.name, q)
-    shown = list(first_of_class.values())[:SHEET_QUERIES]
-    xq, positions, _ = embed([str(q) for q in shown])
-    store = open_for_reading(index_dir)
-    try:
-        found = neighbours(store, xq, K)
-    finally:
-        store.close()
-    draw_sheet([(str(shown[i]), r) for i, r in zip(positions, found)], out, K)
-
-
-def run_demo(config: DemoConfig) -> DemoSummary:
-    """Every step of the tool on a small data set; writes its files into ``config.out``."""
-    import shutil
-
-    from cli.embedding import collect
-    from indexes.build import BuildConfig, build_index
-    from retrieval.features import FeatureExtractor
-    from retrieval.images import find_images
-    from retrieval.kernels import save_kernels
-    from retrieval.weights import load_weights, resolve_device
-
-    start, seconds = time.perf_counter(), {}
-    lap = lambda: time.perf_counter() - start - sum(seconds.values())  # noqa: E731
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "data", ignore_errors=True)  # ours: a re-run starts from fresh data
-    name, train_dir, query_dir = prepare_data(config)
-    seconds["data"] = lap()
-
-    budget = max(config.minutes * TRAIN_SHARE - seconds["data"] / 60, 0.05)
-    result = train_model(config, train_dir, budget)
-    seconds["train"] = lap()
-
-    device = resolve_device(config.device)
-    weights = load_weights(result.best_path, device)
-    extractor = FeatureExtractor(weights, batch_size=64, workers=0, device=device,
-                                 progress=config.progress)
-    index_dir = out / "index"
-    report = build_index(index_dir, find_images([train_dir]), extractor,
-                         BuildConfig(workers=0), rebuild=True)
-    seconds["index"] = lap()
-
-    save_kernels(weights, out / "kernels.png")
-    queries = list(find_images([query_dir]))
-    draw_queries(index_dir, queries, collect(extractor), out / "queries.png")
-    p_fc7, p_pixels = compare_with_pixels(index_dir, queries, collect(extractor), K)
-    seconds["queries"] = lap()
-    seconds["total"] = time.perf_counter() - start
-
-    classes = sorted({q.parent.name for q in queries})
-    summary = DemoSummary(
-        data=name, classes=classes, train_images=report.total, query_images=len(queries),
-        image_size=DEMO_IMAGE_SIZE, epochs=result.epochs_run,
-        val_top1_error=float(result.best_val_top1_error),
-        precision_at_10_fc7=p_fc7, precision_at_10_pixels=p_pixels, chance=1 / len(classes),
-        seconds={k: round(v, 1) for k, v in seconds.items()},
-        files={"best": str(result.best_path), "checkpoint": str(result.last_path),
-               "metrics": str(out / "metrics.jsonl"), "curves": str(out / "curves.png"),
-               "index": str(index_dir), "kernels": str(out / "kernels.png"),
-               "queries": str(out / "queries.png"), "summary": str(out / "summary.json")})
-    text = json.dumps({**asdict(summary), "ratio": summary.ratio}, indent=2) + "\n"
-    write_atomic(out / "summary.json", lambda f: f.write(text.encode()))
-    return summary
-
-
-def format_summary(s: DemoSummary, out: Path) -> str:
-    example = next(Path(s.files["index"]).parent.glob("data/queries/*/*"), None)
-    return "\n".join([
-        f"Trained the paper's AlexNet on {s.train_images} {s.data} images ({len(s.classes)} "
-        f"classes, {s.image_size}x{s.image_size}, a tenth held out for validation) for "
-        f"{s.epochs} epochs in {s.seconds['train']:.0f} s: validation top-1 error "
-        f"{s.val_top1_error:.3f}.",
-        f"Held-out queries: {s.query_images}. precision@{K}: {s.precision_at_10_fc7:.3f} with fc7, "
-        f"{s.precision_at_10_pixels:.3f} with raw pixels ({s.ratio:.2f}x; chance "
-        f"{s.chance:.3f}).",
-        f"Files in {out}/ (all in {s.seconds['total']:.0f} s):",
-        "  best.pt, checkpoint.pt    trained weights: use them with --weights",
-        "  metrics.jsonl, curves.png loss and error per epoch",
-        "  index/                    the FAISS index of the training images",
-        "  kernels.png               the conv1 kernels (the paper's Figure 3)",
-        f"  queries.png               {SHEET_QUERIES} held-out queries and their {K} nearest "
-        "images (Figure 4)",
-        "  summary.json              these figures",
-        "Try: retrieve query " + shlex.quote(str(example or "IMAGE")) + " --index "
-        + shlex.quote(str(out / "index")) + f" -k {K}",
-    ])
+def _default(name: str):
+    return default(DemoConfig, name)
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"),
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=_default("out"),
               show_default=True, help="Folder for the data, weights, index and pictures.")
-@click.option("--data", type=click.Choice(["auto", "fashion-mnist", "shapes"]), default="auto",
-              show_default=True,
+@click.option("--data", type=click.Choice(DEMO_DATA),
+              default=_default("data"), show_default=True,
               help="auto: Fashion-MNIST where its files can be found or downloaded, else shapes "
                    "(drawn by the package itself).")
-@click.option("--minutes", type=click.FloatRange(min=0.05), default=3.0, show_default=True,
+@click.option("--minutes", type=click.FloatRange(min=0.05), default=_default("minutes"),
+              show_default=True,
               help="Time budget; training gets about 70% of it.")
-@click.option("--per-class", type=click.IntRange(min=5), default=60, show_default=True,
+@click.option("--per-class", type=click.IntRange(min=5), default=_default("per_class"),
+              show_default=True,
               help="Training (and indexed) images per class.")
-@click.option("--queries-per-class", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--queries-per-class", type=click.IntRange(min=1),
+              default=_default("queries_per_class"), show_default=True,
               help="Held-out query images per class.")
 @device_option
 @quiet_option
@@ -230,6 +42,8 @@ def demo(out, data, minutes, per_class, queries_per_class, device, quiet):
     retrieve demo
     retrieve demo --data shapes --minutes 1 --out /tmp/demo
     """
+    from retrieval.demo import format_summary, run_demo
+
     config = DemoConfig(out=out, data=data, minutes=minutes, per_class=per_class,
                         queries_per_class=queries_per_class, device=device,
                         progress=progress_enabled(quiet))

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import click
 
-from cli.index import EXISTING
-from cli.options import (device_option, index_option, nprobe_option, progress_enabled,
-                         query_batch_size_option, quiet_option)
+from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
+                         progress_enabled, query_batch_size_option, quiet_option)
 from cli.output import printable
+from indexes.config import EvalConfig
+from retrieval.config import ExtractConfig
 from retrieval.errors import RetrieveError
 
 
 @click.command()
 @click.argument("queries", nargs=-1, required=True, type=EXISTING)
 @index_option
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1), default=default(EvalConfig, "k"),
+              show_default=True,
               help="Cut-off of precision@k and recall@k.")
 @click.option("--baseline", type=click.Choice(["pixels"]),
               help="Also score raw pixels (16x16, Euclidean, exact) and show the ratio.")
@@ -47,28 +50,26 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
     retrieve evaluate test-images/ --map-at 100 --per-class --json
     retrieve evaluate copies/ --ground-truth pairs.csv -k 5
     """
-    from cli.embedding import collect, extractor_for
     from indexes import eval_report
-    from indexes.evaluate import EvalConfig, load_ground_truth
     from indexes.evaluate import evaluate as run
-    from indexes.store import open_for_reading
+    from indexes.evaluate import load_ground_truth
+    from indexes.searcher import Searcher
+    from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
 
     paths = [str(p) for p in find_images(queries)]
     if not paths:
         raise RetrieveError(f"no images in {', '.join(map(str, queries))}")
     truth = load_ground_truth(ground_truth) if ground_truth is not None else None
-    store = open_for_reading(index_dir)
-    try:
-        embed = collect(extractor_for(store, device, batch_size, len(paths),
-                                      progress_enabled(quiet)))
-        pixels = None
-        if baseline == "pixels":
-            from retrieval.pixels import pixel_vectors as pixels
-        config = EvalConfig(k=k, map_at=map_at, per_class=per_class, nprobe=nprobe)
-        report = run(store, paths, embed, config, pixels=pixels, ground_truth=truth)
-    finally:
-        store.close()
+    pixels = None
+    if baseline == "pixels":
+        from retrieval.pixels import pixel_vectors as pixels
+    load = partial(FeatureExtractor.load, config=ExtractConfig.for_queries(
+        len(paths), batch_size, device), progress=progress_enabled(quiet))
+    config = EvalConfig(k=k, map_at=map_at, per_class=per_class, nprobe=nprobe)
+    with Searcher.open(index_dir, load) as searcher:
+        report = run(searcher.store, paths, searcher.embed, config, pixels=pixels,
+                     ground_truth=truth)
     for path, reason in report.skipped:
         click.echo(printable(f"skipped {path}: {reason}"), err=True)
     if report.absent_labels:

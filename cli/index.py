@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
-from cli.options import (device_option, index_option, nprobe_option, progress_enabled,
-                         query_batch_size_option, quiet_option, weights_option)
+from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
+                         progress_enabled, query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
-from indexes.build import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, BuildConfig, NothingIndexed
-from indexes.faiss_ops import DEFAULT_FACTORY
+from indexes.config import DEFAULT_FACTORY, DEFAULT_K
+from retrieval.config import ExtractConfig
 from retrieval.errors import RetrieveError
-
-EXISTING = click.Path(exists=True, path_type=Path)
 
 
 @click.command("build-index")
 @click.argument("paths", nargs=-1, required=True, type=EXISTING)
-@weights_option
+@click.option("--weights", metavar="CKPT|imagenet",
+              show_default="the index's own, else $RETRIEVE_WEIGHTS, else imagenet",
+              help="A checkpoint from `retrieve train`, or `imagenet` for torchvision's "
+                   "ImageNet-trained AlexNet.")
 @index_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
-              show_default=True, help="Images per forward pass (memory use grows with it).")
-@click.option("--workers", type=click.IntRange(min=0), default=DEFAULT_WORKERS, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1),
+              default=default(ExtractConfig, "batch_size"), show_default=True,
+              help="Images per forward pass (memory use grows with it).")
+@click.option("--workers", type=click.IntRange(min=0), default=default(ExtractConfig, "workers"),
+              show_default=True,
               help="Processes decoding images while the network runs (0: in this process).")
-@click.option("--factory", default=DEFAULT_FACTORY, show_default=True, metavar="FAISS_FACTORY",
+@click.option("--factory", metavar="FAISS_FACTORY",
+              show_default=f"the index's own, else {DEFAULT_FACTORY}",
               help="FAISS index type, e.g. Flat (exact), IVF1024,PQ64 (compressed), HNSW32.")
-@click.option("--normalize", is_flag=True,
+@click.option("--normalize/--no-normalize", default=None,
+              show_default="the index's own, else no",
               help="L2-normalise every vector (and each query) before indexing.")
 @device_option
 @click.option("--rebuild", is_flag=True,
@@ -36,8 +41,7 @@ EXISTING = click.Path(exists=True, path_type=Path)
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
-@click.pass_context
-def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, normalize, device,
+def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, device,
                 rebuild, errors_file, quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
@@ -48,27 +52,19 @@ def build_index(ctx, paths, weights, index_dir, batch_size, workers, factory, no
     retrieve build-index photos/ --weights runs/alexnet/best.pt
     retrieve build-index photos/ more/ --factory 'IVF1024,PQ64,Refine(SQ8)' --index big-index
     """
+    from indexes.build import BuildConfig, NothingIndexed, weights_to_build_with
     from indexes.build import build_index as build
-    from indexes.store import recorded_settings
     from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
-    from retrieval.weights import load_weights, resolve_device
 
     # A re-run without --weights, --factory, --normalize keeps what the index was built with.
-    recorded = recorded_settings(index_dir)
-    default = lambda name: ctx.get_parameter_source(name) == ParameterSource.DEFAULT  # noqa: E731
-    if default("weights") and "RETRIEVE_WEIGHTS" not in os.environ:
-        weights = recorded.get("weights", weights)
-    factory = recorded.get("factory", factory) if default("factory") else factory
-    normalize = recorded.get("normalize", normalize) if default("normalize") else normalize
-    dev = resolve_device(device)
-    extractor = FeatureExtractor(load_weights(weights, dev), batch_size, workers, dev,
-                                 progress_enabled(quiet))
-    config = BuildConfig(factory=factory, normalize=normalize, batch_size=batch_size,
-                         workers=workers)
+    weights = weights_to_build_with(index_dir, weights or os.environ.get("RETRIEVE_WEIGHTS"))
+    extractor = FeatureExtractor.load(weights, config=ExtractConfig(batch_size, workers, device),
+                                      progress=progress_enabled(quiet))
     images = find_images(paths, exclude=[index_dir])
     try:
-        report = build(index_dir, images, extractor, config, rebuild=rebuild)
+        report = build(index_dir, images, extractor, BuildConfig(factory, normalize),
+                       rebuild=rebuild)
     except NothingIndexed as e:
         _report_skipped(e.skipped, errors_file)
         raise
@@ -93,7 +89,7 @@ def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) ->
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=EXISTING)
 @index_option
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
               help="How many neighbours to show per query.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), metavar="OUT.png",
@@ -111,35 +107,28 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     retrieve query queries/ --json > results.json
     retrieve query cat.jpg dog.jpg --sheet neighbours.png
     """
-    from cli.embedding import extractor_for
-    from indexes.store import neighbours, open_for_reading
+    from indexes.searcher import Searcher
+    from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
 
-    store = open_for_reading(index_dir)
-    try:
-        paths = [str(p) for p in find_images(images)]
-        if not paths:
-            raise RetrieveError(f"no images in {', '.join(map(str, images))}")
-        extractor = extractor_for(store, device, batch_size, len(paths))
-        rows, failed = [], []
-        for positions, vectors, errors in extractor.embed(paths):
-            failed += errors
-            if len(positions):
-                found = neighbours(store, vectors, k, nprobe)
-                rows += [(paths[i], r) for i, r in zip(positions, found)]
-        if len(paths) == 1 and failed:
-            raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
-        for path, reason in failed:
-            click.echo(printable(f"skipped {path}: {reason}"), err=True)
-        if not rows:
-            raise RetrieveError("none of the query images could be read")
-        _print_results(store.folder, k, rows, as_json)
-        if sheet is not None:
-            from retrieval.sheet import draw_sheet
+    paths = [str(p) for p in find_images(images)]
+    if not paths:
+        raise RetrieveError(f"no images in {', '.join(map(str, images))}")
+    config = ExtractConfig.for_queries(len(paths), batch_size, device)
+    with Searcher.open(index_dir, partial(FeatureExtractor.load, config=config)) as searcher:
+        rows, failed = searcher.query(paths, k, nprobe)
+        folder = searcher.store.folder
+    if len(paths) == 1 and failed:
+        raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")
+    for path, reason in failed:
+        click.echo(printable(f"skipped {path}: {reason}"), err=True)
+    if not rows:
+        raise RetrieveError("none of the query images could be read")
+    _print_results(folder, k, rows, as_json)
+    if sheet is not None:
+        from retrieval.sheet import draw_sheet
 
-            click.echo(f"Wrote {draw_sheet(rows, sheet, k)}", err=True)
-    finally:
-        store.close()
+        click.echo(f"Wrote {draw_sheet(rows, sheet, k)}", err=True)
 
 
 def _print_results(folder: Path, k: int, rows, as_json: bool) -> None:

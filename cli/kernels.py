@@ -7,23 +7,22 @@ from pathlib import Path
 import click
 
 from cli.options import device_option, weights_option
-from retrieval.kernels import (DEFAULT_COLUMNS, DEFAULT_NORMALIZE, DEFAULT_SCALE,
-                               NORMALIZATIONS, save_kernels)
-from retrieval.weights import load_weights, resolve_device
+from retrieval.config import (KERNEL_COLUMNS, KERNEL_NORMALIZATIONS, KERNEL_NORMALIZE,
+                              KERNEL_SCALE)
 
 
 @click.command("show-kernels")
 @weights_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("kernels.png"), show_default=True, help="The image file to write.")
-@click.option("--scale", type=click.IntRange(1, 64), default=DEFAULT_SCALE, show_default=True,
+@click.option("--scale", type=click.IntRange(1, 64), default=KERNEL_SCALE, show_default=True,
               help="Screen pixels per kernel weight (nearest neighbour, so the weights show).")
-@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=DEFAULT_NORMALIZE,
+@click.option("--normalize", type=click.Choice(KERNEL_NORMALIZATIONS), default=KERNEL_NORMALIZE,
               show_default=True,
               help="per-kernel: each kernel's own lowest and highest weight become 0 and 255 "
                    "(every tile uses the full range); shared: one range over all kernels, so "
                    "tiles compare in strength.")
-@click.option("--cols", type=click.IntRange(1), default=DEFAULT_COLUMNS, show_default=True,
+@click.option("--cols", type=click.IntRange(1), default=KERNEL_COLUMNS, show_default=True,
               help="Tiles per row (in each block).")
 @device_option
 def show_kernels(weights: str, out: Path, scale: int, normalize: str, cols: int,
@@ -37,6 +36,9 @@ def show_kernels(weights: str, out: Path, scale: int, normalize: str, cols: int,
     retrieve show-kernels --weights runs/alexnet/best.pt --out kernels.png
     retrieve show-kernels --weights imagenet --normalize shared --scale 8
     """
+    from retrieval.kernels import save_kernels
+    from retrieval.weights import load_weights, resolve_device
+
     w = load_weights(weights, resolve_device(device))
     sheet = save_kernels(w, out, normalize=normalize, scale=scale, nrow=cols)
     kh, kw = sheet.kernel_size

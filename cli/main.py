@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
@@ -11,16 +10,24 @@ from cli.output import printable
 from retrieval import __version__
 from retrieval.errors import RetrieveError
 
-# command name -> "module:function"; importing a command's module is deferred so that
-# `retrieve query` does not pay for the training code (and `--help` stays quick).
+# command name -> ("module:function", the first line of its docstring). `retrieve --help`
+# lists the commands from here without importing any (tests/test_cli_imports.py checks that
+# each summary is its command's own); `retrieve query` does not pay for the training code.
 COMMANDS = {
-    "train": "cli.train:train",
-    "build-index": "cli.index:build_index",
-    "query": "cli.index:query",
-    "info": "cli.index:info",
-    "show-kernels": "cli.kernels:show_kernels",
-    "evaluate": "cli.evaluate:evaluate",
-    "demo": "cli.demo:demo",
+    "train": ("cli.train:train",
+              "Train AlexNet on labelled images with the paper's recipe (sections 4 and 5)."),
+    "build-index": ("cli.index:build_index",
+                    "Index every image under PATH... (recursively) by its fc7 vector."),
+    "query": ("cli.index:query",
+              "Find the images of the index nearest to each IMAGE (a file, or a folder of them)."),
+    "info": ("cli.index:info",
+             "What an index holds: images, weights, vector size, index type, size on disk."),
+    "show-kernels": ("cli.kernels:show_kernels",
+                     "Draw the conv1 kernels as RGB tiles in a grid (the paper's Figure 3)."),
+    "evaluate": ("cli.evaluate:evaluate",
+                 "Score the index on QUERIES (images in folders named after their class)."),
+    "demo": ("cli.demo:demo",
+             "Run the whole tool on a small labelled data set: train, index, query, plot."),
 }
 
 
@@ -28,18 +35,18 @@ class LazyGroup(click.Group):
     """A group whose commands are imported on first use, and whose errors are one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._available(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not self._available(name):
+        if name not in COMMANDS:
             return None
-        module, attr = COMMANDS[name].split(":")
+        module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
 
-    @staticmethod
-    def _available(name: str) -> bool:
-        module = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from COMMANDS, importing none of them."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context):
         try:

@@ -1,20 +1,36 @@
-"""Option bundles shared by several commands."""
+"""Option bundles shared by several commands, and the defaults they take from the dataclasses.
+
+Imports neither torch nor FAISS: `retrieve COMMAND --help` stays instant.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from indexes.config import DEFAULT_NPROBE
+from retrieval.config import IMAGENET, ExtractConfig
+
 DEFAULT_INDEX = "retrieve-index"
-QUERY_BATCH_SIZE = 32
+QUERY_BATCH_SIZE = 32  # query images per forward pass (fewer than a build's: lower latency)
+EXISTING = click.Path(exists=True, path_type=Path)
+
+
+def default(config: type, name: str):
+    """The default of field ``name`` of the dataclass ``config``: each default lives once."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            return f.default
+    raise KeyError(f"{config.__name__} has no field {name!r}")
 
 
 def weights_option(f):
     return click.option(
-        "--weights", default=lambda: os.environ.get("RETRIEVE_WEIGHTS", "imagenet"),
+        "--weights", default=lambda: os.environ.get("RETRIEVE_WEIGHTS", IMAGENET),
         show_default="imagenet, or $RETRIEVE_WEIGHTS", metavar="CKPT|imagenet",
         help="A checkpoint from `retrieve train`, or `imagenet` for torchvision's "
              "ImageNet-trained AlexNet.")(f)
@@ -22,7 +38,8 @@ def weights_option(f):
 
 def device_option(f):
     return click.option(
-        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]),
+        default=default(ExtractConfig, "device"), show_default=True,
         help="Where the network runs: auto picks CUDA when a GPU is present.")(f)
 
 
@@ -38,7 +55,7 @@ def nprobe_option(f):
     return click.option(
         "--nprobe", type=click.IntRange(min=1),
         help="IVF indexes: inverted lists visited per query (more: slower, more exact) "
-             "[default: 8, saved in the index]")(f)
+             f"[default: {DEFAULT_NPROBE}, saved in the index]")(f)
 
 
 def query_batch_size_option(f):
@@ -55,3 +72,4 @@ def quiet_option(f):
 def progress_enabled(quiet: bool) -> bool:
     """tqdm bars on stderr only for a person watching a terminal."""
     return not quiet and sys.stderr.isatty()
+

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from cli.options import device_option, progress_enabled, quiet_option
+from cli.options import default, device_option, progress_enabled, quiet_option
+from retrieval.config import FASHION_MNIST, INIT_SCHEMES, TrainConfig
+
+
+def _default(name: str):
+    return default(TrainConfig, name)
 
 
 class DataArg(click.ParamType):
@@ -15,8 +20,6 @@ class DataArg(click.ParamType):
     name = "DATA"
 
     def convert(self, value, param, ctx):
-        from retrieval.data import FASHION_MNIST
-
         if value == FASHION_MNIST:
             return value
         if not Path(value).is_dir():
@@ -30,28 +33,35 @@ class DataArg(click.ParamType):
               help="Validation folder with the same class sub-folders (default: a split of DATA; "
                    "for fashion-mnist its test set).")
 @click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.1, show_default=True,
+              default=_default("val_split"), show_default=True,
               help="Share of each class of DATA set aside for validation when --val is not given.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("runs/alexnet"), show_default=True,
+              default=_default("out"), show_default=True,
               help="Folder for checkpoint.pt, best.pt, metrics.jsonl and curves.png.")
-@click.option("--epochs", type=click.IntRange(min=1), default=90, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=_default("epochs"), show_default=True,
               help="Passes over the training set (section 5: about 90).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Images per SGD step (per GPU under torchrun).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=_default("batch_size"),
+              show_default=True, help="Images per SGD step (per GPU under torchrun).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_default("lr"),
+              show_default=True,
               help="Initial learning rate, divided by 10 when the validation error stops improving.")
-@click.option("--image-size", type=click.IntRange(min=64), default=224, show_default=True,
+@click.option("--image-size", type=click.IntRange(min=64), default=_default("image_size"),
+              show_default=True,
               help="Side of the square crops the network sees (section 4.1: 224).")
-@click.option("--groups", type=click.Choice(["1", "2"]), default="1", show_default=True,
+@click.option("--groups", type=click.Choice(["1", "2"]), default=str(_default("groups")),
+              show_default=True,
               help="2: the paper's two-GPU connectivity in conv2, conv4 and conv5.")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
+@click.option("--width", type=click.FloatRange(0, 4, min_open=True), default=_default("width"),
+              show_default=True,
+              help="Multiply every layer's channels and fc6/fc7's units (0.25: a 16x smaller "
+                   "network, 1024-d fc7, for small data sets or a CPU).")
+@click.option("--workers", type=click.IntRange(min=0), default=_default("workers"),
               show_default="8 with CUDA, 0 on the CPU", help="DataLoader worker processes.")
 @device_option
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--overwrite", is_flag=True,
               help="Start afresh in an OUT that already holds a run, replacing its files.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=int, default=_default("seed"), show_default=True,
               help="Seed of the split, initialisation, shuffling and augmentation.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder holding Fashion-MNIST's files (default: Debian's copy).")
@@ -67,7 +77,7 @@ class DataArg(click.ParamType):
 @click.option("--no-random-crop", is_flag=True, help="Centre crops instead of random ones.")
 @click.option("--no-mean-subtraction", is_flag=True,
               help="Feed pixels in [0, 1] without subtracting the training mean.")
-@click.option("--init-scheme", type=click.Choice(["paper", "kaiming"]), default="paper",
+@click.option("--init-scheme", type=click.Choice(INIT_SCHEMES), default=_default("init_scheme"),
               show_default=True,
               help="Initialisation from scratch: the paper's N(0, 0.01) or Kaiming-normal.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
@@ -76,7 +86,7 @@ class DataArg(click.ParamType):
               help="Use at most this many images of each class (for fashion-mnist, of its "
                    "training and of its test set).")
 @quiet_option
-def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups, workers,
+def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups, width, workers,
           device, resume, overwrite, seed, data_root, init, freeze_features, ten_crop, no_flip,
           no_pca_lighting, no_random_crop, no_mean_subtraction, init_scheme, max_minutes,
           limit_per_class, quiet):
@@ -91,15 +101,15 @@ def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups,
     retrieve train photos/ --out runs/photos --resume
     """
     from retrieval.errors import TrainingInterrupted
-    from retrieval.train import TrainConfig, train as run
+    from retrieval.train import train as run
 
     if freeze_features and init is None:
         raise click.UsageError("--freeze-features needs --init imagenet|CKPT (features to keep)")
     config = TrainConfig(
         data=data, out=out, val=val, val_split=val_split, epochs=epochs, batch_size=batch_size,
-        lr=lr, image_size=image_size, groups=int(groups), workers=workers, device=device,
-        resume=resume, overwrite=overwrite, seed=seed, data_root=data_root, init=init,
-        freeze_features=freeze_features, ten_crop=ten_crop, flip=not no_flip,
+        lr=lr, image_size=image_size, groups=int(groups), width=width, workers=workers,
+        device=device, resume=resume, overwrite=overwrite, seed=seed, data_root=data_root,
+        init=init, freeze_features=freeze_features, ten_crop=ten_crop, flip=not no_flip,
         pca_lighting=not no_pca_lighting, random_crop=not no_random_crop,
         mean_subtraction=not no_mean_subtraction, init_scheme=init_scheme,
         max_minutes=max_minutes, limit_per_class=limit_per_class,

@@ -13,27 +13,14 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.errors import IndexMismatch, RetrieveError
+from retrieval.config import IMAGENET
+from retrieval.errors import IndexCorrupt, RetrieveError
 
 from . import commit as commits
-from . import faiss_ops
+from . import files, manifest
+from .config import DEFAULT_FACTORY, BuildConfig
 from .files import BuildLock
 from .store import FileState, IndexStore
-
-# Settings that change the vectors or the index type: another value needs --rebuild.
-MATCHING_KEYS = ("sha256", "layer", "dim", "transform", "model", "factory", "normalize")
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_WORKERS = min(4, os.cpu_count() or 1)  # decoding processes beside the model
-
-
-@dataclass
-class BuildConfig:
-    """How build-index makes an index; ``asdict`` of it goes into the manifest."""
-
-    factory: str = faiss_ops.DEFAULT_FACTORY  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
-    normalize: bool = False  # L2-normalise vectors (and queries) before indexing
-    batch_size: int = DEFAULT_BATCH_SIZE
-    workers: int = DEFAULT_WORKERS
 
 
 class Extractor(Protocol):
@@ -45,6 +32,35 @@ class Extractor(Protocol):
     def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
         """Per batch: positions in ``paths`` that decoded, their (b, dim) float32 vectors,
         and [(path, reason)] of those that did not."""
+
+
+def recorded_settings(folder: str | os.PathLike) -> dict:
+    """What the index at ``folder`` was built with, or what its first build, interrupted, was
+    building with: {} when there is neither or it is unreadable."""
+    if not (Path(folder) / files.DATABASE).is_file():
+        return {}
+    try:
+        store = IndexStore.open(folder)
+    except IndexCorrupt:
+        return {}
+    try:
+        return store.settings or store.staging_settings or {}
+    finally:
+        store.close()
+
+
+def weights_to_build_with(folder: str | os.PathLike, asked: str | None) -> str:
+    """The weights a build of ``folder`` uses: those ``asked`` for, else those the index was
+    built with (or an interrupted first build was building with), else ``imagenet``."""
+    return asked or recorded_settings(folder).get("weights") or IMAGENET
+
+
+def _kept(config: BuildConfig, recorded: dict) -> BuildConfig:
+    """``config`` with the fields left None taken from ``recorded``, else the defaults: a
+    re-run keeps the factory and normalisation the index was built with."""
+    factory = config.factory if config.factory is not None else recorded.get("factory")
+    normalize = config.normalize if config.normalize is not None else recorded.get("normalize")
+    return BuildConfig(factory or DEFAULT_FACTORY, bool(normalize))
 
 
 @dataclass
@@ -89,6 +105,7 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
                 config: BuildConfig | None = None, rebuild: bool = False) -> BuildReport:
     """Bring the index at ``folder`` up to date with the image files ``paths``.
 
+    Fields of ``config`` left None keep what the index was built with (see ``_kept``).
     Holds the build lock throughout. Raises IndexMismatch when the index was made with other
     weights, layer, factory or normalisation (unless ``rebuild``), NothingIndexed when the
     index would end up empty, FactoryError when the index type cannot be trained or updated.
@@ -122,13 +139,13 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
 def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
            rebuild: bool) -> BuildReport:
     store.tidy()
-    settings = {**extractor.identity(), "factory": config.factory, "normalize": config.normalize,
-                "build": asdict(config)}
+    config = _kept(config, store.settings or store.staging_settings or {})
+    settings = {**extractor.identity(), **asdict(config)}
     if not rebuild:
-        check_settings(store, settings)
+        manifest.check_settings(store.folder, store.settings, settings)
     # The weights' path too: a first build killed before its commit is resumed by a re-run
     # that does not name them again (recorded_settings falls back on these).
-    commits.reset_staging(store, {k: settings[k] for k in (*MATCHING_KEYS, "weights")})
+    store.reset_staging({k: settings[k] for k in (*manifest.MATCHING_KEYS, "weights")})
     report = BuildReport(store.folder)
     states = _stat_all(paths, store.folder, report.skipped)
     plan = _plan(store, states, rebuild)
@@ -146,26 +163,6 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
     if plan.adds or plan.remove_ids or rebuild or store.generation == 0:
         commits.commit(store, settings, plan.adds, plan.remove_ids, rebuild)
     return report
-
-
-def check_settings(store: IndexStore, settings: dict) -> None:
-    """IndexMismatch naming what differs from the committed index (weights, factory, ...)."""
-    old = store.settings
-    if old is None:
-        return
-    differ = [k for k in MATCHING_KEYS if old.get(k) != settings.get(k)]
-    if not differ:
-        return
-    what = ", ".join(_difference(k, old, settings) for k in differ)
-    raise IndexMismatch(f"{store.folder} was built with other settings ({what}); use the same "
-                        "ones, or --rebuild to replace the index")
-
-
-def _difference(key: str, old: dict, new: dict) -> str:
-    if key == "sha256":
-        return (f"weights {old.get('weights')} sha256 {str(old.get('sha256'))[:12]}..., "
-                f"now {new.get('weights')} sha256 {str(new.get('sha256'))[:12]}...")
-    return f"{key} {old.get(key)!r}, now {new.get(key)!r}"
 
 
 def _stat_all(paths, folder: Path, skipped: list) -> list[FileState]:
@@ -199,16 +196,16 @@ def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
     for s in states:
         item = items.get(s.path)
         if item is not None:
-            if (item[1], item[2]) == (s.size, s.mtime_ns):
+            if (item.size, item.mtime_ns) == (s.size, s.mtime_ns):
                 continue  # unchanged
             plan.known.add(s.path)
-            plan.remove_ids.append(item[0])
+            plan.remove_ids.append(item.id)
         hit = staged.get(s.path)
-        if hit is not None and (hit[0], hit[1]) == (s.size, s.mtime_ns):
-            plan.adds.append(commits.Staged(s, hit[2], hit[3]))  # from an interrupted run
+        if hit is not None and (hit.size, hit.mtime_ns) == (s.size, s.mtime_ns):
+            plan.adds.append(commits.Staged(s, hit.batch, hit.row))  # from an interrupted run
         else:
             plan.to_extract.append(s)
-    gone = [item[0] for path, item in items.items() if path not in current]
+    gone = [item.id for path, item in items.items() if path not in current]
     plan.remove_ids += gone
     plan.removed = len(gone)
     return plan

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import faiss_ops, files
+from . import faiss_ops, files, manifest
 from .store import FileState, IndexStore
 
 
@@ -22,26 +21,9 @@ class Staged:
     row: int
 
 
-def reset_staging(store: IndexStore, settings: dict) -> None:
-    """Keep staged vectors only if they were made with these ``settings``; else drop them."""
-    if store.staging_settings == settings:
-        return
-    store.db.execute("BEGIN IMMEDIATE")
-    store.db.execute("DELETE FROM staged")
-    store._set_meta("staging_settings", settings)
-    store.db.execute("COMMIT")
-    files.clear_staging(store.folder)
-
-
 def stage(store: IndexStore, states: Sequence[FileState], vectors: np.ndarray) -> list[Staged]:
-    """Write one batch of (b, d) vectors to staging (atomic), then record its rows."""
-    batch = int(store._meta("next_batch", 0))
-    files.write_npy(files.staging_file(store.folder, batch), faiss_ops.as_float32(vectors))
-    store.db.execute("BEGIN IMMEDIATE")
-    store.db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?)",
-                         [(s.path, s.size, s.mtime_ns, batch, row) for row, s in enumerate(states)])
-    store._set_meta("next_batch", batch + 1)
-    store.db.execute("COMMIT")
+    """Stage one batch of (b, d) vectors (see ``IndexStore.stage``)."""
+    batch = store.stage(states, vectors)
     return [Staged(s, batch, row) for row, s in enumerate(states)]
 
 
@@ -88,41 +70,17 @@ def commit(store: IndexStore, settings: dict, adds: Sequence[Staged], remove_ids
     else:
         index = faiss_ops.read(store.index_path)
         index = faiss_ops.remove(index, np.asarray(remove_ids, np.int64), factory)
-    next_id = int(store._meta("next_id", 0))
+    next_id = int(store.meta("next_id", 0))
     rows = []
     for positions in _by_batch(adds).values():
         ids = np.arange(next_id, next_id + len(positions), dtype=np.int64)
         faiss_ops.add(index, _vectors(store, adds, positions, normalize), ids)
         rows += [(int(i), adds[p].state) for i, p in zip(ids, positions)]
         next_id += len(positions)
-    old_generation, generation = store.generation, store.generation + 1
-    faiss_ops.write_atomic(index, files.index_file(store.folder, generation))
-    _apply(store, settings, rows, remove_ids, fresh, generation, next_id)
+    old_generation = store.generation
+    faiss_ops.write(index, files.index_file(store.folder, old_generation + 1))
+    store.commit_generation(settings, rows, remove_ids, fresh, next_id)
     # Committed. What follows only tidies up; a crash here is repaired by the next open.
     files.index_file(store.folder, old_generation).unlink(missing_ok=True)
     files.clear_staging(store.folder)
-    store.write_manifest()
-
-
-def _apply(store: IndexStore, settings: dict, rows, remove_ids, fresh: bool, generation: int,
-           next_id: int) -> None:
-    """One SQLite transaction: item changes, settings and the new generation, or nothing."""
-    now = time.time()
-    db = store.db
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if fresh:
-            db.execute("DELETE FROM items")
-        else:
-            db.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in remove_ids])
-        db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                       [(i, s.path, s.size, s.mtime_ns, now) for i, s in rows])
-        db.execute("DELETE FROM staged")
-        store._set_meta("settings", settings)
-        store._set_meta("next_id", next_id)
-        store._set_meta("built_at", store.now())
-        store._set_meta("generation", generation)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    manifest.write(store)

@@ -17,16 +17,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import faiss
 import numpy as np
 
 from retrieval.errors import RetrieveError
 
 from . import faiss_ops, metrics
+from .config import EvalConfig
 from .store import IndexStore
 
 MAX_RESULTS = 1 << 24  # ids per search call (128 MiB of int64 + distances): queries are chunked
-EXACT_TYPES = (faiss.IndexFlat,)  # what an IndexIDMap2 may wrap for the search to be exact
 
 # paths -> (float32 (n_ok, d), positions of the paths that decoded, [(path, reason)])
 Vectors = Callable[[Sequence[str]], tuple[np.ndarray, list[int], list[tuple[str, str]]]]
@@ -34,16 +33,6 @@ Vectors = Callable[[Sequence[str]], tuple[np.ndarray, list[int], list[tuple[str,
 
 class NoQueries(RetrieveError):
     """Nothing to evaluate: no query image decoded, or no query has a relevant indexed image."""
-
-
-@dataclass
-class EvalConfig:
-    """What ``evaluate`` measures; the CLI options map onto these fields."""
-
-    k: int = 10
-    map_at: int | None = None  # None: mAP over the whole ranking of the index
-    per_class: bool = False
-    nprobe: int | None = None
 
 
 @dataclass
@@ -93,7 +82,7 @@ class Items:
 
     @classmethod
     def of(cls, store: IndexStore) -> "Items":
-        rows = sorted((i, os.fsdecode(p)) for p, (i, _, _) in store.items().items())
+        rows = sorted((item.id, os.fsdecode(p)) for p, item in store.items().items())
         ids = np.array([i for i, _ in rows], dtype=np.int64)
         paths = [p for _, p in rows]
         return cls(ids, paths, folder_labels(paths))
@@ -121,17 +110,10 @@ def _chunked_search(search: Callable, xq: np.ndarray, depth: int) -> np.ndarray:
 
 
 def exact_ranking(xb: np.ndarray, xq: np.ndarray, depth: int) -> np.ndarray:
-    """Positions (nq, depth) of the ``depth`` nearest rows of ``xb`` to each query: IndexFlatL2."""
-    index = faiss.IndexFlatL2(xb.shape[1])
-    index.add(faiss_ops.as_float32(xb))
+    """Positions (nq, depth) of the ``depth`` nearest rows of ``xb`` to each query (brute force)."""
+    index = faiss_ops.exact_index(xb)
     return _chunked_search(lambda q, d: faiss_ops.search(index, q, d), faiss_ops.as_float32(xq),
                            min(depth, len(xb)))
-
-
-def is_exact(index: faiss.Index) -> bool:
-    """True when searching ``index`` is brute force over the original vectors (Flat)."""
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-    return isinstance(faiss.downcast_index(inner), EXACT_TYPES)
 
 
 def _depth(config: EvalConfig, n_items: int) -> int:
@@ -140,35 +122,23 @@ def _depth(config: EvalConfig, n_items: int) -> int:
     return min(wanted, n_items)
 
 
-def without_self(ranked: np.ndarray, self_pos: np.ndarray, depth: int) -> np.ndarray:
-    """``ranked`` (nq, >= depth) with each query's own position (``self_pos``, -1: none)
-    removed, cut to (nq, depth): search depth + 1 results to score depth."""
-    hit = (ranked == self_pos[:, None]) & (self_pos[:, None] >= 0)
-    order = np.argsort(hit, axis=1, kind="stable")  # the query itself moves to the end
-    out = np.take_along_axis(ranked, order, axis=1)
-    out[np.take_along_axis(hit, order, axis=1)] = -1
-    return out[:, :depth]
-
-
 def score(ranked: np.ndarray, self_pos: np.ndarray, query_labels: np.ndarray,
           item_labels: np.ndarray, config: EvalConfig,
           relevant: Mapping[str, set[str]] | None = None,
           query_keys: Sequence[str] = (), item_keys: Sequence[str] = ()) -> Scores:
     """Scores of one ranking: ``ranked`` (nq, depth) item positions, nearest first, -1 none,
-    the queries' own positions already removed (``without_self``).
+    the queries' own positions already removed (``metrics.drop_self``).
 
     ``self_pos`` (nq,): each query's own position among the items (-1: not indexed), left out
     of its relevant count. With ``relevant`` ({query key: its relevant item keys}; keys are
     real paths), relevance comes from that ground truth instead of the labels.
     """
     if relevant is None:
-        rel, n_rel = metrics.relevance_from_labels(query_labels, ranked, item_labels)
-        own = self_pos >= 0
-        n_rel[own] -= item_labels[self_pos[own]] == query_labels[own]
+        rel, n_rel = metrics.relevance_from_labels(query_labels, ranked, item_labels,
+                                                   self_ids=self_pos)
     else:
         keys = np.array(list(item_keys) + [None], dtype=object)  # -1 -> None
         results = keys[np.where(ranked >= 0, ranked, len(item_keys))]
-        relevant = {q: set(relevant.get(q, ())) - {q} for q in query_keys}
         rel, n_rel = metrics.relevance_from_pairs(query_keys, results, relevant,
                                                   indexed_keys=item_keys)
     ap_rel = rel if config.map_at is None else rel[:, :config.map_at]
@@ -220,7 +190,7 @@ def _exact_recall(store: IndexStore, items: Items, embed: Vectors, xq: np.ndarra
     if store.settings.get("normalize"):
         xb, xq = faiss_ops.l2_normalize(xb), faiss_ops.l2_normalize(xq)
     depth = min(k, len(xb))
-    exact = without_self(exact_ranking(xb, xq, depth + 1), self_pos, depth)
+    exact = metrics.drop_self(exact_ranking(xb, xq, depth + 1), self_pos, depth)
     return metrics.recall_at_k_vs_exact(ranked[:, :depth], exact, depth)
 
 
@@ -232,7 +202,7 @@ def _pixel_ranking(items: Items, pixels: Vectors, pq: np.ndarray, self_pos: np.n
         raise NoQueries("none of the indexed images can be read for the pixel baseline")
     ok = np.asarray(ok, dtype=np.int64)
     I = exact_ranking(xb, pq, min(depth + 1, len(ok)))
-    return without_self(np.where(I >= 0, ok[np.maximum(I, 0)], -1), self_pos, depth), errors
+    return metrics.drop_self(np.where(I >= 0, ok[np.maximum(I, 0)], -1), self_pos, depth), errors
 
 
 def evaluate(store: IndexStore, query_paths: Sequence[str], embed: Vectors,
@@ -252,7 +222,7 @@ def evaluate(store: IndexStore, query_paths: Sequence[str], embed: Vectors,
     depth = _depth(config, len(items.paths))
     I = _chunked_search(lambda q, d: store.search(q, d, config.nprobe), xq,
                         min(depth + 1, len(items.paths)))
-    ranked = without_self(items.positions(I), self_pos, depth)
+    ranked = metrics.drop_self(items.positions(I), self_pos, depth)
     keys = dict(relevant=ground_truth, query_keys=[_same_file_key(p) for p in qpaths],
                 item_keys=[_same_file_key(p) for p in items.paths])
     methods = {"fc7": score(ranked, self_pos, qlabels, items.labels, config, **keys)}
@@ -266,8 +236,7 @@ def evaluate(store: IndexStore, query_paths: Sequence[str], embed: Vectors,
         ranked_px, errors = _pixel_ranking(items, pixels, pq, self_pos, depth)
         skipped += errors
         methods["pixels"] = score(ranked_px, self_pos, qlabels, items.labels, config, **keys)
-    index = store.load_index(mmap=True)
-    exact = is_exact(index)
+    exact = faiss_ops.is_exact(store.load_index(mmap=True))
     recall = None if exact else _exact_recall(store, items, embed, xq, ranked, self_pos, config.k)
     return Report(
         mode="labels" if ground_truth is None else "ground-truth", queries=len(qpaths),

@@ -1,27 +1,26 @@
-"""FAISS helpers over float32 numpy arrays: make, train, fill, remove, read, write, search."""
+"""FAISS helpers over float32 numpy arrays: make, train, fill, remove, read, write, search.
+
+Every FAISS call of the package goes through here.
+"""
 
 from __future__ import annotations
 
 import errno
-import os
 import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from retrieval.atomic import fsync_dir
+from retrieval.atomic import write_atomic
 from retrieval.errors import FactoryError
 
+from .config import DEFAULT_NPROBE
 from .files import corrupt
 
-DEFAULT_FACTORY = "Flat"
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
 # per centroid that it subsamples anyway; 50k 4096-d vectors are 800 MB.
 MAX_TRAIN_VECTORS = 50_000
-# Inverted lists an IVF query visits unless told (FAISS's own default is 1): recall@10 of
-# IVF1024 indexes levels off near 8 on 100k fc7 vectors (benchmarks/search.py).
-DEFAULT_NPROBE = 8
 # A Refine stage (`...,RFlat`, `...,Refine(SQ8)`) re-ranks this many times k candidates of its
 # first stage with its finer codes; FAISS's default of 1 only reorders the first stage's k.
 REFINE_K_FACTOR = 16
@@ -150,24 +149,18 @@ def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
     return rebuilt
 
 
-def write_atomic(index: faiss.Index, path: Path) -> None:
-    """Write aside, fsync, rename, fsync the folder: ``path`` is the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+def write(index: faiss.Index, path: Path) -> None:
+    """Write ``index`` atomically (``retrieval.atomic.write_atomic``): ``path`` is the old
+    file or the new one. FAISS streams into the open file through a callback writer."""
+
+    def to(f) -> None:
         try:
-            faiss.write_index(index, str(tmp))
+            faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
         except RuntimeError as e:  # how FAISS reports a failed write (a full disk, ...)
-            raise OSError(errno.EIO, f"cannot write the index ({_faiss_reason(e)})", str(path)) from None
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a partial file would only take the space a retry needs
-        raise
-    fsync_dir(path.parent)
+            raise OSError(errno.EIO, f"cannot write the index ({_faiss_reason(e)})",
+                          str(path)) from None
+
+    write_atomic(path, to)
 
 
 def read(path: Path, mmap: bool = False) -> faiss.Index:
@@ -186,6 +179,21 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
         raise corrupt(path.parent, path.name, f"damaged index file ({_faiss_reason(e)})") from None
 
 
+def exact_index(xb: np.ndarray) -> faiss.Index:
+    """Brute-force L2 search over ``xb`` (n, d), positions as ids (IndexFlatL2)."""
+    index = faiss.IndexFlatL2(xb.shape[1])
+    index.add(as_float32(xb))
+    return index
+
+
+def is_exact(index: faiss.Index) -> bool:
+    """True when searching ``index`` is brute force over the original vectors (Flat)."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexIDMap):
+        index = faiss.downcast_index(index.index)
+    return isinstance(index, faiss.IndexFlat)
+
+
 def to_device(index: faiss.Index) -> faiss.Index:
     """The index on the GPU when faiss has one (a copy; CPU-only types stay on the CPU)."""
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
@@ -199,15 +207,25 @@ def to_device(index: faiss.Index) -> faiss.Index:
         return index  # e.g. HNSW has no GPU implementation
 
 
-def set_nprobe(index: faiss.Index, nprobe: int | None) -> None:
-    """IVF: how many inverted lists a query visits (more: slower, better recall)."""
-    if nprobe is None:
-        return
+def nprobe_of(index: faiss.Index) -> int | None:
+    """The nprobe an IVF index (also behind IDMap, a transform or a Refine) was saved with;
+    None for index types without inverted lists."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return None if ivf is None else ivf.nprobe
+
+
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    """IVF: how many inverted lists a query visits (more: slower, better recall).
+
+    Through FAISS's parameter space, which reaches the inverted lists behind IDMap, a
+    transform or a Refine stage, on a CPU index or on its GPU copy alike.
+    """
+    space = getattr(faiss, "GpuParameterSpace", faiss.ParameterSpace)()  # the GPU's knows both
     try:
-        ivf = faiss.extract_index_ivf(index)
+        space.set_index_parameter(index, "nprobe", nprobe)
     except RuntimeError:
-        raise FactoryError("--nprobe applies only to IVF indexes (built with --factory IVF...)") from None
-    ivf.nprobe = nprobe
+        raise FactoryError("--nprobe applies only to IVF indexes (built with --factory "
+                           "IVF...)") from None
 
 
 def search(index: faiss.Index, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +242,3 @@ def _faiss_reason(e: Exception) -> str:
     text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)[:200]
 
-
-def recall_at_k(I_approx: np.ndarray, I_exact: np.ndarray, k: int | None = None) -> float:
-    """Mean fraction of the exact k nearest ids that the approximate search also returned."""
-    k = k or I_exact.shape[1]
-    hits = sum(len(np.intersect1d(a[:k][a[:k] >= 0], e[:k])) for a, e in zip(I_approx, I_exact))
-    return hits / (len(I_exact) * k)

@@ -180,42 +180,37 @@ def recall_at_k_vs_exact(I_approx, I_exact, k: int) -> float:
     return found / total if total else float("nan")
 
 
-def drop_self(result_ids, self_ids) -> np.ndarray:
-    """Remove each query's own id from its results: (nq, n) -> (nq, n - 1).
+def drop_self(ranked, self_ids, depth: int | None = None) -> np.ndarray:
+    """Each query's own item removed from its ranking, so that it is never its own hit.
 
-    Where the query's id (``self_ids[i]``, -1 or None if it is not indexed) is not among its
-    results, the last result goes instead, so that every ranking keeps n - 1 entries: search
-    k + 1 neighbours to score k.
+    ``ranked`` (nq, n) ids, nearest first, -1 for no result; ``self_ids`` (nq,) the query's
+    own id, -1 when the query is not indexed. The results after it move up, -1 fills the
+    end, and every ranking is cut to ``depth`` (default n - 1): search depth + 1 neighbours
+    to score depth.
     """
-    result_ids = np.asarray(result_ids)
-    self_ids = np.asarray(self_ids, dtype=result_ids.dtype)
-    nq, n = result_ids.shape
-    if n < 1 or self_ids.shape != (nq,):
-        raise ValueError(f"need (nq, n >= 1) results and (nq,) self ids, got "
-                         f"{result_ids.shape} and {self_ids.shape}")
-    if result_ids.dtype.kind in "iu":
-        real = result_ids >= 0  # -1: no result, and "not indexed" in self_ids
-    else:
-        real = np.vectorize(lambda key: key is not None, otypes=[bool])(result_ids)
-    hit = (result_ids == self_ids[:, None]) & real
-    drop = np.where(hit.any(axis=1), hit.argmax(axis=1), n - 1)
-    keep = np.ones((nq, n), dtype=bool)
-    keep[np.arange(nq), drop] = False
-    return result_ids[keep].reshape(nq, n - 1)
+    ranked = np.asarray(ranked, dtype=np.int64)
+    self_ids = np.asarray(self_ids, dtype=np.int64)
+    if ranked.ndim != 2 or self_ids.shape != ranked.shape[:1]:
+        raise ValueError(f"need (nq, n) rankings and (nq,) self ids, got {ranked.shape} and "
+                         f"{self_ids.shape}")
+    hit = (ranked == self_ids[:, None]) & (self_ids[:, None] >= 0)
+    order = np.argsort(hit, axis=1, kind="stable")  # the query itself moves to the end
+    out = np.take_along_axis(ranked, order, axis=1)
+    out[np.take_along_axis(hit, order, axis=1)] = -1
+    return out[:, :ranked.shape[1] - 1 if depth is None else depth]
 
 
-def relevance_from_labels(query_labels, result_ids, item_labels, exclude_self_ids=None
+def relevance_from_labels(query_labels, result_ids, item_labels, self_ids=None
                           ) -> tuple[np.ndarray, np.ndarray]:
     """(rel, n_relevant) for class labels: a result is relevant if it has the query's label.
 
-    ``result_ids`` (nq, n) are FAISS ids into ``item_labels`` (nb,), -1 for no result.
-    ``exclude_self_ids`` (nq,), for queries that are themselves indexed: the query's id, or -1;
-    its id is dropped from its ranking (see ``drop_self``) and from its relevant count.
+    ``result_ids`` (nq, n) are ids into ``item_labels`` (nb,), -1 for no result. For queries
+    that are themselves indexed, ``self_ids`` (nq,) gives the query's own id (-1: not
+    indexed): it is left out of the query's relevant count, and must already be out of its
+    ranking (``drop_self``).
     """
     query_labels, item_labels = np.asarray(query_labels), np.asarray(item_labels)
     ids = np.asarray(result_ids, dtype=np.int64)
-    if exclude_self_ids is not None:
-        ids = drop_self(ids, exclude_self_ids)
     if ids.ndim != 2 or query_labels.shape != ids.shape[:1]:
         raise ValueError(f"{query_labels.shape} query labels for results {ids.shape}")
     if (ids >= len(item_labels)).any():
@@ -226,8 +221,8 @@ def relevance_from_labels(query_labels, result_ids, item_labels, exclude_self_id
     pos = np.minimum(np.searchsorted(labels, query_labels), len(labels) - 1)
     n_relevant = np.where(labels[pos] == query_labels, counts[pos], 0) if len(labels) else \
         np.zeros(len(query_labels), dtype=np.int64)
-    if exclude_self_ids is not None:
-        self_ids = np.asarray(exclude_self_ids, dtype=np.int64)
+    if self_ids is not None:
+        self_ids = np.asarray(self_ids, dtype=np.int64)
         indexed = self_ids >= 0
         own = np.zeros(len(self_ids), dtype=bool)
         own[indexed] = item_labels[self_ids[indexed]] == query_labels[indexed]
@@ -236,24 +231,21 @@ def relevance_from_labels(query_labels, result_ids, item_labels, exclude_self_id
 
 
 def relevance_from_pairs(query_keys: Sequence, result_keys, relevant: Mapping,
-                         exclude_self: bool = False, indexed_keys: Collection | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         indexed_keys: Collection | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rel, n_relevant) for near-duplicate ground truth: {query key: its relevant keys}.
 
     Keys are whatever names the items (resolved paths). ``result_keys`` (nq, n) holds the keys
-    of each query's results, None for no result. ``exclude_self`` drops the query's own key
-    from its ranking (see ``drop_self``). ``indexed_keys``, when given, limits the relevant
-    count to items that are in the index (the others can never be found).
+    of each query's results, None for no result. A query is never relevant to itself.
+    ``indexed_keys``, when given, limits the relevant count to items that are in the index
+    (the others can never be found).
     """
     results = np.empty((len(query_keys), np.shape(result_keys)[1]), dtype=object)
     results[:] = result_keys
-    if exclude_self:
-        results = drop_self(results, np.array(list(query_keys), dtype=object))
     rel = np.zeros(results.shape, dtype=bool)
     n_relevant = np.zeros(len(query_keys), dtype=np.int64)
     indexed = None if indexed_keys is None else set(indexed_keys)
     for i, q in enumerate(query_keys):
-        wanted = set(relevant.get(q, ())) - ({q} if exclude_self else set())
+        wanted = set(relevant.get(q, ())) - {q}
         if indexed is not None:
             wanted &= indexed
         rel[i] = [key in wanted for key in results[i]]

@@ -19,17 +19,18 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from retrieval.errors import IndexCorrupt
 
-from . import faiss_ops, files
+from . import faiss_ops, files, manifest
 
-FORMAT = "retrieve-index"
-VERSION = 1
 COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,6 +41,23 @@ CREATE TABLE IF NOT EXISTS staged (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     batch INTEGER NOT NULL, row INTEGER NOT NULL);
 """
+
+
+class Item(NamedTuple):
+    """A committed image: its FAISS id and the file's size and mtime when it was indexed."""
+
+    id: int
+    size: int
+    mtime_ns: int
+
+
+class StagedRow(NamedTuple):
+    """An extracted vector not yet committed: row ``row`` of staging/<batch>.npy."""
+
+    size: int
+    mtime_ns: int
+    batch: int
+    row: int
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,10 @@ class IndexStore:
     """
 
     def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
-        self.folder, self.db = folder, db
+        self.folder, self._db = folder, db
         self._index = None
         self._device_index = None  # the GPU copy of _index, or _index itself without a GPU
+        self._nprobe: int | None = None  # what _index was saved with (IVF), for nprobe=None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -117,47 +136,63 @@ class IndexStore:
 
     def close(self) -> None:
         self._index = self._device_index = None
-        self.db.close()
+        self._db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One SQLite transaction, holding the write lock from its start (BEGIN IMMEDIATE):
+        everything written inside is committed together, or rolled back on any exception."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # -- settings and counters ---------------------------------------------------------------
-    def _meta(self, key: str, default=None):
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    def meta(self, key: str, default=None):
+        """A value of the meta table (JSON), or ``default``."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def _set_meta(self, key: str, value) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+    def set_meta(self, key: str, value) -> None:
+        """Set a meta value; inside ``atomic()``, to commit it with what belongs with it."""
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     @property
     def generation(self) -> int:
         """The committed generation: 0 before the first commit."""
-        return int(self._meta("generation", 0))
+        return int(self.meta("generation", 0))
 
     @property
     def settings(self) -> dict | None:
-        return self._meta("settings")
+        """What the committed vectors were made with (weights, layer, dim, factory, ...)."""
+        return self.meta("settings")
 
     @property
     def staging_settings(self) -> dict | None:
-        return self._meta("staging_settings")
+        """What the staged, uncommitted vectors were made with."""
+        return self.meta("staging_settings")
 
     @property
     def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
     @property
     def index_path(self) -> Path:
         return files.index_file(self.folder, self.generation)
 
     # -- reading -----------------------------------------------------------------------------
-    def items(self) -> dict[bytes, tuple[int, int, int]]:
-        """path bytes -> (id, size, mtime_ns) of every committed item."""
-        rows = self.db.execute("SELECT path, id, size, mtime_ns FROM items")
-        return {bytes(p): (i, s, m) for p, i, s, m in rows}
+    def items(self) -> dict[bytes, Item]:
+        """path bytes -> Item(id, size, mtime_ns) of every committed image."""
+        rows = self._db.execute("SELECT path, id, size, mtime_ns FROM items")
+        return {bytes(p): Item(i, s, m) for p, i, s, m in rows}
 
-    def staged(self) -> dict[bytes, tuple[int, int, int, int]]:
-        """path bytes -> (size, mtime_ns, batch, row) of every staged, uncommitted vector."""
-        rows = self.db.execute("SELECT path, size, mtime_ns, batch, row FROM staged")
-        return {bytes(p): (s, m, b, r) for p, s, m, b, r in rows}
+    def staged(self) -> dict[bytes, StagedRow]:
+        """path bytes -> StagedRow(size, mtime_ns, batch, row) of every staged vector."""
+        rows = self._db.execute("SELECT path, size, mtime_ns, batch, row FROM staged")
+        return {bytes(p): StagedRow(s, m, b, r) for p, s, m, b, r in rows}
 
     def paths(self, ids) -> dict[int, str]:
         """id -> path (str, surrogate-escaped where the name is not UTF-8) for known ids."""
@@ -166,8 +201,8 @@ class IndexStore:
         for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for i, p in self.db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", chunk):
-                out[i] = os.fsdecode(bytes(p))
+            rows = self._db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", chunk)
+            out.update((i, os.fsdecode(bytes(p))) for i, p in rows)
         return out
 
     def load_index(self, mmap: bool = False):
@@ -196,7 +231,7 @@ class IndexStore:
             if index.ntotal != count:
                 raise files.corrupt(self.folder, path.name,
                                     f"holds {index.ntotal} vectors, the database {count}")
-            self._index = index
+            self._index, self._nprobe = index, faiss_ops.nprobe_of(index)
         if self._index is None:
             raise IndexCorrupt(f"{self.folder}: builds kept committing while the index was "
                                "being opened; try again")
@@ -207,12 +242,15 @@ class IndexStore:
 
         FAISS returns squared L2; the square root (clamped at 0) is the paper's distance.
         Queries are L2-normalised first when the index was built with normalisation.
+        ``nprobe`` holds for this call only (IVF); None: what the index was saved with.
         """
-        index = self.load_index(mmap=True)
-        faiss_ops.set_nprobe(index, nprobe)  # on the CPU index: the GPU copy inherits it
+        cpu = self.load_index(mmap=True)
         if self._device_index is None:
-            self._device_index = faiss_ops.to_device(index)
+            self._device_index = faiss_ops.to_device(cpu)
         index = self._device_index
+        if nprobe is not None or self._nprobe is not None:
+            # On the index searched: a GPU copy does not follow later changes of the CPU one.
+            faiss_ops.set_nprobe(index, nprobe if nprobe is not None else self._nprobe)
         xq = faiss_ops.as_float32(xq)
         if self.settings.get("normalize"):
             xq = faiss_ops.l2_normalize(xq)
@@ -222,42 +260,55 @@ class IndexStore:
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
 
-    # -- maintenance (call with the build lock held) -------------------------------------------
+    # -- writing (call with the build lock held) ----------------------------------------------
+    def reset_staging(self, settings: dict) -> None:
+        """Keep staged vectors only if they were made with these ``settings``; else drop them."""
+        if self.staging_settings == settings:
+            return
+        with self.atomic():
+            self._db.execute("DELETE FROM staged")
+            self.set_meta("staging_settings", settings)
+        files.clear_staging(self.folder)
+
+    def stage(self, states: Sequence[FileState], vectors: np.ndarray) -> int:
+        """Write one batch of (b, d) vectors to staging/<batch>.npy (atomic), then record its
+        rows in one transaction; returns the batch number."""
+        batch = int(self.meta("next_batch", 0))
+        files.write_npy(files.staging_file(self.folder, batch), faiss_ops.as_float32(vectors))
+        with self.atomic():
+            self._db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?)",
+                                 [(s.path, s.size, s.mtime_ns, batch, row)
+                                  for row, s in enumerate(states)])
+            self.set_meta("next_batch", batch + 1)
+        return batch
+
+    def commit_generation(self, settings: dict, rows: Sequence[tuple[int, FileState]],
+                          remove_ids: Sequence[int], fresh: bool, next_id: int) -> int:
+        """One transaction: the item changes (``rows`` of (id, file) added, ``remove_ids``
+        gone; every item replaced when ``fresh``), the settings and generation + 1, which
+        index-<generation+1>.faiss must already hold. Returns the new generation."""
+        now, generation = time.time(), self.generation + 1
+        with self.atomic():
+            if fresh:
+                self._db.execute("DELETE FROM items")
+            else:
+                self._db.executemany("DELETE FROM items WHERE id = ?",
+                                     [(int(i),) for i in remove_ids])
+            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)",
+                                 [(i, s.path, s.size, s.mtime_ns, now) for i, s in rows])
+            self._db.execute("DELETE FROM staged")
+            self.set_meta("settings", settings)
+            self.set_meta("next_id", next_id)
+            self.set_meta("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            self.set_meta("generation", generation)
+        return generation
+
     def tidy(self) -> None:
         """Remove strays of interrupted builds and bring a stale manifest up to date."""
-        batches = {r[0] for r in self.db.execute("SELECT DISTINCT batch FROM staged")}
+        batches = {r[0] for r in self._db.execute("SELECT DISTINCT batch FROM staged")}
         files.remove_strays(self.folder, self.generation, batches)
-        if self.generation and self._manifest_generation() != self.generation:
-            self.write_manifest()
-
-    def _manifest_generation(self) -> int | None:
-        try:
-            return files.read_json(self.folder, files.MANIFEST).get("generation")
-        except IndexCorrupt:
-            return None
-
-    def manifest(self) -> dict:
-        """The manifest as it should be for the committed generation."""
-        s = self.settings or {}
-        return {
-            "format": FORMAT, "version": VERSION, "generation": self.generation,
-            "index_file": self.index_path.name, "database": files.DATABASE,
-            "count": self.count, "built_at": self._meta("built_at"),
-            **s,
-        }
-
-    def write_manifest(self) -> None:
-        files.write_json(self.folder / files.MANIFEST, self.manifest())
-
-    def read_manifest(self) -> dict:
-        """manifest.json as on disk; IndexCorrupt naming it when missing or damaged."""
-        m = files.read_json(self.folder, files.MANIFEST)
-        if m.get("format") != FORMAT:
-            raise files.corrupt(self.folder, files.MANIFEST, "not a retrieve index manifest")
-        return m
-
-    def now(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.generation and manifest.generation_on_disk(self.folder) != self.generation:
+            manifest.write(self)
 
 
 def open_for_reading(folder: str | os.PathLike) -> IndexStore:
@@ -273,7 +324,7 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
                                f"`retrieve build-index PATH... --index {store.folder}`")
         stale = not (store.folder / files.MANIFEST).exists()
         if not stale:
-            stale = store.read_manifest().get("generation") != store.generation
+            stale = manifest.read(store.folder).get("generation") != store.generation
         if stale:
             lock = files.BuildLock(store.folder)
             if lock.acquire(wait_message=False):
@@ -285,21 +336,6 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
         store.close()
         raise
     return store
-
-
-def recorded_settings(folder: str | os.PathLike) -> dict:
-    """What the index at ``folder`` was built with, or what its first build, interrupted, was
-    building with: {} when there is neither or it is unreadable."""
-    if not (Path(folder) / files.DATABASE).is_file():
-        return {}
-    try:
-        store = IndexStore.open(folder)
-    except IndexCorrupt:
-        return {}
-    try:
-        return store.settings or store.staging_settings or {}
-    finally:
-        store.close()
 
 
 def neighbours(store: IndexStore, xq: np.ndarray, k: int,
@@ -317,6 +353,6 @@ def neighbours(store: IndexStore, xq: np.ndarray, k: int,
 def describe(store: IndexStore) -> dict:
     """What ``info`` shows: the manifest, checked against the database and the FAISS file."""
     store.load_index(mmap=True)  # IndexCorrupt if the FAISS file is missing or damaged
-    facts = store.manifest()
+    facts = manifest.contents(store)
     facts.update(index=str(store.folder), size_on_disk=store.size_on_disk())
     return facts

@@ -15,12 +15,6 @@ def write_metrics(path: Path, metrics: list[dict]) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def write_curves(path: Path, metrics: list[dict]) -> None:
     """Loss (train, val) and validation error (top-1, top-k) against the epoch, in one PNG."""
     import matplotlib

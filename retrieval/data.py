@@ -11,12 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torch.utils.data.dataloader import default_collate
 
 from .errors import DataError, NotAnImage
 from .images import find_images, load_image
-
-FASHION_MNIST = "fashion-mnist"
 # Enough pixels for stable channel statistics and a 3x3 covariance, cheap to decode.
 STATS_MAX_IMAGES = 2000
 STATS_SIZE = 64  # images are shrunk to this (shorter side) before their pixels are counted
@@ -98,8 +95,8 @@ class FashionMNISTSet(LabelledImages):
 
 
 class TransformedSubset(Dataset):
-    """``(transform(image), label)`` for the chosen items of a LabelledImages; an unreadable
-    image gives the string "path: reason" instead (a marker that ``collate_skipping`` drops)."""
+    """``(transform(image), label, None)`` for the chosen items of a LabelledImages; an
+    unreadable image gives ``(None, label, "path: reason")`` (``collate_skipping`` drops it)."""
 
     def __init__(self, source: LabelledImages, indices: Sequence[int], transform) -> None:
         self.source, self.indices, self.transform = source, list(indices), transform
@@ -109,26 +106,30 @@ class TransformedSubset(Dataset):
 
     def __getitem__(self, k: int):
         i = self.indices[k]
+        label = self.source.labels[i]
         try:
-            image = self.source.load(i)
+            return self.transform(self.source.load(i)), label, None
         except NotAnImage as e:
-            return str(e)  # "path: reason", the marker collate_skipping drops
-        return self.transform(image), self.source.labels[i]
+            return None, label, str(e)  # "path: reason"
 
     @property
     def labels(self) -> list[int]:
         return [self.source.labels[i] for i in self.indices]
 
 
-def collate_skipping(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str]]:
-    """Batch the readable items; returns (images, labels, ["path: reason" of each unreadable
-    one]). Images and labels are None when no item of the batch was readable."""
-    good = [b for b in batch if not isinstance(b, str)]
-    skipped = [b for b in batch if isinstance(b, str)]
-    if not good:
-        return None, None, skipped
-    images, labels = default_collate(good)
-    return images, labels, skipped
+def collate_skipping(samples: list) -> tuple[torch.Tensor | None, torch.Tensor, list]:
+    """Batch ``(image tensor or None, target, error or None)`` samples, leaving out the images
+    that could not be read, so that one bad file never stops a DataLoader.
+
+    Returns (images (b, ...) or None when none was readable, their targets (b,) long, and
+    [(target, error)] of the unreadable ones). A target is a class label in training and a
+    position in the list of paths in extraction.
+    """
+    good = [(x, t) for x, t, _ in samples if x is not None]
+    errors = [(t, e) for x, t, e in samples if x is None]
+    targets = torch.tensor([t for _, t in good], dtype=torch.long)
+    images = torch.stack([x for x, _ in good]) if good else None
+    return images, targets, errors
 
 
 def split_indices(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -179,7 +180,3 @@ def pixel_statistics(source: LabelledImages, indices: Sequence[int], seed: int,
             "std": tuple(float(max(v, 1e-3)) for v in std),  # a constant channel: no 0 division
             "eigval": tuple(float(v) for v in eigval),
             "eigvec": tuple(tuple(float(v) for v in row) for row in eigvec)}
-
-
-def class_counts(labels: Sequence[int], num_classes: int) -> list[int]:
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()

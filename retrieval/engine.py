@@ -51,7 +51,7 @@ def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
                     device: torch.device, epoch: int, progress: bool = True,
                     image_size: int | None = None) -> EpochStats:
-    """SGD over one pass of ``loader`` (batches from ``collate_skipping``); returns the mean
+    """SGD over one pass of ``loader`` (batches from ``data.collate_skipping``); returns the mean
     loss and the throughput. Raises TrainingError at the first loss that is not finite.
 
     Under DistributedDataParallel every process must take part in every step: a batch with
@@ -66,7 +66,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                disable=not progress, leave=False, dynamic_ncols=True)
     for step, (images, labels, bad) in enumerate(bar):
-        skipped += bad
+        skipped += [reason for _, reason in bad]
         weight = 1.0
         if images is None:
             if not ddp:
@@ -116,7 +116,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 ok, top-k ok, n
     skipped = []
     for images, labels, bad in loader:
-        skipped += bad
+        skipped += [reason for _, reason in bad]
         if images is None:
             continue
         crops = images.shape[1] if ten_crop else 1

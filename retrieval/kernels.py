@@ -17,13 +17,9 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from .atomic import write_atomic
+from .config import KERNEL_COLUMNS, KERNEL_NORMALIZATIONS, KERNEL_NORMALIZE, KERNEL_SCALE
 from .errors import RetrieveError
 from .weights import Weights
-
-NORMALIZATIONS = ("per-kernel", "shared")
-DEFAULT_NORMALIZE = "per-kernel"
-DEFAULT_SCALE = 4  # an 11x11 kernel becomes a 44x44 tile
-DEFAULT_COLUMNS = 8  # tiles per row: 96 kernels -> 12x8, or 2 blocks of 6x8 with groups=2
 TILE_PADDING = 2  # output pixels of separator around every tile (make_grid's padding)
 BLOCK_GAP = 4 * TILE_PADDING  # extra separator between the two GPUs' blocks
 PAD_VALUE = 1.0  # white separators, as in Figure 3
@@ -43,7 +39,7 @@ class KernelSheet:
     size: tuple[int, int]
 
 
-def normalize_kernels(weight: torch.Tensor, normalize: str = DEFAULT_NORMALIZE) -> torch.Tensor:
+def normalize_kernels(weight: torch.Tensor, normalize: str = KERNEL_NORMALIZE) -> torch.Tensor:
     """Map kernels (N, 3, kh, kw) onto [0, 1] for display.
 
     ``per-kernel``: each kernel's own minimum becomes 0 and its maximum 1 (over its three
@@ -51,8 +47,8 @@ def normalize_kernels(weight: torch.Tensor, normalize: str = DEFAULT_NORMALIZE) 
     ``shared``: one minimum and maximum over all kernels, so tiles compare in strength.
     A range of zero (a constant kernel, or all of them) is drawn as mid-grey.
     """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
+    if normalize not in KERNEL_NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {KERNEL_NORMALIZATIONS}, not {normalize!r}")
     w = weight.detach().to("cpu", torch.float32)
     if normalize == "per-kernel":
         lo = w.amin(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
@@ -71,8 +67,8 @@ def grid_shape(n: int, groups: int, nrow: int) -> tuple[int, int, int]:
     return groups, math.ceil(per_block / cols), cols
 
 
-def kernel_grid(weight: torch.Tensor, groups: int = 1, normalize: str = DEFAULT_NORMALIZE,
-                scale: int = DEFAULT_SCALE, nrow: int = DEFAULT_COLUMNS,
+def kernel_grid(weight: torch.Tensor, groups: int = 1, normalize: str = KERNEL_NORMALIZE,
+                scale: int = KERNEL_SCALE, nrow: int = KERNEL_COLUMNS,
                 padding: int = TILE_PADDING) -> torch.Tensor:
     """Conv1 weights (N, 3, kh, kw) -> one image (3, H, W) in [0, 1] of tiles (Figure 3).
 
@@ -110,8 +106,8 @@ def _write_image(image: torch.Tensor, out: Path) -> None:
         raise RetrieveError(f"{out}: cannot write ({e.strerror or e})") from None
 
 
-def save_kernels(weights: Weights, out: str | os.PathLike, normalize: str = DEFAULT_NORMALIZE,
-                 scale: int = DEFAULT_SCALE, nrow: int = DEFAULT_COLUMNS) -> KernelSheet:
+def save_kernels(weights: Weights, out: str | os.PathLike, normalize: str = KERNEL_NORMALIZE,
+                 scale: int = KERNEL_SCALE, nrow: int = KERNEL_COLUMNS) -> KernelSheet:
     """Draw the conv1 kernels of ``weights`` (Figure 3) into the image file ``out``.
 
     Kernels of a ``groups=2`` model are drawn as two blocks (GPU 1 above, GPU 2 below).

@@ -7,12 +7,12 @@ section 6.1), ``fc7`` (both, for a batch of images) and ``conv1_weight`` (for Fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-ARCHITECTURES = ("paper", "torchvision")
+from .config import ModelConfig
+
+__all__ = ["AlexNet", "ModelConfig", "PaperLRN", "count_parameters"]
 
 # Section 3.3: local response normalisation b = a / (k + alpha * sum_{n neighbours} a^2)^beta.
 LRN_SIZE = 5
@@ -22,33 +22,18 @@ LRN_BETA = 0.75
 # Section 3.4: overlapping pooling, z = 3, s = 2.
 POOL_KERNEL = 3
 POOL_STRIDE = 2
-# Section 4.2: dropout with probability 0.5 in the first two fully connected layers.
-DROPOUT = 0.5
 # Section 5: weights from N(0, 0.01^2); biases 1 in conv2, conv4, conv5 and the hidden fc layers.
 INIT_WEIGHT_STD = 0.01
-FEATURE_DIM = 4096  # fc6 and fc7 width (section 3.5)
+FEATURE_DIM = 4096  # fc6 and fc7 width (section 3.5), at width 1
 POOL5_SIZE = 6  # pool5 is 6x6x256 at 224x224 (the paper's 227 geometry, here through padding 2)
+# Output channels of conv1..conv5 (section 3.5, Figure 2; torchvision's one-GPU variant).
+PAPER_CHANNELS = (96, 256, 384, 384, 256)
+TORCHVISION_CHANNELS = (64, 192, 384, 256, 256)
 
 
-@dataclass
-class ModelConfig:
-    """Architecture settings; saved in every checkpoint and index manifest."""
-
-    arch: str = "paper"  # "paper" (96-256-384-384-256, LRN) or "torchvision" (64-192-384-256-256)
-    num_classes: int = 1000
-    groups: int = 1  # 2 reproduces the paper's two-GPU connectivity (conv2, conv4, conv5)
-    dropout: float = DROPOUT
-    init: str = "paper"  # "paper" (section 5) or "kaiming" (trains from scratch more readily)
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
-        if self.groups not in (1, 2):
-            raise ValueError(f"groups must be 1 or 2, not {self.groups}")
-        if self.arch == "torchvision" and self.groups != 1:
-            raise ValueError("the torchvision architecture has no grouped convolutions (groups=1)")
-        if self.init not in ("paper", "kaiming"):
-            raise ValueError(f"unknown initialisation {self.init!r}; choose 'paper' or 'kaiming'")
+def _scaled(units: int, width: float) -> int:
+    """``units`` x ``width``, rounded to an even number (>= 2), so that groups=2 splits it."""
+    return max(2, 2 * round(units * width / 2))
 
 
 class PaperLRN(nn.LocalResponseNorm):
@@ -63,36 +48,37 @@ class PaperLRN(nn.LocalResponseNorm):
         super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
 
 
-def _paper_features(groups: int) -> nn.Sequential:
+def _paper_features(c: tuple[int, ...], groups: int) -> nn.Sequential:
+    """c: conv1..conv5 channels, (96, 256, 384, 384, 256) at width 1; shapes at 224 below."""
     pool = lambda: nn.MaxPool2d(POOL_KERNEL, POOL_STRIDE)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4, padding=2),  # conv1: (B, 96, 55, 55) at 224
+        nn.Conv2d(3, c[0], 11, stride=4, padding=2),  # conv1: (B, 96, 55, 55)
         nn.ReLU(inplace=True),
         PaperLRN(),
         pool(),  # (B, 96, 27, 27)
-        nn.Conv2d(96, 256, 5, padding=2, groups=groups),  # conv2
+        nn.Conv2d(c[0], c[1], 5, padding=2, groups=groups),  # conv2
         nn.ReLU(inplace=True),
         PaperLRN(),
         pool(),  # (B, 256, 13, 13)
-        nn.Conv2d(256, 384, 3, padding=1),  # conv3 sees both halves
+        nn.Conv2d(c[1], c[2], 3, padding=1),  # conv3 sees both halves
         nn.ReLU(inplace=True),
-        nn.Conv2d(384, 384, 3, padding=1, groups=groups),  # conv4
+        nn.Conv2d(c[2], c[3], 3, padding=1, groups=groups),  # conv4
         nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1, groups=groups),  # conv5
+        nn.Conv2d(c[3], c[4], 3, padding=1, groups=groups),  # conv5
         nn.ReLU(inplace=True),
         pool(),  # pool5: (B, 256, 6, 6)
     )
 
 
-def _torchvision_features() -> nn.Sequential:
+def _torchvision_features(c: tuple[int, ...]) -> nn.Sequential:
     # Same modules and indices as torchvision.models.AlexNet, so its state_dict loads as is.
     pool = lambda: nn.MaxPool2d(POOL_KERNEL, POOL_STRIDE)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), pool(),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), pool(),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(3, c[0], 11, stride=4, padding=2), nn.ReLU(inplace=True), pool(),
+        nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(inplace=True), pool(),
+        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True),
         pool(),
     )
 
@@ -104,29 +90,32 @@ class AlexNet(nn.Module):
     conv1 and conv2, dropout after fc6 and fc7), with ``groups=2`` for the two-GPU split.
     ``arch="torchvision"``: torchvision's one-GPU variant ("One weird trick", 64 conv1
     kernels, no LRN), whose ImageNet weights torchvision publishes.
+    ``width`` scales every layer (1/16 gives a 0.2M-parameter network for tests).
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or ModelConfig()
-        if config.arch == "paper":
-            self.features = _paper_features(config.groups)
+        paper = config.arch == "paper"
+        channels = PAPER_CHANNELS if paper else TORCHVISION_CHANNELS
+        c = tuple(_scaled(n, config.width) for n in channels)
+        #: units of fc6 and fc7: the dimension of the section 6.1 feature (4096 at width 1)
+        self.feature_dim = d = _scaled(FEATURE_DIM, config.width)
+        pool5 = c[4] * POOL5_SIZE**2
+        if paper:
+            self.features = _paper_features(c, config.groups)
             # fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout -> fc8 (section 4.2)
             self.classifier = nn.Sequential(
-                nn.Linear(256 * POOL5_SIZE**2, FEATURE_DIM), nn.ReLU(inplace=True),
-                nn.Dropout(config.dropout),
-                nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(inplace=True),
-                nn.Dropout(config.dropout),
-                nn.Linear(FEATURE_DIM, config.num_classes),
+                nn.Linear(pool5, d), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
+                nn.Linear(d, d), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
+                nn.Linear(d, config.num_classes),
             )
         else:
-            self.features = _torchvision_features()
+            self.features = _torchvision_features(c)
             self.classifier = nn.Sequential(
-                nn.Dropout(config.dropout),
-                nn.Linear(256 * POOL5_SIZE**2, FEATURE_DIM), nn.ReLU(inplace=True),
-                nn.Dropout(config.dropout),
-                nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(inplace=True),
-                nn.Linear(FEATURE_DIM, config.num_classes),
+                nn.Dropout(config.dropout), nn.Linear(pool5, d), nn.ReLU(inplace=True),
+                nn.Dropout(config.dropout), nn.Linear(d, d), nn.ReLU(inplace=True),
+                nn.Linear(d, config.num_classes),
             )
         # Identity at 224x224 (pool5 is already 6x6); smaller inputs are brought up to 6x6.
         self.avgpool = nn.AdaptiveAvgPool2d(POOL5_SIZE)
@@ -160,19 +149,20 @@ class AlexNet(nn.Module):
 
     def replace_fc8(self, num_classes: int) -> None:
         """New output layer for ``num_classes`` (transfer learning), initialised as in section 5."""
-        fc8 = nn.Linear(FEATURE_DIM, num_classes).to(self.fc8.weight.device)
+        fc8 = nn.Linear(self.feature_dim, num_classes).to(self.fc8.weight.device)
         nn.init.normal_(fc8.weight, std=INIT_WEIGHT_STD)
         nn.init.zeros_(fc8.bias)
         self.classifier[-1] = fc8
         self.config.num_classes = num_classes
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) images -> (B, 9216) flattened pool5."""
+        """(B, 3, H, W) images -> (B, 9216) flattened pool5 (256 x 6 x 6 at width 1)."""
         x = self.avgpool(self.features(x))  # (B, 256, 6, 6)
         return torch.flatten(x, 1)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, 9216) -> (B, num_classes) logits, or (B, 4096) fc7 after ReLU with pre_logits."""
+        """(B, 9216) -> (B, num_classes) logits, or (B, feature_dim) fc7 after ReLU with
+        pre_logits."""
         x = self.classifier[:-1](x)  # fc6, fc7 (+ dropout, identity in eval mode)
         return x if pre_logits else self.classifier[-1](x)
 
@@ -181,7 +171,8 @@ class AlexNet(nn.Module):
 
     @torch.inference_mode()
     def fc7(self, x: torch.Tensor) -> torch.Tensor:
-        """The section 6.1 feature: (B, 3, H, W) -> (B, 4096) fc7 activations, dropout off.
+        """The section 6.1 feature: (B, 3, H, W) -> (B, feature_dim) fc7 activations (4096
+        at width 1), dropout off.
 
         The model must be in eval mode (dropout would otherwise zero half the units).
         """

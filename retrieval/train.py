@@ -8,16 +8,17 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
+from .config import FASHION_MNIST, LR_FACTOR, TrainConfig
 from .curves import write_curves, write_metrics
-from .data import (FASHION_MNIST, FashionMNISTSet, ImageFolderSet, LabelledImages,
-                   TransformedSubset, collate_skipping, pixel_statistics, split_indices)
+from .data import (FashionMNISTSet, ImageFolderSet, LabelledImages, TransformedSubset,
+                   collate_skipping, pixel_statistics, split_indices)
 from .engine import EvalStats, evaluate, train_one_epoch
 from .errors import DataError, TrainingError, TrainingInterrupted
 from .model import AlexNet, ModelConfig
@@ -25,73 +26,7 @@ from .state import Progress, restore, rng_state, seed_everything
 from .transforms import Preprocess, create_transform, ten_crop_transform
 from .weights import load_weights, read_checkpoint, resolve_device, save_checkpoint
 
-# Krizhevsky et al. 2012, section 5: SGD, batch 128, momentum 0.9, weight decay 0.0005,
-# learning rate 0.01 divided by 10 when the validation error stopped improving, ~90 epochs.
-BATCH_SIZE = 128
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
-LEARNING_RATE = 0.01
-LR_FACTOR = 0.1
-EPOCHS = 90
-# "Stopped improving": epochs without a lower validation error before the division (ours;
-# the paper divided three times in 90 epochs, by hand).
-LR_PATIENCE = 5
-VAL_SPLIT = 0.1
-MIN_IMAGE_SIZE = 64  # conv1 (stride 4) and three 3x3 stride-2 poolings leave 1x1 at 64x64
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; ``asdict`` of it is stored in each checkpoint."""
-
-    data: str  # a folder with one sub-folder per class, or "fashion-mnist"
-    out: Path = Path("runs/alexnet")
-    val: Path | None = None  # a validation folder with the same classes; else a split of data
-    val_split: float = VAL_SPLIT
-    epochs: int = EPOCHS
-    batch_size: int = BATCH_SIZE
-    lr: float = LEARNING_RATE
-    momentum: float = MOMENTUM
-    weight_decay: float = WEIGHT_DECAY
-    lr_patience: int = LR_PATIENCE
-    image_size: int = 224
-    groups: int = 1
-    workers: int | None = None  # DataLoader processes; None: 8 with CUDA, 0 on the CPU
-    device: str = "auto"
-    resume: bool = False
-    overwrite: bool = False  # start afresh in an OUT that already holds a run
-    seed: int = 0
-    data_root: Path | None = None  # where fashion-mnist's files are
-    init: str | None = None  # None (from scratch), "imagenet" or a checkpoint path
-    freeze_features: bool = False
-    ten_crop: bool = False
-    flip: bool = True
-    pca_lighting: bool = True
-    random_crop: bool = True
-    mean_subtraction: bool = True
-    init_scheme: str = "paper"  # "paper" (section 5) or "kaiming", for training from scratch
-    max_minutes: float | None = None  # stop after the epoch in which this budget runs out
-    limit_per_class: int | None = None  # at most this many images per class (each split)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        self.val = Path(self.val) if self.val is not None else None
-        self.data_root = Path(self.data_root) if self.data_root is not None else None
-        for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise DataError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.image_size < MIN_IMAGE_SIZE:
-            raise DataError(f"image_size must be at least {MIN_IMAGE_SIZE} (smaller inputs "
-                            f"vanish before pool5), not {self.image_size}")
-        if not self.lr > 0:
-            raise DataError(f"the learning rate must be positive, not {self.lr}")
-        if self.init_scheme not in ("paper", "kaiming"):
-            raise DataError(f"init_scheme must be 'paper' or 'kaiming', not {self.init_scheme!r}")
-
-    def as_dict(self) -> dict:
-        """``asdict`` with paths as strings: what the checkpoint stores."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+__all__ = ["TrainConfig", "TrainResult", "train"]
 
 
 @dataclass
@@ -159,7 +94,7 @@ def build_model(config: TrainConfig, data: Data, device: torch.device) -> tuple[
     stats = pixel_statistics(data.train, data.train_idx, config.seed)
     if config.init is None:
         model = AlexNet(ModelConfig(num_classes=len(data.classes), groups=config.groups,
-                                    init=config.init_scheme))
+                                    init=config.init_scheme, width=config.width))
         mean, std = ((stats["mean"], stats["std"]) if config.mean_subtraction
                      else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
     else:
@@ -356,10 +291,11 @@ def _read_resumable(config: TrainConfig, path: Path, classes: list[str]) -> dict
         raise TrainingError(f"{path}: trained on classes {ckpt['classes']}, but {config.data} "
                             f"has {classes}; use another --out to start afresh")
     before = training["config"]
-    for name in ("init", "groups", "image_size", "freeze_features", "init_scheme"):
-        now = config.as_dict()[name]
-        if before.get(name) != now:
-            raise TrainingError(f"{path}: trained with {name}={before.get(name)!r}, not "
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # for settings added since
+    for name in ("init", "groups", "width", "image_size", "freeze_features", "init_scheme"):
+        now, then = config.as_dict()[name], before.get(name, defaults[name])
+        if then != now:
+            raise TrainingError(f"{path}: trained with {name}={then!r}, not "
                                 f"{now!r}; resume with the same setting or use another --out")
     return ckpt
 

@@ -5,10 +5,12 @@ Every pipeline starts from an RGB PIL image (see ``retrieval.images.load_image``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torchvision import transforms as T
+
+from .config import IMAGE_SIZE
 
 # Section 4.1: images are scaled so the shorter side is 256 and 224x224 patches are cut out;
 # for other input sizes the same 256/224 ratio is kept.
@@ -34,12 +36,11 @@ class Preprocess:
     of ``eigvec`` are eigenvectors), used only by training's PCA colour augmentation.
     """
 
-    image_size: int = 224
+    image_size: int = IMAGE_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     eigval: tuple[float, ...] = IMAGENET_EIGVAL
     eigvec: tuple[tuple[float, ...], ...] = IMAGENET_EIGVEC
-    extra: dict = field(default_factory=dict)
 
     @property
     def resize_size(self) -> int:
@@ -52,7 +53,6 @@ class Preprocess:
             mean=tuple(d["mean"]), std=tuple(d["std"]),
             eigval=tuple(d.get("eigval", IMAGENET_EIGVAL)),
             eigvec=tuple(tuple(r) for r in d.get("eigvec", IMAGENET_EIGVEC)),
-            extra=dict(d.get("extra", {})),
         )
 
     def describe(self) -> dict:

@@ -16,13 +16,13 @@ import torch
 from torchvision import transforms as T
 
 from .atomic import write_atomic
+from .config import IMAGENET
 from .errors import WeightsError
 from .model import AlexNet, ModelConfig
 from .transforms import Preprocess, create_transform
 
 CHECKPOINT_FORMAT = "retrieve-checkpoint"
 CHECKPOINT_VERSION = 1
-IMAGENET = "imagenet"
 
 
 @dataclass

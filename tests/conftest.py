@@ -1,4 +1,8 @@
-"""Shared fixtures: seeded tiny models, checkpoints and generated image folders."""
+"""Shared fixtures: seeded tiny models, checkpoints and generated image folders.
+
+Tests of behaviour use a network 1/16 the paper's width (0.2M parameters, 256-d fc7, a
+1 MB checkpoint); only the tests of the architecture itself build the 60M-parameter one.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,22 @@ from retrieval.transforms import Preprocess
 from retrieval.weights import save_checkpoint
 
 SMALL = 64  # image size for fast tests: pool5 is 1x1, brought to 6x6 by adaptive pooling
+# A quick network for tests of behaviour. Kaiming initialisation: at this width the paper's
+# N(0, 0.01) weights leave fc7 nearly the same for every image.
+TINY = dict(width=1 / 16, init="kaiming")
+TINY_DIM = 256  # its fc7 units
+CLASSES = ["circle", "square", "triangle", "stripes"]
+
+
+def tiny_model(num_classes: int = 4, **config) -> AlexNet:
+    return AlexNet(ModelConfig(num_classes=num_classes, **{**TINY, **config}))
+
+
+def tiny_checkpoint(path, classes=CLASSES, **config):
+    """A randomly initialised tiny AlexNet saved as a checkpoint at image size 64."""
+    save_checkpoint(path, tiny_model(len(classes), **config), Preprocess(image_size=SMALL),
+                    list(classes))
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +78,8 @@ def image_folder(tmp_path):
 
 @pytest.fixture
 def small_checkpoint(tmp_path):
-    """A randomly initialised paper AlexNet saved as a checkpoint at image size 64."""
-    model = AlexNet(ModelConfig(num_classes=4))
-    path = tmp_path / "small.pt"
-    save_checkpoint(path, model, Preprocess(image_size=SMALL),
-                    ["circle", "square", "triangle", "stripes"])
-    return path
+    """A randomly initialised tiny AlexNet saved as a checkpoint at image size 64."""
+    return tiny_checkpoint(tmp_path / "small.pt")
 
 
 def write_malicious_checkpoint(path, marker) -> None:

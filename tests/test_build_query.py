@@ -1,24 +1,19 @@
-"""build-index, query and info through the command line, with a small random AlexNet."""
+"""build-index, query and info through the command line, with a tiny random AlexNet (and
+once with the paper's own network)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from conftest import SMALL, draw_shape
-from indexes import files
+from conftest import CLASSES, SMALL, TINY_DIM, draw_shape, tiny_checkpoint
 from indexes.store import open_for_reading
 from retrieval import sheet
 from retrieval.model import AlexNet, ModelConfig
@@ -31,34 +26,8 @@ FAST = ["--workers", "0", "--quiet"]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """One small checkpoint for the whole module (saving 60M parameters takes a while)."""
-    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
-    save_checkpoint(path, AlexNet(ModelConfig(num_classes=4)), Preprocess(image_size=SMALL),
-                    ["circle", "square", "triangle", "stripes"])
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _load_each_checkpoint_once(monkeypatch):
-    """Building the 60M-parameter model dominates a command's time: reuse it for an unchanged
-    file (same path, size and mtime). A rewritten checkpoint is loaded, and hashed, afresh."""
-    from retrieval import weights as weights_module
-
-    load = weights_module.load_weights
-
-    def cached(spec, device="cpu", trusted=None):
-        if not os.path.isfile(spec):  # imagenet, or a missing file: the real thing says so
-            return load(spec, device, trusted)
-        st = os.stat(spec)
-        key = (str(spec), st.st_size, st.st_mtime_ns, str(device))
-        if key not in _LOADED:
-            _LOADED[key] = load(spec, device, trusted)
-        return _LOADED[key]
-
-    monkeypatch.setattr(weights_module, "load_weights", cached)
-
-
-_LOADED: dict = {}
+    """One tiny checkpoint for the whole module."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pt")
 
 
 def run(*args, ok: bool = True):
@@ -82,8 +51,20 @@ def parse_text(stdout: str) -> list[tuple[str, list[tuple[int, float, str]]]]:
 
 
 def test_every_image_finds_itself_first(image_folder, checkpoint, tmp_path):
+    check_every_image_finds_itself_first(image_folder, checkpoint, tmp_path / "idx")
+
+
+def test_the_papers_network_end_to_end(image_folder, tmp_path):
+    """The same with the 60M-parameter network: its 4096-d fc7 goes into the index."""
+    ckpt = tmp_path / "paper.pt"
+    save_checkpoint(ckpt, AlexNet(ModelConfig(num_classes=4)), Preprocess(image_size=SMALL), CLASSES)
+    check_every_image_finds_itself_first(image_folder, ckpt, tmp_path / "idx")
+    assert run("info", "--index", tmp_path / "idx").stdout.splitlines()[3] == \
+        "Vectors:      fc7, 4096 dimensions"
+
+
+def check_every_image_finds_itself_first(image_folder, checkpoint, index):
     root, paths = image_folder
-    index = tmp_path / "idx"
     out = build(root, index, checkpoint).stdout
     assert out.startswith("Indexed 12 images (12 new, 0 changed, 0 removed, 0 skipped) into ")
     text = parse_text(run("query", root, "--index", index, "-k", 3).stdout)
@@ -152,7 +133,7 @@ def test_changed_weights_are_refused_and_rebuild_accepted(image_folder, checkpoi
     shutil.copy(checkpoint, ckpt)
     index = tmp_path / "idx"
     build(root, index, ckpt)
-    save_checkpoint(ckpt, AlexNet(ModelConfig(num_classes=4)), Preprocess(image_size=SMALL), list("abcd"))
+    tiny_checkpoint(ckpt, list("abcd"))
     q = run("query", paths[0], "--index", index, ok=False)
     assert q.exit_code == 1 and "the weights changed since the index was built" in q.output
     assert len(q.output.strip().splitlines()) == 1
@@ -187,12 +168,13 @@ def test_info_and_damaged_index(image_folder, checkpoint, tmp_path):
     assert lines[0] == f"Index:        {index}"
     assert lines[1] == "Images:       12"
     assert lines[2].startswith(f"Weights:      {checkpoint} (sha256 ")
-    assert lines[3] == "Vectors:      fc7, 4096 dimensions"
+    assert lines[3] == f"Vectors:      fc7, {TINY_DIM} dimensions"
     assert lines[4] == "Index type:   Flat (index-1.faiss)"
     facts = json.loads(run("info", "--index", index, "--json").stdout)
-    assert (facts["count"], facts["dim"], facts["layer"], facts["factory"]) == (12, 4096, "fc7", "Flat")
+    assert (facts["count"], facts["dim"], facts["layer"], facts["factory"]) == (12, TINY_DIM, "fc7", "Flat")
     assert facts["normalize"] is False and facts["transform"]["center_crop"] == SMALL
-    assert facts["size_on_disk"] > 12 * 4096 * 4
+    assert facts["model"]["width"] == 1 / 16
+    assert facts["size_on_disk"] > 12 * TINY_DIM * 4
     (index / "index-1.faiss").write_bytes(b"\0" * 100)
     bad = run("info", "--index", index, ok=False)
     assert bad.exit_code == 1 and len(bad.output.splitlines()) == 1
@@ -216,58 +198,15 @@ def test_normalized_flat_and_ivf_factories(image_folder, checkpoint, tmp_path):
     assert "needs at least 64 vectors to train, there are only 12" in few.output
 
 
-def test_killed_build_leaves_the_index_whole_and_resumes(image_folder, checkpoint, tmp_path):
-    root, paths = image_folder
-    index = tmp_path / "idx"
-    build(root, index, checkpoint)
-    more = tmp_path / "photos" / "more"
-    more.mkdir()
-    for i in range(24):
-        draw_shape(i % 4, size=SMALL, seed=100 + i).save(more / f"{i:02d}.png")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "build-index", str(root), "--weights", str(checkpoint),
-         "--index", str(index), "--batch-size", "2", "--workers", "0", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    staging = index / files.STAGING
-    deadline = time.monotonic() + 120
-    # batch 1's file is written after batch 0's rows are committed: kill mid-way through batch 1
-    while len(list(staging.glob("*.npy"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
-    store = open_for_reading(index)  # the previous generation, whole and loadable
-    assert (store.generation, store.count, store.load_index().ntotal) == (1, 12, 12)
-    staged, sha256 = len(store.staged()), store.settings["sha256"]
-    store.close()
-    assert staged >= 2  # at least one committed batch of two
-    with sqlite3.connect(index / files.DATABASE) as db:
-        assert db.execute("SELECT COUNT(DISTINCT batch) FROM staged").fetchone()[0] >= 1
-    from indexes.build import BuildConfig, build_index
-    from retrieval.features import FeatureExtractor, weights_for
-
-    extractor = FeatureExtractor(weights_for({"weights": str(checkpoint), "sha256": sha256}),
-                                 batch_size=2, workers=0)
-    report = build_index(index, sorted(p for p in (tmp_path / "photos").rglob("*") if p.is_file()),
-                         extractor, BuildConfig(batch_size=2, workers=0))
-    assert (report.total, report.new, report.reused) == (36, 24, staged)
-    assert report.extracted == 24 - staged
-    doc = json.loads(run("query", more / "07.png", "--index", index, "-k", 1, "--json").stdout)
-    assert doc["queries"][0]["results"][0]["path"] == str(more / "07.png")
-
-
 def test_a_query_racing_a_build_reads_a_whole_generation(image_folder, checkpoint, tmp_path,
                                                          monkeypatch):
-    import numpy as np
-
     from indexes import faiss_ops
     from indexes.store import neighbours
 
     root, paths = image_folder
     index = tmp_path / "idx"
     build(root, index, checkpoint)
-    xq = np.zeros((1, 4096), np.float32)
+    xq = np.zeros((1, TINY_DIM), np.float32)
     read = faiss_ops.read
 
     def read_after_a_commit(path, mmap=False):  # generation 1 was read from the database...

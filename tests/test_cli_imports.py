@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from cli.main import COMMANDS
+
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_QUERY = ("matplotlib", "retrieval.train", "retrieval.datasets", "retrieval.kernels")
 
@@ -34,3 +38,25 @@ def test_query_command_does_not_import_training_or_plotting():
 def test_group_alone_imports_no_command_module():
     modules = _modules_after("import cli.main")
     assert not {"cli.index", "cli.kernels", "torch", "faiss"} & modules
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_imports_neither_torch_nor_faiss(command):
+    """`retrieve --help` and `retrieve COMMAND --help` answer at once: no torch, no FAISS."""
+    args = [command, "--help"] if command else ["--help"]
+    modules = _modules_after(
+        "from click.testing import CliRunner\nfrom cli.main import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\nassert result.exit_code == 0, result.output")
+    assert not {"torch", "faiss"} & modules
+
+
+def test_the_group_lists_each_commands_own_summary():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    for name, (_, summary) in COMMANDS.items():
+        assert cli.get_command(None, name).help.splitlines()[0] == summary, name
+    listing = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    assert all(f"  {name}  " in listing and summary in listing
+               for name, (_, summary) in COMMANDS.items())

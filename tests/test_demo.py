@@ -1,16 +1,21 @@
 """`retrieve demo` runs the whole tool offline and writes every file it promises."""
 
 import json
+from functools import partial
 
 from click.testing import CliRunner
 from PIL import Image
 
+from cli import demo as demo_command
 from cli.main import cli
+from conftest import TINY
+from retrieval.config import DemoConfig
 
 
-def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path):
+def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_command, "DemoConfig", partial(DemoConfig, width=TINY["width"]))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--data", "shapes", "--minutes", "0.2",
+    result = CliRunner().invoke(cli, ["demo", "--data", "shapes", "--minutes", "0.1",
                                       "--per-class", "12", "--queries-per-class", "3",
                                       "--out", str(out), "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -22,7 +27,7 @@ def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path):
     assert summary["train_images"] == 120 and summary["query_images"] == 30
     assert summary["epochs"] >= 1
     assert summary["precision_at_10_fc7"] > summary["chance"] == 0.1
-    # Figure 3: 96 kernels; Figure 4: 6 query rows of 1 + 10 tiles.
+    # Figure 4: 6 query rows of 1 + 10 tiles.
     assert Image.open(out / "queries.png").size == (11 * 132 + 4, 6 * 148 + 4)
     lines = result.output.splitlines()
     assert lines[0].startswith(

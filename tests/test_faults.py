@@ -19,8 +19,7 @@ import pytest
 from conftest import SMALL, draw_shape, write_malicious_checkpoint
 from indexes import files
 from indexes.store import open_for_reading
-from test_build_query import (FAST, ROOT, _load_each_checkpoint_once, build,  # noqa: F401 (fixtures)
-                              checkpoint, run)
+from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (fixtures)
 
 NEW = 6  # images added by the build that gets killed, two per batch
 BATCH = ["--batch-size", "2"]
@@ -33,9 +32,9 @@ BATCH = ["--batch-size", "2"]
 CRASH = r"""
 import json, os, signal, sys
 import faiss, torch
-from cli import index as _  # noqa (the command's imports)
+import indexes.build, indexes.searcher, retrieval.features  # noqa (the command's imports)
 from cli.main import main
-from indexes import commit, files
+from indexes import files
 from indexes.store import IndexStore
 
 def patch(point, marker):
@@ -63,14 +62,14 @@ def patch(point, marker):
             die()
         faiss.write_index = written
     elif point == "index renamed":  # index-2.faiss in place, the database still at generation 1
-        commit._apply = die
+        IndexStore.commit_generation = die
     elif point.startswith("in transaction"):  # items changed in the open SQLite transaction
-        set_meta = IndexStore._set_meta
+        set_meta = IndexStore.set_meta
         def before_generation(self, key, value):
             if key == "generation":
                 die()
             set_meta(self, key, value)
-        IndexStore._set_meta = before_generation
+        IndexStore.set_meta = before_generation
     elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
         files.clear_staging = die
 

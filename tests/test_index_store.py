@@ -9,11 +9,11 @@ import faiss
 import numpy as np
 import pytest
 
-from indexes import commit as commits
-from indexes import faiss_ops, files
-from indexes.build import BuildConfig, IndexMismatch, NothingIndexed, build_index
+from indexes import faiss_ops, files, manifest
+from indexes.build import BuildConfig, NothingIndexed, build_index
+from indexes.metrics import recall_at_k_vs_exact
 from indexes.store import IndexStore, describe, neighbours, open_for_reading
-from retrieval.errors import FactoryError, IndexCorrupt, RetrieveError
+from retrieval.errors import FactoryError, IndexCorrupt, IndexMismatch, RetrieveError
 
 DIM = 32
 
@@ -92,12 +92,6 @@ def test_k_larger_than_index_is_cut(tmp_path):
     assert len(found[0]) == 3
 
 
-def test_recall_at_k_helper():
-    exact = np.array([[1, 2, 3], [4, 5, 6]])
-    assert faiss_ops.recall_at_k(exact, exact) == 1.0
-    assert faiss_ops.recall_at_k(np.array([[1, 9, -1], [6, 5, 4]]), exact) == pytest.approx(4 / 6)
-
-
 def test_ivf_pq_recall_against_flat(tmp_path):
     n = 1500
     rng = np.random.default_rng(0)
@@ -114,7 +108,7 @@ def test_ivf_pq_recall_against_flat(tmp_path):
     recalls = {}
     for nprobe in (1, 16):
         faiss_ops.set_nprobe(ivfpq, nprobe)
-        recalls[nprobe] = faiss_ops.recall_at_k(faiss_ops.search(ivfpq, xq, 10)[1], I_exact)
+        recalls[nprobe] = recall_at_k_vs_exact(faiss_ops.search(ivfpq, xq, 10)[1], I_exact, 10)
     assert 0.5 < recalls[16] <= 1.0, recalls  # 0.71 here; the codes are lossy
     assert recalls[1] <= recalls[16]
 
@@ -123,8 +117,8 @@ def test_ivf_pq_recall_against_flat(tmp_path):
     faiss_ops.train(refined, xb, "IVF16,PQ8,RFlat")
     faiss_ops.add(refined, xb, ids)
     faiss_ops.set_nprobe(refined, 16)
-    assert faiss_ops.recall_at_k(faiss_ops.search(refined, xq, 10)[1], I_exact) > 0.95
-    faiss_ops.write_atomic(refined, tmp_path / "refined.faiss")
+    assert recall_at_k_vs_exact(faiss_ops.search(refined, xq, 10)[1], I_exact, 10) > 0.95
+    faiss_ops.write(refined, tmp_path / "refined.faiss")
     reread = faiss_ops.read(tmp_path / "refined.faiss")
     assert faiss_ops.refine_k_factor(reread) == faiss_ops.REFINE_K_FACTOR  # kept in the file
     assert faiss.extract_index_ivf(reread).nprobe == 16  # as last set (built with 8)
@@ -247,7 +241,7 @@ def test_crash_before_the_database_commit_keeps_the_old_generation(tmp_path, mon
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # after index-2.faiss is written, before SQLite says so
 
-    monkeypatch.setattr(commits, "_apply", killed)
+    monkeypatch.setattr(IndexStore, "commit_generation", killed)
     with pytest.raises(KeyboardInterrupt):
         build_index(tmp_path / "idx", all_files(img), FakeExtractor())
     assert (tmp_path / "idx" / "index-2.faiss").exists()
@@ -266,13 +260,13 @@ def test_crash_after_the_database_commit_is_repaired_on_open(tmp_path, monkeypat
     make_files(img, 5)
     build_index(tmp_path / "idx", all_files(img), FakeExtractor())
     make_files(img, 2, start=50)
-    apply = commits._apply
+    apply = IndexStore.commit_generation
 
     def apply_then_killed(*args, **kwargs):
         apply(*args, **kwargs)
         raise KeyboardInterrupt  # committed in SQLite; old file, staging, manifest not tidied
 
-    monkeypatch.setattr(commits, "_apply", apply_then_killed)
+    monkeypatch.setattr(IndexStore, "commit_generation", apply_then_killed)
     with pytest.raises(KeyboardInterrupt):
         build_index(tmp_path / "idx", all_files(img), FakeExtractor())
     monkeypatch.undo()
@@ -295,7 +289,7 @@ def test_non_utf8_file_names_round_trip(tmp_path):
     store = open_for_reading(tmp_path / "idx")
     (path, distance), = neighbours(store, np.stack([vector_of(name)]), k=1)[0]
     assert os.fsencode(path) == name and distance < 1e-3
-    assert bytes(store.db.execute("SELECT path FROM items").fetchone()[0]) == name
+    assert list(store.items()) == [name]
 
 
 def test_damaged_files_are_named_with_the_rebuild_command(tmp_path):
@@ -339,4 +333,72 @@ def test_a_missing_manifest_is_rewritten_from_the_database(tmp_path):
     idx = tmp_path / "idx"
     build_index(idx, make_files(tmp_path / "img", 3), FakeExtractor())
     (idx / files.MANIFEST).unlink()
-    assert open_for_reading(idx).read_manifest()["count"] == 3
+    assert manifest.read(open_for_reading(idx).folder)["count"] == 3
+
+
+def test_a_transaction_is_all_or_nothing(tmp_path):
+    store = IndexStore.open(tmp_path / "idx", create=True)
+    with store.atomic():
+        store.set_meta("a", 1)
+    with pytest.raises(ZeroDivisionError):
+        with store.atomic():
+            store.set_meta("a", 2)
+            store.set_meta("b", 3)
+            raise ZeroDivisionError
+    assert (store.meta("a"), store.meta("b")) == (1, None)
+    store.close()
+
+
+def test_rows_are_named(tmp_path):
+    paths = make_files(tmp_path / "img", 3)
+    build_index(tmp_path / "idx", paths, FakeExtractor())
+    store = open_for_reading(tmp_path / "idx")
+    item = store.items()[os.fsencode(paths[1])]
+    assert (item.id, item.size) == (1, paths[1].stat().st_size)
+    assert item.mtime_ns == paths[1].stat().st_mtime_ns
+    assert store.staged() == {}  # all committed
+
+
+def test_nprobe_holds_for_one_search_also_on_a_device_copy(tmp_path, monkeypatch):
+    """A search with nprobe N visits N lists, the next one without nprobe the saved number,
+    also when the index searched is a copy (the GPU's) rather than the CPU index itself."""
+    n = 400
+    rng = np.random.default_rng(0)
+    paths = make_files(tmp_path / "img", n)
+    build_index(tmp_path / "idx", paths, FakeExtractor(), BuildConfig(factory="IVF16,Flat"))
+    monkeypatch.setattr(faiss_ops, "to_device", faiss.clone_index)  # what a GPU copy does
+    store = open_for_reading(tmp_path / "idx")
+    xq = rng.standard_normal((50, DIM)).astype(np.float32)
+    exact = brute_force(np.stack([vector_of(p) for p in paths]), xq, 10)[1]
+    names = {str(p): i for i, p in enumerate(paths)}
+
+    def recall(nprobe):
+        found = neighbours(store, xq, 10, nprobe)  # one list may hold fewer than 10: -1 pads
+        ids = np.array([[names[p] for p, _ in row] + [-1] * (10 - len(row)) for row in found])
+        return recall_at_k_vs_exact(ids, exact, 10)
+
+    saved, one, every = recall(None), recall(1), recall(16)
+    assert every == 1.0 and one < saved < every  # 8 lists by default (DEFAULT_NPROBE)
+    assert recall(None) == saved and recall(1) == one
+    assert faiss_ops.nprobe_of(store.load_index()) == 8  # the CPU index is left as saved
+    flat = tmp_path / "flat"
+    build_index(flat, paths[:5], FakeExtractor())
+    with pytest.raises(FactoryError, match="--nprobe applies only to IVF indexes"):
+        open_for_reading(flat).search(xq, 1, nprobe=2)
+
+
+def test_a_rerun_keeps_the_recorded_factory_and_normalisation(tmp_path):
+    from indexes.build import recorded_settings, weights_to_build_with
+
+    paths = make_files(tmp_path / "img", 6)
+    idx = tmp_path / "idx"
+    assert weights_to_build_with(idx, None) == "imagenet"  # nothing recorded yet
+    build_index(idx, paths, FakeExtractor(), BuildConfig(factory="IVF2,Flat", normalize=True))
+    report = build_index(idx, make_files(tmp_path / "img", 2, start=50), FakeExtractor())
+    assert report.new == 2  # BuildConfig() asks nothing: the recorded settings hold
+    settings = recorded_settings(idx)
+    assert (settings["factory"], settings["normalize"]) == ("IVF2,Flat", True)
+    assert weights_to_build_with(idx, None) == "fake"
+    assert weights_to_build_with(idx, "other.pt") == "other.pt"
+    with pytest.raises(IndexMismatch, match="factory 'IVF2,Flat', now 'Flat'"):
+        build_index(idx, paths, FakeExtractor(), BuildConfig(factory="Flat"))

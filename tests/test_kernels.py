@@ -7,30 +7,42 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from retrieval.kernels import BLOCK_GAP, TILE_PADDING, kernel_grid, normalize_kernels
+from retrieval.kernels import BLOCK_GAP, TILE_PADDING, kernel_grid, normalize_kernels, save_kernels
 from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess
-from retrieval.weights import save_checkpoint
+from retrieval.weights import Weights, save_checkpoint
 
 K = 11  # conv1 kernel size
+# A quarter of the paper's width: 24 conv1 kernels (16 for torchvision's), enough for a grid
+# of several rows, in a 14 MB checkpoint.
+QUARTER = 1 / 4
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """checkpoint(**config) -> (path, conv1 weights): written once per config (about 230 MB each)."""
+    """checkpoint(**config) -> (path, conv1 weights): written once per config."""
     made = {}
 
     def make(**config):
         key = tuple(sorted(config.items()))
         if key not in made:
             torch.manual_seed(len(made))
-            model = AlexNet(ModelConfig(num_classes=4, **config))
+            model = AlexNet(ModelConfig(num_classes=4, width=QUARTER, **config))
             path = tmp_path_factory.mktemp("ckpt") / "model.pt"
             save_checkpoint(path, model, Preprocess(image_size=64), ["a", "b", "c", "d"])
             made[key] = path, model.conv1_weight.detach().clone()
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def paper_sheet(tmp_path_factory):
+    """The paper's two-GPU network (in memory, not saved) drawn as Figure 3 at scale 2."""
+    model = AlexNet(ModelConfig(groups=2))
+    out = tmp_path_factory.mktemp("paper") / "kernels.png"
+    sheet = save_kernels(Weights(model, Preprocess(), "in memory", "0" * 64), out, scale=2)
+    return sheet, model.conv1_weight.detach().clone()
 
 
 def expected_size(rows, cols, scale, blocks=1):
@@ -53,9 +65,9 @@ def tile(img, scale, row, col, top=0):
 
 
 @pytest.mark.parametrize("config, scale, lines", [
-    (dict(groups=1), 4, "96 conv1 kernels of 11x11, 1 block of 12x8 tiles"),
-    (dict(groups=2), 3, "96 conv1 kernels of 11x11, 2 blocks of 6x8 tiles"),
-    (dict(arch="torchvision"), 2, "64 conv1 kernels of 11x11, 1 block of 8x8 tiles"),
+    (dict(groups=1), 4, "24 conv1 kernels of 11x11, 1 block of 3x8 tiles"),
+    (dict(groups=2), 3, "24 conv1 kernels of 11x11, 2 blocks of 2x8 tiles"),
+    (dict(arch="torchvision"), 2, "16 conv1 kernels of 11x11, 1 block of 2x8 tiles"),
 ])
 def test_cli_writes_a_png_of_the_expected_grid(checkpoint, tmp_path, config, scale, lines):
     ckpt, _ = checkpoint(**config)
@@ -63,19 +75,24 @@ def test_cli_writes_a_png_of_the_expected_grid(checkpoint, tmp_path, config, sca
     result = run("--weights", ckpt, "--out", out, "--scale", scale)
     assert result.exit_code == 0, result.output
     blocks = config.get("groups", 1)
-    rows = {1: 12, 2: 6}[blocks] if config.get("arch") != "torchvision" else 8
+    rows = {1: 3, 2: 2}[blocks] if config.get("arch") != "torchvision" else 2
     w, h = expected_size(rows, 8, scale, blocks)
     assert result.output == f"Wrote {out}: {lines}, {w}x{h}px\n"
     with Image.open(out) as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.size == (w, h)
 
 
-def test_per_kernel_normalisation_maps_each_kernel_to_the_full_range(checkpoint, tmp_path):
-    ckpt, weight = checkpoint(groups=2)
+def test_the_papers_96_kernels_are_two_blocks_of_48(paper_sheet):
+    sheet, _ = paper_sheet
+    assert (sheet.tiles, sheet.kernel_size, sheet.blocks, sheet.rows, sheet.cols) == \
+        (96, (11, 11), 2, 6, 8)
+    assert sheet.size == expected_size(6, 8, 2, blocks=2)
+
+
+def test_per_kernel_normalisation_maps_each_kernel_to_the_full_range(paper_sheet):
+    sheet, weight = paper_sheet
     scale = 2
-    out = tmp_path / "k.png"
-    assert run("--weights", ckpt, "--out", out, "--scale", scale).exit_code == 0
-    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    img = np.asarray(Image.open(sheet.path).convert("RGB")).astype(int)
     block_h = expected_size(6, 8, scale)[1] + BLOCK_GAP
     for k in (0, 13, 47, 48, 95):  # both blocks: 0-47 above (GPU 1), 48-95 below (GPU 2)
         block, i = divmod(k, 48)
@@ -157,6 +174,7 @@ def test_default_weights_come_from_the_environment(checkpoint, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     result = run()
     assert result.exit_code == 0, result.output
-    assert result.output == ("Wrote kernels.png: 96 conv1 kernels of 11x11, 1 block of 12x8 "
-                             "tiles, 370x554px\n")
+    w, h = expected_size(3, 8, 4)
+    assert result.output == (f"Wrote kernels.png: 24 conv1 kernels of 11x11, 1 block of 3x8 "
+                             f"tiles, {w}x{h}px\n")
     assert (tmp_path / "kernels.png").is_file()

@@ -134,13 +134,15 @@ def test_recall_against_exact_search():
         recall_at_k_vs_exact(I_approx, I_exact, 11)
 
 
-def test_relevance_from_labels_drops_each_query_from_its_own_ranking():
+def test_each_query_is_left_out_of_its_own_ranking_and_relevant_count():
     item_labels = np.array(["cat", "cat", "dog", "dog", "cat"])
     # query 0 is item 0 (found first); query 1 is item 2 (missed by an approximate index);
     # query 2 is not indexed (-1); query 3's class has no item at all.
-    result_ids = [[0, 1, 2], [3, 0, 4], [4, -1, 1], [2, 3, 0]]
-    rel, n_relevant = relevance_from_labels(["cat", "dog", "cat", "bird"], result_ids,
-                                            item_labels, exclude_self_ids=[0, 2, -1, -1])
+    self_ids = [0, 2, -1, -1]
+    ranked = drop_self([[0, 1, 2], [3, 0, 4], [4, -1, 1], [2, 3, 0]], self_ids)
+    np.testing.assert_array_equal(ranked, [[1, 2], [3, 0], [4, -1], [2, 3]])
+    rel, n_relevant = relevance_from_labels(["cat", "dog", "cat", "bird"], ranked,
+                                            item_labels, self_ids=self_ids)
     np.testing.assert_array_equal(rel, [[1, 0], [1, 0], [1, 0], [0, 0]])
     np.testing.assert_array_equal(n_relevant, [2, 1, 3, 0])  # own item not counted
     m = ranking_metrics(rel, n_relevant, k=2)
@@ -159,8 +161,9 @@ def test_relevance_from_labels_without_self_exclusion():
 def test_drop_self_keeps_every_ranking_the_same_length():
     out = drop_self(np.array([[5, 6, 7], [6, 7, 8], [1, -1, 3]]), [6, 8, -1])
     np.testing.assert_array_equal(out, [[5, 7], [6, 7], [1, -1]])  # -1 is not a query's id
-    keys = np.array([["a", None, "b"], ["c", "d", None]], dtype=object)
-    np.testing.assert_array_equal(drop_self(keys, ["b", None]), [["a", None], ["c", "d"]])
+    # a ranking of the whole index (no extra result to search): the query's place becomes -1
+    whole = drop_self([[2, 0, 1], [0, 1, 2]], [0, -1], depth=3)
+    np.testing.assert_array_equal(whole, [[2, 1, -1], [0, 1, 2]])
 
 
 def test_per_class_breakdown():
@@ -182,12 +185,13 @@ def test_near_duplicate_ground_truth(tmp_path):
     truth = read_ground_truth(csv)
     assert truth == {"a.jpg": {"a_crop.jpg", "a_small.jpg"}, "b.jpg": {"b_jpeg.jpg"},
                      "c.jpg": {"c_gone.jpg"}}
-    results = [["a.jpg", "x.jpg", "a_small.jpg", "a_crop.jpg"],
-               ["b.jpg", "b_jpeg.jpg", "x.jpg", None],
-               ["x.jpg", "c.jpg", "a.jpg", "b.jpg"]]
+    results = [["x.jpg", "a_small.jpg", "a_crop.jpg"],  # each query's own file left out
+               ["b_jpeg.jpg", "x.jpg", None],
+               ["x.jpg", "a.jpg", "b.jpg"]]
     indexed = {"a.jpg", "a_crop.jpg", "a_small.jpg", "b.jpg", "b_jpeg.jpg", "c.jpg", "x.jpg"}
+    truth["b.jpg"].add("b.jpg")  # a query is never relevant to itself
     rel, n_relevant = relevance_from_pairs(["a.jpg", "b.jpg", "c.jpg"], results, truth,
-                                           exclude_self=True, indexed_keys=indexed)
+                                           indexed_keys=indexed)
     np.testing.assert_array_equal(rel, [[0, 1, 1], [1, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(n_relevant, [2, 1, 0])  # c_gone.jpg was never indexed
     assert recall_at_k(rel, n_relevant, 1) == 0.5

@@ -14,7 +14,7 @@ from cli.output import printable
 from conftest import SMALL, draw_shape
 from hostile import EXIF_ORIENTATION, make_hostile
 from indexes.store import open_for_reading
-from test_build_query import _load_each_checkpoint_once, build, checkpoint, run  # noqa: F401 (fixtures)
+from test_build_query import build, checkpoint, run  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

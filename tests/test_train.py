@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import SMALL, draw_shape
+from conftest import SMALL, TINY, draw_shape
 from retrieval import engine
 from retrieval import train as train_module
 from retrieval.datasets import DEBIAN_FASHION_MNIST
@@ -23,9 +22,11 @@ from retrieval.train import TrainConfig, train
 from retrieval.weights import load_weights, read_checkpoint
 
 SHAPES = ("circle", "square", "triangle", "stripes")
-# Fast settings: Kaiming init (the paper's N(0, 0.01) stalls for many more steps than a test
-# can afford, see README), batches of 8, no worker processes (exact resume), no progress bar.
-FAST = dict(image_size=SMALL, batch_size=8, init_scheme="kaiming", workers=0, progress=False)
+# Fast settings: the tiny network, Kaiming init (the paper's N(0, 0.01) stalls for many more
+# steps than a test can afford, see README), batches of 8, no worker processes (exact
+# resume), no progress bar.
+FAST = dict(image_size=SMALL, batch_size=8, init_scheme=TINY["init"], width=TINY["width"],
+            workers=0, progress=False)
 EPOCHS = 4  # of the learning run
 
 
@@ -36,14 +37,6 @@ def make_folder(root: Path, classes: int, per_class: int, seed: int = 0) -> Path
         for i in range(per_class):
             draw_shape(kind, size=SMALL, seed=seed + 1000 * kind + i).save(folder / f"{i}.png")
     return root
-
-
-def link_tree(src: Path, dst: Path) -> Path:
-    """A copy of a run folder made of hard links (checkpoints are ~0.5 GB)."""
-    dst.mkdir()
-    for f in src.iterdir():
-        os.link(f, dst / f.name)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +179,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(tiny, tmp_path, monke
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
     args = ["train", str(tiny), "--out", str(out), "--epochs", "3", "--batch-size", "8",
-            "--image-size", "64", "--init-scheme", "kaiming", "--val-split", "0.3", "--resume"]
+            "--image-size", "64", "--init-scheme", "kaiming", "--width", str(TINY["width"]),
+            "--val-split", "0.3", "--resume"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 130
     assert result.output == (f"Interrupted in epoch 2: resumable checkpoint {out / 'checkpoint.pt'}"
@@ -214,7 +208,8 @@ def test_transfer_with_frozen_features_changes_only_the_classifier(tiny, tmp_pat
 def test_cli_trains_and_prints_one_summary_line(tiny, tmp_path):
     out = tmp_path / "run"
     args = ["train", str(tiny), "--out", str(out), "--epochs", "5", "--batch-size", "8",
-            "--image-size", "64", "--init-scheme", "kaiming", "--val-split", "0.3", "--quiet",
+            "--image-size", "64", "--init-scheme", "kaiming", "--width", str(TINY["width"]),
+            "--val-split", "0.3", "--quiet",
             "--max-minutes", "0.0001"]  # stops after the first epoch
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

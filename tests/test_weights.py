@@ -6,15 +6,14 @@ import time
 import pytest
 import torch
 
-from conftest import write_malicious_checkpoint
+from conftest import tiny_model, write_malicious_checkpoint
 from retrieval.errors import WeightsError
-from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess
 from retrieval.weights import IMAGENET, file_stamp, imagenet_weights_path, load_weights, save_checkpoint
 
 
 def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
-    model = AlexNet(ModelConfig(num_classes=3, groups=2)).eval()
+    model = tiny_model(3, groups=2).eval()
     pre = Preprocess(image_size=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
     save_checkpoint(tmp_path / "c.pt", model, pre, ["a", "b", "c"], training={"epoch": 3})
     w = load_weights(tmp_path / "c.pt")
@@ -27,8 +26,8 @@ def test_checkpoint_round_trip_gives_the_same_fc7(tmp_path):
 
 
 def test_a_checkpoint_of_another_shape_is_refused_and_init_still_draws(tmp_path):
-    state = AlexNet(ModelConfig(num_classes=3)).state_dict()
-    save_checkpoint(tmp_path / "c.pt", AlexNet(ModelConfig(num_classes=3)), Preprocess(), list("abc"))
+    state = tiny_model(3).state_dict()
+    save_checkpoint(tmp_path / "c.pt", tiny_model(3), Preprocess(), list("abc"))
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
     ckpt["state_dict"] = {k: v for k, v in state.items() if not k.startswith("classifier.6")}
     torch.save(ckpt, tmp_path / "c.pt")
@@ -58,19 +57,26 @@ def test_a_recorded_stamp_spares_hashing_until_the_file_is_touched(small_checkpo
 
 def test_query_time_loading_hashes_only_a_file_changed_since_the_build(small_checkpoint, tmp_path,
                                                                         monkeypatch):
+    from indexes import manifest
     from retrieval import weights as weights_module
-    from retrieval.features import FeatureExtractor, weights_for
+    from retrieval.features import FeatureExtractor
 
     path = tmp_path / "c.pt"
     shutil.copyfile(small_checkpoint, path)
-    identity = FeatureExtractor(load_weights(path), 4, workers=0).identity()  # as build-index records
+    identity = FeatureExtractor.load(str(path)).identity()  # as build-index records it
     hashed = []
     real = weights_module.sha256_file
     monkeypatch.setattr(weights_module, "sha256_file", lambda p: hashed.append(p) or real(p))
-    assert weights_for(identity).sha256 == identity["sha256"] and hashed == []
+
+    def reopened():  # what Searcher.open does with an index's settings
+        extractor = FeatureExtractor.load(*manifest.weights_ref(identity))
+        manifest.check_identity(identity, extractor.identity())
+        return extractor.identity()["sha256"]
+
+    assert reopened() == identity["sha256"] and hashed == []
     time.sleep(0.05)
     path.touch()
-    assert weights_for(identity).sha256 == identity["sha256"] and len(hashed) == 1
+    assert reopened() == identity["sha256"] and len(hashed) == 1
 
 
 def test_checkpoint_is_loaded_without_running_code(tmp_path):

@@ -1,0 +1,31 @@
+"""The settings of the index side, FAISS-free so that click shows their defaults without
+importing FAISS: how build-index makes an index, and what evaluate measures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_FACTORY = "Flat"  # exact search
+# Inverted lists an IVF query visits unless told (FAISS's own default is 1): recall@10 of
+# IVF1024 indexes levels off near 8 on 100k fc7 vectors (benchmarks/search.py).
+DEFAULT_NPROBE = 8
+DEFAULT_K = 10
+
+
+@dataclass
+class BuildConfig:
+    """How build-index makes an index. ``None``: what the index was built with (a re-run
+    keeps it), else the default (``DEFAULT_FACTORY``, no normalisation)."""
+
+    factory: str | None = None  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
+    normalize: bool | None = None  # L2-normalise vectors (and queries) before indexing
+
+
+@dataclass
+class EvalConfig:
+    """What ``evaluate`` measures; the CLI options map onto these fields."""
+
+    k: int = DEFAULT_K
+    map_at: int | None = None  # None: mAP over the whole ranking of the index
+    per_class: bool = False
+    nprobe: int | None = None  # None: the index's own (DEFAULT_NPROBE unless changed)
