@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cli.options import default, device_option, progress_enabled, quiet_option
-from retrieval.config import FASHION_MNIST, INIT_SCHEMES, TrainConfig
+from retrieval.config import FASHION_MNIST, INIT_SCHEMES, PIXELS, TrainConfig
 
 
 def _default(name: str):
@@ -42,9 +42,13 @@ class DataArg(click.ParamType):
               help="Passes over the training set (section 5: about 90).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_default("batch_size"),
               show_default=True, help="Images per SGD step (per GPU under torchrun).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_default("lr"),
-              show_default=True,
-              help="Initial learning rate, divided by 10 when the validation error stops improving.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              show_default="0.01 x sqrt(batch / 128), the batch of all processes together",
+              help="Initial learning rate, divided by 10 when the validation error stops "
+                   "improving.")
+@click.option("--warmup", "warmup_epochs", type=click.FloatRange(min=0), metavar="EPOCHS",
+              show_default="1, or 0 with --init-scheme paper",
+              help="Raise the learning rate linearly from 0 to --lr over this many epochs.")
 @click.option("--image-size", type=click.IntRange(min=64), default=_default("image_size"),
               show_default=True,
               help="Side of the square crops the network sees (section 4.1: 224).")
@@ -79,16 +83,21 @@ class DataArg(click.ParamType):
               help="Feed pixels in [0, 1] without subtracting the training mean.")
 @click.option("--init-scheme", type=click.Choice(INIT_SCHEMES), default=_default("init_scheme"),
               show_default=True,
-              help="Initialisation from scratch: the paper's N(0, 0.01) or Kaiming-normal.")
+              help="Initialisation from scratch: Kaiming-normal, or the paper's recipe (section "
+                   "5's N(0, 0.01) weights and biases of 1, raw pixels, no warm-up).")
+@click.option("--pixels", type=click.Choice(PIXELS),
+              show_default="raw with --init-scheme paper, else standardised",
+              help="What the network is fed: standardised (mean 0, std 1) or raw (0-255 minus "
+                   "the mean, the paper's section 2).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Stop after the epoch during which this many minutes have passed.")
 @click.option("--limit-per-class", type=click.IntRange(min=1),
               help="Use at most this many images of each class (for fashion-mnist, of its "
                    "training and of its test set).")
 @quiet_option
-def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups, width, workers,
+def train(data, val, val_split, out, epochs, batch_size, lr, warmup_epochs, image_size, groups, width, workers,
           device, resume, overwrite, seed, data_root, init, freeze_features, ten_crop, no_flip,
-          no_pca_lighting, no_random_crop, no_mean_subtraction, init_scheme, max_minutes,
+          no_pca_lighting, no_random_crop, no_mean_subtraction, init_scheme, pixels, max_minutes,
           limit_per_class, quiet):
     """Train AlexNet on labelled images with the paper's recipe (sections 4 and 5).
 
@@ -107,11 +116,11 @@ def train(data, val, val_split, out, epochs, batch_size, lr, image_size, groups,
         raise click.UsageError("--freeze-features needs --init imagenet|CKPT (features to keep)")
     config = TrainConfig(
         data=data, out=out, val=val, val_split=val_split, epochs=epochs, batch_size=batch_size,
-        lr=lr, image_size=image_size, groups=int(groups), width=width, workers=workers,
+        lr=lr, warmup_epochs=warmup_epochs, image_size=image_size, groups=int(groups), width=width, workers=workers,
         device=device, resume=resume, overwrite=overwrite, seed=seed, data_root=data_root,
         init=init, freeze_features=freeze_features, ten_crop=ten_crop, flip=not no_flip,
         pca_lighting=not no_pca_lighting, random_crop=not no_random_crop,
-        mean_subtraction=not no_mean_subtraction, init_scheme=init_scheme,
+        mean_subtraction=not no_mean_subtraction, init_scheme=init_scheme, pixels=pixels,
         max_minutes=max_minutes, limit_per_class=limit_per_class,
         progress=progress_enabled(quiet))
     try:

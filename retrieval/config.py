@@ -7,6 +7,7 @@ index manifests.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +32,20 @@ EPOCHS = 90
 # "Stopped improving": epochs without a lower validation error before the division (ours;
 # the paper divided three times in 90 epochs, by hand).
 LR_PATIENCE = 5
+# Ours, not the paper's: from scratch, Kaiming-normal weights with zero biases (He et al.
+# 2015), the learning rate raised linearly over the first epoch, and scaled with the square
+# root of the batch size (0.01 at the paper's 128; measured in the README: on small data sets
+# smaller batches learn at 0.01 x sqrt(batch / 128) and stall at the linear rule's lower
+# rates). The paper's own scheme (section 5) is one option away, --init-scheme paper.
+INIT_SCHEME = "kaiming"
+WARMUP_EPOCHS = 1.0
 IMAGE_SIZE = 224  # section 4.1: 224x224 patches of images scaled to 256
+# What the network is fed: "standardised" pixels (the training set's mean subtracted, divided
+# by its std: about unit variance), or "raw" ones, the paper's (section 2: "we trained our
+# network on the (centered) raw RGB values of the pixels"), 0-255 minus the mean: about 60
+# times larger, the scale section 5's N(0, 0.01) initialisation was made for.
+PIXELS = ("standardised", "raw")
+RAW_PIXEL_SCALE = 255
 VAL_SPLIT = 0.1
 MIN_IMAGE_SIZE = 64  # conv1 (stride 4) and three 3x3 stride-2 poolings leave 1x1 at 64x64
 
@@ -97,10 +111,13 @@ class TrainConfig:
     val_split: float = VAL_SPLIT
     epochs: int = EPOCHS
     batch_size: int = BATCH_SIZE
-    lr: float = LEARNING_RATE
+    lr: float | None = None  # None: LEARNING_RATE x sqrt(batch / BATCH_SIZE), see learning_rate
     momentum: float = MOMENTUM
     weight_decay: float = WEIGHT_DECAY
     lr_patience: int = LR_PATIENCE
+    # The learning rate rises linearly from 0 over these epochs; None: WARMUP_EPOCHS, or none
+    # with init_scheme paper (whose recipe has no warm-up).
+    warmup_epochs: float | None = None
     image_size: int = IMAGE_SIZE
     groups: int = 1
     width: float = 1.0  # ModelConfig.width: 1 is the paper's network
@@ -117,7 +134,8 @@ class TrainConfig:
     pca_lighting: bool = True
     random_crop: bool = True
     mean_subtraction: bool = True
-    init_scheme: str = "paper"  # "paper" (section 5) or "kaiming", for training from scratch
+    init_scheme: str = INIT_SCHEME  # "kaiming", or "paper" (section 5), for training from scratch
+    pixels: str | None = None  # PIXELS; None: "raw" with init_scheme paper, else "standardised"
     max_minutes: float | None = None  # stop after the epoch in which this budget runs out
     limit_per_class: int | None = None  # at most this many images per class (each split)
     progress: bool = True
@@ -132,10 +150,31 @@ class TrainConfig:
         if self.image_size < MIN_IMAGE_SIZE:
             raise DataError(f"image_size must be at least {MIN_IMAGE_SIZE} (smaller inputs "
                             f"vanish before pool5), not {self.image_size}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise DataError(f"the learning rate must be positive, not {self.lr}")
         if self.init_scheme not in INIT_SCHEMES:
             raise DataError(f"init_scheme must be one of {INIT_SCHEMES}, not {self.init_scheme!r}")
+        if self.pixels is not None and self.pixels not in PIXELS:
+            raise DataError(f"pixels must be one of {PIXELS}, not {self.pixels!r}")
+
+    @property
+    def input_pixels(self) -> str:
+        """``pixels``, or the one the initialisation scheme was made for."""
+        return self.pixels or ("raw" if self.init_scheme == "paper" else "standardised")
+
+    def learning_rate(self, world_size: int = 1) -> float:
+        """``lr``, or the paper's 0.01 scaled to the batch of all ``world_size`` processes by
+        the square root of its ratio to the paper's 128."""
+        if self.lr is not None:
+            return self.lr
+        return LEARNING_RATE * math.sqrt(self.batch_size * world_size / BATCH_SIZE)
+
+    @property
+    def warmup(self) -> float:
+        """``warmup_epochs``, or the recipe's: WARMUP_EPOCHS, none in the paper's."""
+        if self.warmup_epochs is not None:
+            return self.warmup_epochs
+        return 0.0 if self.init_scheme == "paper" else WARMUP_EPOCHS
 
     def as_dict(self) -> dict:
         """``asdict`` with paths as strings: what the checkpoint stores."""

@@ -80,7 +80,7 @@ def prepare_data(config: DemoConfig) -> tuple[str, Path, Path]:
 def train_model(config: DemoConfig, data: Path, budget_minutes: float):
     return train(TrainConfig(
         data=str(data), out=config.out, epochs=1000, max_minutes=budget_minutes,
-        batch_size=DEMO_BATCH_SIZE, lr=DEMO_LR, image_size=DEMO_IMAGE_SIZE,
+        batch_size=DEMO_BATCH_SIZE, lr=DEMO_LR, warmup_epochs=0, image_size=DEMO_IMAGE_SIZE,
         init_scheme="kaiming", width=config.width, device=config.device, seed=config.seed,
         workers=0, overwrite=True,  # a demo run again starts again
         progress=config.progress))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -50,13 +51,15 @@ def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
                     device: torch.device, epoch: int, progress: bool = True,
-                    image_size: int | None = None) -> EpochStats:
+                    image_size: int | None = None,
+                    before_step: Callable[[int], None] | None = None) -> EpochStats:
     """SGD over one pass of ``loader`` (batches from ``data.collate_skipping``); returns the mean
     loss and the throughput. Raises TrainingError at the first loss that is not finite.
 
     Under DistributedDataParallel every process must take part in every step: a batch with
     no readable image becomes one blank ``image_size`` image whose loss counts zero, and a
-    loss that is not finite on any process stops all of them.
+    loss that is not finite on any process stops all of them. ``before_step(step)`` runs
+    before each SGD step (the learning-rate warm-up).
     """
     model.train()
     use_amp = device.type == "cuda"
@@ -85,6 +88,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
                 f"training stopped. Lower --lr (now {optimizer.param_groups[0]['lr']:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if before_step is not None:
+            before_step(step)
         optimizer.step()
         if weight == 0:
             continue

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .config import FASHION_MNIST, LR_FACTOR, TrainConfig
+from .config import FASHION_MNIST, LR_FACTOR, RAW_PIXEL_SCALE, TrainConfig
 from .curves import write_curves, write_metrics
 from .data import (FashionMNISTSet, ImageFolderSet, LabelledImages, TransformedSubset,
                    collate_skipping, pixel_statistics, split_indices)
@@ -27,6 +27,14 @@ from .transforms import Preprocess, create_transform, ten_crop_transform
 from .weights import load_weights, read_checkpoint, resolve_device, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
+
+# A run still at chance after STALL_EPOCHS epochs gets one warning: its validation top-1 error
+# within STALL_MARGIN of what always answering the largest class would score (or, with no
+# validation figure, its training loss within STALL_LOSS, relative, of log(classes): the loss
+# of a constant prediction).
+STALL_EPOCHS = 3
+STALL_MARGIN = 0.02
+STALL_LOSS = 0.02
 
 
 @dataclass
@@ -90,13 +98,16 @@ def _folder_val(folder: Path, classes: list[str]) -> ImageFolderSet:
 
 def build_model(config: TrainConfig, data: Data, device: torch.device) -> tuple[AlexNet, Preprocess]:
     """From scratch (section 5 or Kaiming init) or from existing weights with a new fc8; the
-    preprocessing holds the training pixels' statistics (section 4.1)."""
+    preprocessing holds the training pixels' statistics (section 4.1) and their scale."""
     stats = pixel_statistics(data.train, data.train_idx, config.seed)
     if config.init is None:
         model = AlexNet(ModelConfig(num_classes=len(data.classes), groups=config.groups,
                                     init=config.init_scheme, width=config.width))
-        mean, std = ((stats["mean"], stats["std"]) if config.mean_subtraction
-                     else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+        mean = stats["mean"] if config.mean_subtraction else (0.0, 0.0, 0.0)
+        if config.input_pixels == "raw":  # 0-255 (centred): Normalize's std is 1/255
+            std = (1 / RAW_PIXEL_SCALE,) * 3
+        else:  # about unit variance; without mean subtraction plain [0, 1]
+            std = stats["std"] if config.mean_subtraction else (1.0, 1.0, 1.0)
     else:
         w = load_weights(config.init, "cpu")
         model = w.model
@@ -213,7 +224,8 @@ def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Sessi
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                                lr=config.learning_rate(dist.world_size),
                                 momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=LR_FACTOR, patience=config.lr_patience)
@@ -228,15 +240,20 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
     state = run.state
     train_loader, val_loader = make_loaders(config, run.data, run.pre, device, dist)
     skipped: set[str] = set()  # "path: reason" of every unreadable file met
+    warned = False
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             set_epoch(train_loader, config.seed, epoch)
             record = _one_epoch(config, run.net, train_loader, val_loader, run.optimizer, device,
-                                epoch, len(run.data.classes), dist.is_main)
+                                epoch, len(run.data.classes), dist)
             skipped |= set(record.pop("skipped_files"))
             run.scheduler.step(record["val_top1_error"])
             state.epoch = epoch
             state.metrics.append(record)
+            if dist.is_main and not warned and (warning := stall_warning(config, state.metrics,
+                                                                          run.data)):
+                print(warning, file=sys.stderr, flush=True)
+                warned = True
             improved = record["val_top1_error"] < state.best_val_top1_error
             if improved:
                 state.best_val_top1_error, state.best_epoch = record["val_top1_error"], epoch
@@ -261,18 +278,76 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
                        time.perf_counter() - start, dist.is_main)
 
 
+def stall_warning(config: TrainConfig, metrics: list[dict], data: Data) -> str | None:
+    """One line saying that the run is not learning and what to try, or None.
+
+    Not learning: after STALL_EPOCHS epochs the validation error is still that of always
+    answering the largest validation class (without a validation figure: the training loss
+    has not left log(classes)).
+    """
+    if len(metrics) < STALL_EPOCHS:
+        return None
+    last, classes = metrics[-1], len(data.classes)
+    val_labels = [data.val.labels[i] for i in data.val_idx]
+    chance = 1 - max(val_labels.count(c) for c in set(val_labels)) / len(val_labels)
+    if math.isfinite(last["val_top1_error"]):
+        stalled = last["val_top1_error"] >= chance - STALL_MARGIN
+    else:
+        stalled = abs(last["train_loss"] - math.log(classes)) <= STALL_LOSS * math.log(classes)
+    if not stalled:
+        return None
+    if config.init is None and config.init_scheme == "paper":
+        if config.input_pixels == "standardised":
+            why = ("with standardised pixels it gives every image nearly the same fc7; use "
+                   "--pixels raw (the paper's) with a lower --lr")
+        else:
+            why = f"on small data sets it needs a lower learning rate: try --lr {last['lr'] / 10:.3g}"
+        hint = (f"the paper's initialisation (--init-scheme paper) stalls here: {why}, or "
+                "--init-scheme kaiming (README: 'Which initialisation learns')")
+    elif last["train_loss"] > (1 + STALL_LOSS) * math.log(classes):  # worse than constant
+        hint = f"the learning rate ({last['lr']:.3g}) may be too high: try --lr {last['lr'] / 3:.3g}"
+    else:
+        hint = (f"the learning rate ({last['lr']:.3g}) may be too low: try --lr "
+                f"{last['lr'] * 3:.3g} or more epochs, and check that each class folder holds "
+                "what its name says")
+    return (f"warning: after {len(metrics)} epochs the validation top-1 error is "
+            f"{last['val_top1_error']:.3f} (chance {chance:.3f}) and the training loss "
+            f"{last['train_loss']:.3f} (log of {classes} classes: {math.log(classes):.3f}): the "
+            f"network is not learning; {hint}")
+
+
+def warmup(config: TrainConfig, optimizer, epoch: int, steps_per_epoch: int, world_size: int):
+    """``before_step`` for the epochs of the warm-up: the learning rate rises linearly to
+    ``config.learning_rate`` over ``config.warmup`` epochs; None once it is over. It depends
+    on the epoch and the step alone, so that a resumed run warms up as an uninterrupted one."""
+    total = round(config.warmup * steps_per_epoch)
+    if (epoch - 1) * steps_per_epoch >= total:
+        return None
+    lr = config.learning_rate(world_size)
+
+    def before_step(step: int) -> None:
+        done = (epoch - 1) * steps_per_epoch + step + 1
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, done / total)
+
+    return before_step
+
+
 def _one_epoch(config: TrainConfig, net, train_loader, val_loader, optimizer, device,
-               epoch: int, num_classes: int, is_main: bool) -> dict:
+               epoch: int, num_classes: int, dist: D.DistInfo) -> dict:
     """Train, evaluate, report unreadable files; returns the epoch's metrics.jsonl record."""
     begin = time.perf_counter()
-    lr = optimizer.param_groups[0]["lr"]
+    is_main = dist.is_main
+    ramp = warmup(config, optimizer, epoch, len(train_loader), dist.world_size)
     stats = train_one_epoch(net, train_loader, optimizer, device, epoch,
-                            progress=config.progress and is_main, image_size=config.image_size)
+                            progress=config.progress and is_main, image_size=config.image_size,
+                            before_step=ramp)
+    lr = optimizer.param_groups[0]["lr"]  # of the epoch; at its end during a warm-up
     ev: EvalStats = evaluate(net, val_loader, device, num_classes, ten_crop=config.ten_crop)
     skipped = stats.skipped + ev.skipped
     if skipped and is_main:
         print(f"epoch {epoch}: skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
     return {"epoch": epoch, "lr": lr, "train_loss": stats.loss, "val_loss": ev.loss,
             "val_top1_error": ev.top1_error, "val_top5_error": ev.topk_error, "top_k": ev.k,
             "images_per_s": stats.images_per_s, "seconds": time.perf_counter() - begin,
