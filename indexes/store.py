@@ -118,7 +118,10 @@ class IndexStore:
     @classmethod
     def _connect(cls, folder: Path) -> "IndexStore":
         try:
-            db = sqlite3.connect(folder / files.DATABASE, isolation_level=None)  # explicit BEGINs
+            # Explicit BEGINs; usable from the thread of a server's batcher and its request
+            # threads, which take turns (retrieve serve serialises them).
+            db = sqlite3.connect(folder / files.DATABASE, isolation_level=None,
+                                 check_same_thread=False)
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
             # A damaged page can hide rows instead of failing (a broken meta index reads as
@@ -149,6 +152,20 @@ class IndexStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: inside it the generation, items and settings are those of one
+        commit (a build's commit waits for it to end), and the generation's FAISS file exists."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    def forget_index(self) -> None:
+        """Drop the cached FAISS index: the next search reads the committed generation's."""
+        self._index = self._device_index = None
 
     # -- settings and counters ---------------------------------------------------------------
     def meta(self, key: str, default=None):
@@ -204,6 +221,18 @@ class IndexStore:
             rows = self._db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", chunk)
             out.update((i, os.fsdecode(bytes(p))) for i, p in rows)
         return out
+
+    def page(self, offset: int, limit: int) -> list[tuple[int, str]]:
+        """(id, path) of the committed images in id order, ``limit`` from ``offset`` on."""
+        rows = self._db.execute("SELECT id, path FROM items ORDER BY id LIMIT ? OFFSET ?",
+                                (limit, offset))
+        return [(i, os.fsdecode(bytes(p))) for i, p in rows]
+
+    def reconstruct(self, ids: Sequence[int]) -> np.ndarray | None:
+        """The stored vectors of ``ids`` (n, d), as searched (normalised with --normalize);
+        None when the index type does not keep them exactly (only Flat does)."""
+        index = self.load_index(mmap=True)
+        return faiss_ops.reconstruct(index, ids) if faiss_ops.is_exact(index) else None
 
     def load_index(self, mmap: bool = False):
         """The committed FAISS index on the CPU (cached); ``mmap``: read-only, mapped.
@@ -338,16 +367,22 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
     return store
 
 
-def neighbours(store: IndexStore, xq: np.ndarray, k: int,
-               nprobe: int | None = None) -> list[list[tuple[str, float]]]:
-    """For each query row: up to k (path, Euclidean distance), nearest first, cut at id -1.
+def hits(store: IndexStore, xq: np.ndarray, k: int,
+         nprobe: int | None = None) -> list[list[tuple[int, str, float]]]:
+    """For each query row: up to k (id, path, Euclidean distance), nearest first, cut at id -1.
 
     An id whose file a build removed from the index since it was loaded is left out.
     """
     D, I = store.search(xq, k, nprobe)
     names = store.paths(np.unique(I[I >= 0]))
-    return [[(names[int(i)], float(d)) for d, i in zip(d_row, i_row) if int(i) in names]
+    return [[(int(i), names[int(i)], float(d)) for d, i in zip(d_row, i_row) if int(i) in names]
             for d_row, i_row in zip(D, I)]
+
+
+def neighbours(store: IndexStore, xq: np.ndarray, k: int,
+               nprobe: int | None = None) -> list[list[tuple[str, float]]]:
+    """``hits`` without the ids: up to k (path, Euclidean distance) per query row."""
+    return [[(path, d) for _, path, d in row] for row in hits(store, xq, k, nprobe)]
 
 
 def describe(store: IndexStore) -> dict:

@@ -102,6 +102,18 @@ class FeatureExtractor:
         finally:
             bar.close()
 
+    def prepare(self, source) -> torch.Tensor:
+        """One image (a path or a binary file object) as the network's (3, S, S) input, by
+        the same decode and eval transform as ``embed``; NotAnImage when it is not one."""
+        img = load_image(source, draft_size=self.weights.preprocess.resize_size)
+        return self.weights.transform(img)
+
+    def vectors(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        """``prepare``d images -> (n, dim) float32 fc7 vectors, in one forward pass."""
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        return self._fc7(torch.stack(list(images)))
+
     def _fc7(self, images: torch.Tensor) -> np.ndarray:
         images = images.to(self.device, non_blocking=self.cuda, memory_format=torch.channels_last)
         x = self.model.fc7(images)  # (b, dim), inference_mode, dropout off

@@ -7,10 +7,16 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import NotAnImage
+
+# Pillow warns between MAX_IMAGE_PIXELS and twice that (and raises above): load_image refuses
+# the whole range itself, from the header, so the warning is noise. One process-wide filter,
+# set once: warnings.catch_warnings around each decode would not be safe in threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # File signatures, so that images with odd or missing extensions are found too.
@@ -65,8 +71,9 @@ def find_images(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> Iterator
                     yield path  # broken link or loop: reported by load_image, not lost silently
 
 
-def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
-    """Decode ``path`` into an upright RGB image (EXIF orientation applied, first frame).
+def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None) -> Image.Image:
+    """Decode ``path`` (or an open binary file) into an upright RGB image (EXIF orientation
+    applied, first frame). Safe in several threads at once.
 
     ``draft_size``: let the JPEG decoder scale down by DCT (a power of two) while keeping
     the shorter side >= draft_size, which is several times faster on large photos.
@@ -74,15 +81,16 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
     decompression bombs (more pixels than Pillow's MAX_IMAGE_PIXELS).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if draft_size and img.format == "JPEG":
-                    img.draft("RGB", _draft_box(img.size, draft_size))
-                img.seek(0)  # first frame of GIF / multi-page TIFF
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        with Image.open(path) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # read from the header only
+                raise Image.DecompressionBombError(
+                    f"{img.width * img.height} pixels, more than {Image.MAX_IMAGE_PIXELS}")
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", _draft_box(img.size, draft_size))
+            img.seek(0)  # first frame of GIF / multi-page TIFF
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except Image.DecompressionBombError as e:
         raise NotAnImage(path, f"refused: too many pixels ({e})") from None
     except UnidentifiedImageError:
         size = _size(path)
@@ -124,6 +132,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _size(path) -> int | None:
+    if hasattr(path, "seek"):  # an open file: its length
+        return path.seek(0, os.SEEK_END)
     try:
         return os.path.getsize(path)
     except OSError:

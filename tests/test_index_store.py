@@ -402,3 +402,24 @@ def test_a_rerun_keeps_the_recorded_factory_and_normalisation(tmp_path):
     assert weights_to_build_with(idx, "other.pt") == "other.pt"
     with pytest.raises(IndexMismatch, match="factory 'IVF2,Flat', now 'Flat'"):
         build_index(idx, paths, FakeExtractor(), BuildConfig(factory="Flat"))
+
+
+def test_a_batch_on_a_flat_index_is_exact_though_blas_finds_its_candidates(tmp_path):
+    """From BLAS_FROM_QUERIES queries on, BLAS's |x|^2 + |y|^2 - 2xy picks candidates and exact
+    distances rank them: large vectors find themselves at 0 and in brute force's order."""
+    rng = np.random.default_rng(0)
+    xb = (np.abs(rng.standard_normal((3000, 256))) * 30).astype(np.float32)  # fc7-like, large
+    flat = faiss_ops.make_index("Flat", 256)
+    faiss_ops.add(flat, xb, np.arange(3000) + 7)  # ids are not positions
+    xq = np.concatenate([xb[:20], xb[20:40] + rng.standard_normal((20, 256)).astype(np.float32)])
+    D, I = faiss_ops.search(flat, xq, 10)
+    D_ref, I_ref = brute_force(xb, xq, 10)
+    assert (I == I_ref + 7).all()
+    np.testing.assert_allclose(D, D_ref ** 2, rtol=1e-5)
+    assert (D[:20, 0] == 0).all()  # BLAS alone gives these a few units
+    faiss.cvar.distance_compute_blas_threshold = 1
+    try:
+        D_blas, _ = flat.search(xq, 10)
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = faiss_ops.FAISS_BLAS_THRESHOLD
+    assert np.abs(D_blas[:20, 0]).max() > 0  # what the re-ranking is for

@@ -1,0 +1,235 @@
+"""An index served to many clients at once: the weights and the FAISS index loaded once, the
+queries that arrive together answered by one forward pass and one search, and every
+generation a build commits picked up by the next batch (`retrieve serve` is HTTP over this).
+
+One worker thread owns the model and the index; request threads hand it prepared images or
+item ids and wait on a future. Torch-free: the model side is the extractor the loader makes
+(``prepare(file) -> input``, ``vectors(inputs) -> (n, d)``, ``identity()``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval.errors import NotAnImage, RetrieveError
+
+from . import manifest
+from .searcher import LoadExtractor
+from .store import describe, hits, open_for_reading
+
+MAX_BATCH = 64  # queries per forward pass and search
+BATCH_WAIT_S = 0.002  # after the first query, how long a batch waits for more to join it
+Hit = tuple[int, str, float]  # (id, path, Euclidean distance)
+
+
+class UnknownItem(RetrieveError):
+    """An id that is not (or no longer) in the index."""
+
+
+class ItemGone(RetrieveError):
+    """An indexed image whose file can no longer be read, where its vector is needed."""
+
+
+class WeightsChanged(RetrieveError):
+    """An upload prepared for weights that a rebuild replaced before it was searched."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An upload as the input of the extractor that prepared it."""
+
+    extractor: object
+    input: object
+
+
+@dataclass
+class _Job:
+    k: int
+    nprobe: int | None
+    image: Prepared | None = None  # an upload
+    item: int | None = None  # or the id of an indexed image
+    future: Future = field(default_factory=Future)
+
+
+class IndexService:
+    """Search ``folder`` for many clients; ``load(source, trusted)`` makes the extractor of
+    the index's weights (again, if a rebuild with other weights commits while serving)."""
+
+    def __init__(self, folder: str | os.PathLike, load: LoadExtractor,
+                 max_batch: int = MAX_BATCH, wait_s: float = BATCH_WAIT_S) -> None:
+        self.store = open_for_reading(folder)
+        self._load, self.max_batch, self.wait_s = load, max_batch, wait_s
+        self._lock = threading.Lock()  # one thread at a time on the database and the index
+        self._generation = self.store.generation
+        try:
+            self.extractor = self._extractor_for(self.store.settings)
+        except BaseException:
+            self.store.close()
+            raise
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.batches = 0  # forward passes and searches made, for tests and benchmarks
+        self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
+        self._worker.start()
+
+    def _extractor_for(self, settings: dict):
+        extractor = self._load(*manifest.weights_ref(settings))
+        manifest.check_identity(settings, extractor.identity())
+        return extractor
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._worker.join()
+        self.store.close()
+
+    # -- what request threads call ------------------------------------------------------------
+    def prepare(self, file) -> Prepared:
+        """An uploaded image (binary file object) as the network's input; NotAnImage."""
+        extractor = self.extractor
+        return Prepared(extractor, extractor.prepare(file))
+
+    def search(self, images: Sequence[Prepared], k: int, nprobe: int | None = None) -> Future:
+        """A future of [hits] for ``prepare``d images, answered with the batch they join."""
+        return self._submit([_Job(k, nprobe, image=x) for x in images])
+
+    def neighbours(self, item: int, k: int, nprobe: int | None = None) -> Future:
+        """A future of [hits] for the indexed image ``item`` (UnknownItem, ItemGone)."""
+        return self._submit([_Job(k, nprobe, item=item)])
+
+    def _submit(self, jobs: list[_Job]) -> Future:
+        for job in jobs:
+            self._jobs.put(job)
+        done: Future = Future()
+        pending = [job.future for job in jobs]
+
+        def collect(_):
+            if done.done() or not all(f.done() for f in pending):
+                return
+            errors = [f.exception() for f in pending if f.exception() is not None]
+            if errors:
+                done.set_exception(errors[0])
+            else:
+                done.set_result([f.result() for f in pending])
+
+        for f in pending:
+            f.add_done_callback(collect)
+        return done
+
+    def info(self) -> dict:
+        """What `retrieve info --json` prints, for the committed generation."""
+        with self._lock, self.store.snapshot():
+            self._follow()
+            return describe(self.store)
+
+    def items(self, offset: int, limit: int) -> tuple[int, list[tuple[int, str]]]:
+        """(number of images, [(id, path)] of ``limit`` of them from ``offset`` on)."""
+        with self._lock, self.store.snapshot():
+            return self.store.count, self.store.page(offset, limit)
+
+    def path(self, item: int) -> str:
+        """The indexed path of ``item``: files are only ever read by id, from the database."""
+        with self._lock:
+            path = self.store.paths([item]).get(item)
+        if path is None:
+            raise UnknownItem(f"no image with id {item} in the index")
+        return path
+
+    # -- the worker ---------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            deadline = time.monotonic() + self.wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                batch.append(job)
+            self._answer(batch)
+
+    def _answer(self, batch: list[_Job]) -> None:
+        try:
+            with self._lock, self.store.snapshot():
+                self._follow()
+                xq, answered = self._vectors(batch)
+                for nprobe in {job.nprobe for job in answered}:
+                    group = [n for n, job in enumerate(answered) if job.nprobe == nprobe]
+                    found = hits(self.store, xq[group], max(answered[n].k for n in group),
+                                 nprobe)
+                    for n, row in zip(group, found):
+                        answered[n].future.set_result(row[:answered[n].k])
+            self.batches += 1
+        except Exception as e:  # a damaged index, --nprobe on Flat...: every waiting client
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(e)
+
+    def _follow(self) -> None:
+        """Inside a snapshot: move to the committed generation (and its weights) if a build
+        has committed another since the last request."""
+        generation = self.store.generation
+        if generation == self._generation:
+            return
+        self.store.forget_index()
+        settings = self.store.settings
+        if not all(settings.get(k) == self.extractor.identity().get(k)
+                   for k in ("sha256", "layer", "dim")):
+            self.extractor = self._extractor_for(settings)  # rebuilt with other weights
+        self._generation = generation
+
+    def _vectors(self, batch: list[_Job]) -> tuple[np.ndarray, list[_Job]]:
+        """Query vectors (n, d) of the jobs that have one, in one forward pass; the others'
+        futures get their error (unknown id, unreadable file)."""
+        answered, rows, inputs = [], [], []
+        for job in batch:
+            if job.image is not None:
+                if job.image.extractor is not self.extractor:
+                    job.future.set_exception(WeightsChanged(
+                        "the index was rebuilt with other weights during the request; send "
+                        "the image again"))
+                    continue
+                answered.append(job)
+                inputs.append((len(rows), job.image.input))
+                rows.append(None)
+                continue
+            try:
+                rows.append(self._item_vector(job.item, inputs, len(rows)))
+                answered.append(job)
+            except RetrieveError as e:
+                job.future.set_exception(e)
+        dim = self.store.settings["dim"]
+        xq = np.zeros((len(rows), dim), np.float32)
+        if inputs:
+            xq[[n for n, _ in inputs]] = self.extractor.vectors([x for _, x in inputs])
+        for n, row in enumerate(rows):
+            if row is not None:
+                xq[n] = row
+        return xq, answered
+
+    def _item_vector(self, item: int, inputs: list, position: int) -> np.ndarray | None:
+        """The stored vector of ``item`` (Flat indexes), or None after queueing its image,
+        embedded again from its file, into ``inputs`` (compressed indexes keep no exact one)."""
+        path = self.store.paths([item]).get(item)
+        if path is None:
+            raise UnknownItem(f"no image with id {item} in the index")
+        stored = self.store.reconstruct([item])
+        if stored is not None:
+            return stored[0]
+        try:
+            inputs.append((position, self.extractor.prepare(path)))
+        except NotAnImage as e:
+            raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
+        return None
