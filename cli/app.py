@@ -24,6 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from cli.output import to_json
+from indexes import dup_report
+from indexes.config import MIN_SIMILARITY, DuplicatesConfig
 from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
 from retrieval import __version__
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
@@ -76,6 +78,7 @@ def create_app(service: IndexService, token: str | None = None,
     k_query = Query(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per query")
     item_id = ItemId(ge=0, lt=2**63, description="an id from /api/items")
     nprobe_query = Query(None, ge=1, le=65536, description="IVF lists visited")
+    near_query = Query(None, ge=0, description="only neighbours this close (fc7 distance)")
 
     @app.get("/api/info", dependencies=api)
     async def info():
@@ -90,7 +93,8 @@ def create_app(service: IndexService, token: str | None = None,
                 "items": [{"id": i, "path": p} for i, p in page]}
 
     @app.post("/api/search", dependencies=api)
-    async def search(request: Request, k: int = k_query, nprobe: int | None = nprobe_query):
+    async def search(request: Request, k: int = k_query, nprobe: int | None = nprobe_query,
+                     max_distance: float | None = near_query):
         """The k nearest indexed images of each uploaded image (multipart field `image`,
         repeated for several)."""
         length = request.headers.get("content-length")
@@ -111,16 +115,18 @@ def create_app(service: IndexService, token: str | None = None,
                 prepared.append(await run_in_threadpool(service.prepare, io.BytesIO(data)))
             except NotAnImage as e:
                 raise HTTPException(400, f"{names[-1]}: {e.reason}") from None
-        found = await asyncio.wrap_future(service.search(prepared, k, nprobe))
+        found = await asyncio.wrap_future(service.search(prepared, k, nprobe, max_distance))
         if len(found) == 1:
             return {"k": k, "results": _results(found[0])}
         return {"k": k, "queries": [{"query": n, "results": _results(r)}
                                     for n, r in zip(names, found)]}
 
     @app.get("/api/items/{item}/neighbours", dependencies=api)
-    async def neighbours(item: int = item_id, k: int = k_query, nprobe: int | None = nprobe_query):
+    async def neighbours(item: int = item_id, k: int = k_query,
+                         nprobe: int | None = nprobe_query,
+                         max_distance: float | None = near_query):
         """The k nearest indexed images of an indexed one (itself first)."""
-        found = await asyncio.wrap_future(service.neighbours(item, k, nprobe))
+        found = await asyncio.wrap_future(service.neighbours(item, k, nprobe, max_distance))
         return {"k": k, "id": item, "results": _results(found[0])}
 
     @app.get("/api/items/{item}/thumbnail", dependencies=api, response_class=Response)
@@ -137,6 +143,16 @@ def create_app(service: IndexService, token: str | None = None,
         path = await run_in_threadpool(service.path, item)
         media_type = await run_in_threadpool(_media_type, item, path)
         return FileResponse(path, media_type=media_type)
+
+    @app.get("/api/duplicates", dependencies=api)
+    async def duplicates(threshold: float | None = Query(None, ge=0),
+                         verify: bool = True,
+                         min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1)):
+        """What `retrieve duplicates --json` prints (computed once per generation)."""
+        config = DuplicatesConfig(threshold=threshold, verify=verify,
+                                  min_similarity=min_similarity)
+        report = await run_in_threadpool(service.duplicates, config)
+        return dup_report.to_json(report)
 
     @app.get("/", include_in_schema=False, response_class=FileResponse)
     async def page():

@@ -94,10 +94,13 @@ def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) ->
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), metavar="OUT.png",
               help="Draw queries and neighbours into one PNG (the paper's Figure 4).")
+@click.option("--max-distance", type=click.FloatRange(min=0), metavar="D",
+              help="Only neighbours this close (e.g. the threshold `retrieve duplicates` "
+                   "prints: which indexed images are copies of IMAGE).")
 @nprobe_option
 @device_option
 @query_batch_size_option
-def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
+def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, batch_size):
     """Find the images of the index nearest to each IMAGE (a file, or a folder of them).
 
     Distances are Euclidean between fc7 vectors (0: the same image).
@@ -106,6 +109,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
     retrieve query cat.jpg -k 5
     retrieve query queries/ --json > results.json
     retrieve query cat.jpg dog.jpg --sheet neighbours.png
+    retrieve query cat.jpg --max-distance 12.5    # its copies in the index
     """
     from indexes.searcher import Searcher
     from retrieval.features import FeatureExtractor
@@ -116,7 +120,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, device, batch_size):
         raise RetrieveError(f"no images in {', '.join(map(str, images))}")
     config = ExtractConfig.for_queries(len(paths), batch_size, device)
     with Searcher.open(index_dir, partial(FeatureExtractor.load, config=config)) as searcher:
-        rows, failed = searcher.query(paths, k, nprobe)
+        rows, failed = searcher.query(paths, k, nprobe, max_distance)
         folder = searcher.store.folder
     if len(paths) == 1 and failed:
         raise RetrieveError(f"{failed[0][0]}: {failed[0][1]}")

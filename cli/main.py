@@ -24,6 +24,8 @@ COMMANDS = {
              "What an index holds: images, weights, vector size, index type, size on disk."),
     "show-kernels": ("cli.kernels:show_kernels",
                      "Draw the conv1 kernels as RGB tiles in a grid (the paper's Figure 3)."),
+    "duplicates": ("cli.duplicates:duplicates",
+                   "Find groups of near-duplicate images among everything in the index."),
     "serve": ("cli.serve:serve",
               "Serve the index as a JSON API and a web page to browse it, until Ctrl-C."),
     "evaluate": ("cli.evaluate:evaluate",

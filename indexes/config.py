@@ -21,6 +21,21 @@ class BuildConfig:
     normalize: bool | None = None  # L2-normalise vectors (and queries) before indexing
 
 
+DUPLICATE_K = 16  # neighbours of each image that `duplicates` considers
+MIN_SIMILARITY = 0.90  # pixel correlation a candidate pair needs (copies measured >= 0.95)
+
+
+@dataclass
+class DuplicatesConfig:
+    """What `retrieve duplicates` looks for; the CLI options map onto these fields."""
+
+    threshold: float | None = None  # fc7 distance; None: calibrated on copies (duplicates.py)
+    verify: bool = True  # compare the pixels of every candidate pair
+    min_similarity: float = MIN_SIMILARITY
+    k: int = DUPLICATE_K
+    nprobe: int | None = None
+
+
 @dataclass
 class EvalConfig:
     """What ``evaluate`` measures; the CLI options map onto these fields."""

@@ -193,7 +193,26 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
 
 def reconstruct(index: faiss.Index, ids) -> np.ndarray:
     """The stored vectors of ``ids`` (n, d) float32 (IDMap2 maps ids to positions)."""
-    return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32, copy=False)
+    return index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+
+
+def inner_space(index: faiss.Index) -> faiss.Index:
+    """The index behind a PCA (or another transform): its vectors and searches in the
+    transformed space, where a search of every stored vector need not undo the transform."""
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    return index
+
+
+def stored_vectors(index: faiss.Index, ids) -> np.ndarray:
+    """The vectors of ``ids`` as ``index`` holds them, (n, d) in its input space: exact for
+    Flat, the decoded codes for PQ or SQ, through the inverse of a PCA. An IVF index gets a
+    map from ids to their lists (kept with it, in memory) the first time."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return reconstruct(index, ids)
 
 
 def exact_index(xb: np.ndarray) -> faiss.Index:

@@ -69,15 +69,17 @@ class Searcher:
         """``embed_all`` with the index's weights."""
         return embed_all(self.extractor, paths)
 
-    def query(self, paths: Sequence[str], k: int, nprobe: int | None = None
+    def query(self, paths: Sequence[str], k: int, nprobe: int | None = None,
+              max_distance: float | None = None
               ) -> tuple[list[tuple[str, Neighbours]], list[tuple[str, str]]]:
-        """The ``k`` nearest indexed images of each image file, a batch at a time:
-        ([(query path, neighbours)] of the images that decoded, [(path, reason)] of the rest)."""
+        """The ``k`` nearest indexed images of each image file (no farther than
+        ``max_distance``), a batch at a time: ([(query path, neighbours)] of the images that
+        decoded, [(path, reason)] of the rest)."""
         rows, failed = [], []
         paths = [str(p) for p in paths]
         for positions, xq, errors in self.extractor.embed(paths):
             failed += errors
             if len(positions):
-                found = neighbours(self.store, xq, k, nprobe)
+                found = neighbours(self.store, xq, k, nprobe, max_distance)
                 rows += [(paths[i], r) for i, r in zip(positions, found)]
         return rows, failed

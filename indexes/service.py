@@ -54,6 +54,7 @@ class Prepared:
 class _Job:
     k: int
     nprobe: int | None
+    max_distance: float | None = None
     image: Prepared | None = None  # an upload
     item: int | None = None  # or the id of an indexed image
     future: Future = field(default_factory=Future)
@@ -75,6 +76,7 @@ class IndexService:
             self.store.close()
             raise
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._duplicates_lock, self._duplicates = threading.Lock(), {}
         self.batches = 0  # forward passes and searches made, for tests and benchmarks
         self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
         self._worker.start()
@@ -95,13 +97,34 @@ class IndexService:
         extractor = self.extractor
         return Prepared(extractor, extractor.prepare(file))
 
-    def search(self, images: Sequence[Prepared], k: int, nprobe: int | None = None) -> Future:
-        """A future of [hits] for ``prepare``d images, answered with the batch they join."""
-        return self._submit([_Job(k, nprobe, image=x) for x in images])
+    def search(self, images: Sequence[Prepared], k: int, nprobe: int | None = None,
+               max_distance: float | None = None) -> Future:
+        """A future of [hits] for ``prepare``d images, answered with the batch they join
+        (no farther than ``max_distance``)."""
+        return self._submit([_Job(k, nprobe, max_distance, image=x) for x in images])
 
-    def neighbours(self, item: int, k: int, nprobe: int | None = None) -> Future:
+    def neighbours(self, item: int, k: int, nprobe: int | None = None,
+                   max_distance: float | None = None) -> Future:
         """A future of [hits] for the indexed image ``item`` (UnknownItem, ItemGone)."""
-        return self._submit([_Job(k, nprobe, item=item)])
+        return self._submit([_Job(k, nprobe, max_distance, item=item)])
+
+    def duplicates(self, config) -> object:
+        """`retrieve duplicates` over the committed generation (an ``indexes.duplicates``
+        Report), computed once per generation and settings, beside the batcher: on its own
+        connection to the index, with the served weights for the calibration."""
+        from .duplicates import find_duplicates
+
+        with self._duplicates_lock:
+            store = open_for_reading(self.store.folder)
+            try:
+                key = (store.generation, repr(config))
+                if key not in self._duplicates:
+                    extractor = self.extractor
+                    self._duplicates = {key: find_duplicates(store, config,
+                                                             extractor.copy_vectors)}
+                return self._duplicates[key]
+            finally:
+                store.close()
 
     def _submit(self, jobs: list[_Job]) -> Future:
         for job in jobs:
@@ -170,7 +193,9 @@ class IndexService:
                     found = hits(self.store, xq[group], max(answered[n].k for n in group),
                                  nprobe)
                     for n, row in zip(group, found):
-                        answered[n].future.set_result(row[:answered[n].k])
+                        job = answered[n]
+                        near = np.inf if job.max_distance is None else job.max_distance
+                        job.future.set_result([h for h in row[:job.k] if h[2] <= near])
             self.batches += 1
         except Exception as e:  # a damaged index, --nprobe on Flat...: every waiting client
             for job in batch:

@@ -367,22 +367,24 @@ def open_for_reading(folder: str | os.PathLike) -> IndexStore:
     return store
 
 
-def hits(store: IndexStore, xq: np.ndarray, k: int,
-         nprobe: int | None = None) -> list[list[tuple[int, str, float]]]:
-    """For each query row: up to k (id, path, Euclidean distance), nearest first, cut at id -1.
+def hits(store: IndexStore, xq: np.ndarray, k: int, nprobe: int | None = None,
+         max_distance: float | None = None) -> list[list[tuple[int, str, float]]]:
+    """For each query row: up to k (id, path, Euclidean distance), nearest first, cut at id -1
+    and, with ``max_distance``, at the first one farther than it.
 
     An id whose file a build removed from the index since it was loaded is left out.
     """
     D, I = store.search(xq, k, nprobe)
     names = store.paths(np.unique(I[I >= 0]))
-    return [[(int(i), names[int(i)], float(d)) for d, i in zip(d_row, i_row) if int(i) in names]
-            for d_row, i_row in zip(D, I)]
+    near = np.inf if max_distance is None else max_distance
+    return [[(int(i), names[int(i)], float(d)) for d, i in zip(d_row, i_row)
+             if int(i) in names and d <= near] for d_row, i_row in zip(D, I)]
 
 
-def neighbours(store: IndexStore, xq: np.ndarray, k: int,
-               nprobe: int | None = None) -> list[list[tuple[str, float]]]:
+def neighbours(store: IndexStore, xq: np.ndarray, k: int, nprobe: int | None = None,
+               max_distance: float | None = None) -> list[list[tuple[str, float]]]:
     """``hits`` without the ids: up to k (path, Euclidean distance) per query row."""
-    return [[(path, d) for _, path, d in row] for row in hits(store, xq, k, nprobe)]
+    return [[(path, d) for _, path, d in row] for row in hits(store, xq, k, nprobe, max_distance)]
 
 
 def describe(store: IndexStore) -> dict:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .config import ExtractConfig
+from .copies import copies
 from .data import collate_skipping
 from .errors import NotAnImage
 from .images import load_image
@@ -107,6 +108,12 @@ class FeatureExtractor:
         the same decode and eval transform as ``embed``; NotAnImage when it is not one."""
         img = load_image(source, draft_size=self.weights.preprocess.resize_size)
         return self.weights.transform(img)
+
+    def copy_vectors(self, source) -> np.ndarray:
+        """fc7 vectors (len(COPY_KINDS), dim) of the copies ``retrieval.copies`` makes of an
+        image (resized, recompressed, ...), for `retrieve duplicates`' calibration."""
+        img = load_image(source)
+        return self.vectors([self.weights.transform(c) for _, c in copies(img)])
 
     def vectors(self, images: Sequence[torch.Tensor]) -> np.ndarray:
         """``prepare``d images -> (n, dim) float32 fc7 vectors, in one forward pass."""

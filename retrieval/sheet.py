@@ -42,17 +42,17 @@ def _tile(path: str | os.PathLike | None, label: str, query: bool = False) -> to
 
 
 def draw_sheet(rows: Sequence[tuple[str, Sequence[tuple[str, float]]]], out: str | os.PathLike,
-               k: int) -> Path:
+               k: int, first_label: str = "query") -> Path:
     """Save one PNG: a row per (query path, [(neighbour path, distance), ...]).
 
-    Each row holds the query (framed, labelled "query") and k neighbour tiles labelled
+    Each row holds the query (framed, labelled ``first_label``) and k neighbour tiles labelled
     with their distance; rows with fewer than k results are padded with blank tiles.
     Size: (k + 1) * (TILE + PADDING) + PADDING wide, len(rows) * (TILE + LABEL_HEIGHT +
     PADDING) + PADDING high.
     """
     tiles = []
     for query, results in rows:
-        tiles.append(_tile(query, "query", query=True))
+        tiles.append(_tile(query, first_label, query=True))
         for path, distance in list(results)[:k]:
             tiles.append(_tile(path, f"{distance:.3f}"))
         tiles += [_tile(None, "") for _ in range(k - min(k, len(results)))]

@@ -62,6 +62,15 @@ def draw_shape(kind: int, size: int = 96, seed: int = 0) -> Image.Image:
     return img
 
 
+def drawn_folder(root, per_class: int, name=lambda cls, i: f"{i}.png"):
+    """root/<class>/<name(class, i)>: ``per_class`` drawings of each of the 4 CLASSES."""
+    for kind, cls in enumerate(CLASSES):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            draw_shape(kind, seed=10 * kind + i).save(root / cls / name(cls, i))
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """photos/<class>/<n>.jpg|png: 4 classes x 3 images, plus the list of their paths."""

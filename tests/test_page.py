@@ -16,7 +16,7 @@ import pytest
 from cli.app import create_app
 from cli.main import cli
 from cli.serve import bind
-from conftest import draw_shape, tiny_checkpoint
+from conftest import drawn_folder, tiny_checkpoint
 from indexes.service import IndexService
 from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
@@ -36,11 +36,7 @@ def site(tmp_path_factory):
     import uvicorn
 
     root = tmp_path_factory.mktemp("page")
-    photos = root / "photos"
-    for kind, name in enumerate(["circle", "square", "triangle", "stripes"]):
-        (photos / name).mkdir(parents=True)
-        for i in range(4):
-            draw_shape(kind, seed=10 * kind + i).save(photos / name / f"{name}-{i}.png")
+    photos = drawn_folder(root / "photos", 4, lambda cls, i: f"{cls}-{i}.png")
     ckpt = tiny_checkpoint(root / "tiny.pt")
     built = CliRunner().invoke(cli, ["build-index", str(photos), "--weights", str(ckpt),
                                      "--index", str(root / "idx"), "--workers", "0", "-q"])
@@ -138,3 +134,23 @@ def test_a_file_that_is_not_an_image_is_reported_on_the_page(site, browser, tmp_
     toast = browser.find_element(By.ID, "toast")
     wait(browser, lambda d: toast.is_displayed(), "the error")
     assert toast.text == "notes.png: not an image"
+
+
+def test_the_duplicates_button_shows_the_groups(site, browser):
+    from selenium.webdriver.common.by import By
+
+    address, _ = site
+    browser.get(address)
+    wait(browser, lambda d: loaded_images(d, "#grid img") == 16, "16 thumbnails")
+    browser.find_element(By.ID, "duplicates").click()
+    import json
+    import urllib.request
+
+    title = browser.find_element(By.ID, "results-title")
+    wait(browser, lambda d: not title.text.startswith("Looking"), "the duplicates' answer")
+    with urllib.request.urlopen(address + "api/duplicates") as answer:
+        groups = json.load(answer)["groups"]  # drawings of one shape look alike to the pixels
+    assert groups and title.text.startswith(f"{len(groups)} groups of duplicates")
+    shown = browser.find_elements(By.CSS_SELECTOR, "#neighbours figure")
+    assert len(shown) == sum(len(g["members"]) for g in groups)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#neighbours figure.query")) == len(groups)

@@ -19,7 +19,7 @@ from PIL import Image
 from cli import serve as serve_command
 from cli.app import THUMBNAIL, create_app
 from cli.main import cli
-from conftest import SMALL, draw_shape, tiny_checkpoint
+from conftest import SMALL, draw_shape, drawn_folder, tiny_checkpoint
 from indexes.service import IndexService
 from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
@@ -38,11 +38,7 @@ def run(*args):
 def built(tmp_path_factory):
     """12 photos (one a PNG named .jpg) indexed with a tiny network: (photos, index, ckpt)."""
     root = tmp_path_factory.mktemp("serve")
-    photos = root / "photos"
-    for kind, name in enumerate(["circle", "square", "triangle", "stripes"]):
-        (photos / name).mkdir(parents=True)
-        for i in range(3):
-            draw_shape(kind, seed=10 * kind + i).save(photos / name / f"{i}.png")
+    photos = drawn_folder(root / "photos", 3)
     (photos / "square" / "2.png").rename(photos / "square" / "2.jpg")  # a PNG named .jpg
     ckpt = tiny_checkpoint(root / "tiny.pt")
     run("build-index", photos, "--weights", ckpt, "--index", root / "idx", *FAST)

@@ -84,6 +84,29 @@ async function searchWith(file) {
   } catch (e) { toast(e.message); }  // the server names the file
 }
 
+async function duplicates() {
+  $("results-title").textContent = "Looking for duplicates…";
+  $("neighbours").replaceChildren();
+  $("results").hidden = false;
+  try {
+    const body = await api("/api/duplicates");
+    $("results-title").textContent = body.groups.length
+      ? `${body.groups.length} groups of duplicates (the file to keep framed; nothing is deleted)`
+      : `No duplicates among ${body.images} images`;
+    const row = $("neighbours");
+    body.groups.forEach((g, n) => {
+      const title = document.createElement("p");
+      title.className = "group";
+      title.textContent = `${n + 1}. ${g.tier === "exact" ? "exact copies" : "near-duplicates"}`;
+      row.append(title);
+      g.members.forEach((m, i) => row.append(tile(
+        url(`/api/items/${m.id}/thumbnail`), i ? basename(m.path) : `keep ${basename(m.path)}`,
+        { distance: i ? m.distance : null, query: i === 0,
+          onClick: () => neighboursOf(m.id, m.path) })));
+    });
+  } catch (e) { toast(e.message); $("results").hidden = true; }
+}
+
 async function loadMore() {
   if (loading || (total !== null && next >= total)) return;
   loading = true;
@@ -114,6 +137,7 @@ async function start() {
 
 $("file").addEventListener("change", (e) => { if (e.target.files[0]) searchWith(e.target.files[0]); });
 $("close").addEventListener("click", () => { $("results").hidden = true; });
+$("duplicates").addEventListener("click", duplicates);
 $("k").addEventListener("change", () => { $("results").hidden = true; });
 window.addEventListener("dragover", (e) => { e.preventDefault(); $("drop").hidden = false; });
 $("drop").addEventListener("dragleave", () => { $("drop").hidden = true; });

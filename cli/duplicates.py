@@ -1,0 +1,101 @@
+"""`retrieve duplicates`: groups of near-duplicate images in an index (thin over indexes/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.options import default, device_option, index_option, nprobe_option, progress_enabled
+from cli.output import printable, to_json
+from indexes.config import DuplicatesConfig
+from retrieval.errors import RetrieveError
+
+OUT = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command()
+@index_option
+@click.option("--threshold", type=click.FloatRange(min=0), metavar="DISTANCE",
+              help="fc7 distance below which two images are candidates [default: calibrated "
+                   "on copies the tool makes of 100 indexed images]")
+@click.option("--no-verify", is_flag=True,
+              help="Take fc7's candidates as they are, without comparing their pixels.")
+@click.option("--min-similarity", type=click.FloatRange(-1, 1),
+              default=default(DuplicatesConfig, "min_similarity"), show_default=True,
+              help="Pixel correlation a candidate pair needs to be a duplicate (1: the same).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--csv", "csv_file", type=OUT, metavar="FILE.csv",
+              help="Also write group,tier,path,distance,similarity,kept rows.")
+@click.option("--html", "html_file", type=OUT, metavar="OUT.html",
+              help="Also write a page of the groups with thumbnails (self-contained).")
+@click.option("--sheet", type=OUT, metavar="OUT.png",
+              help="Also draw the groups into one PNG, the file to keep first in each row.")
+@nprobe_option
+@device_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
+def duplicates(index_dir, threshold, no_verify, min_similarity, as_json, csv_file, html_file,
+               sheet, nprobe, device, quiet):
+    """Find groups of near-duplicate images among everything in the index.
+
+    Byte-identical files, then fc7 neighbours closer than the threshold whose pixels
+    match: resized, recompressed, cropped, brightened copies. The file to keep comes first:
+    the largest resolution, then the largest file. Nothing is moved or deleted.
+
+    \b
+    retrieve duplicates --index retrieve-index
+    retrieve duplicates --json > groups.json
+    retrieve duplicates --csv groups.csv --html groups.html --sheet groups.png
+    """
+    import functools
+    import time
+
+    from indexes import dup_report
+    from indexes.duplicates import find_duplicates
+    from indexes.manifest import weights_ref
+    from indexes.store import open_for_reading
+    from retrieval.config import ExtractConfig
+    from retrieval.features import FeatureExtractor
+
+    start = time.perf_counter()
+    config = DuplicatesConfig(threshold=threshold, verify=not no_verify,
+                              min_similarity=min_similarity, nprobe=nprobe)
+    store = open_for_reading(index_dir)
+    try:
+        @functools.cache
+        def extractor():  # the index's weights, loaded only if a calibration needs them
+            return FeatureExtractor.load(*weights_ref(store.settings),
+                                         config=ExtractConfig(8, 0, device))
+
+        report = find_duplicates(store, config, lambda p: extractor().copy_vectors(p),
+                                 progress_enabled(quiet))
+    finally:
+        store.close()
+    if as_json:
+        click.echo(to_json(dup_report.to_json(report)))
+    else:
+        click.echo(dup_report.text(report, printable), nl=False)
+    for path, write in ((csv_file, dup_report.to_csv), (html_file, dup_report.to_html)):
+        if path is not None:
+            _write(path, write(report))
+    if sheet is not None and report.groups:
+        from retrieval.sheet import draw_sheet
+
+        rows = [(g.members[0].path, [(m.path, m.distance) for m in g.members[1:]])
+                for g in report.groups]
+        draw_sheet(rows, sheet, max(len(r) for _, r in rows), first_label="keep")
+    if not quiet:
+        exact = sum(g.tier == "exact" for g in report.groups)
+        click.echo(f"Found {len(report.groups)} groups ({exact} of exact copies) among "
+                   f"{report.images} images in {time.perf_counter() - start:.1f} s: threshold "
+                   f"{report.threshold:.4g} ({report.threshold_source}), {report.candidates} "
+                   f"candidate pairs, {report.verified} "
+                   + ("with matching pixels" if config.verify else "taken unverified"),
+                   err=True)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise RetrieveError(f"{path}: cannot write ({e.strerror})") from None

@@ -1,0 +1,372 @@
+"""Near-duplicate groups among everything an index holds (`retrieve duplicates`).
+
+Three stages, each bounded by the size of the collection, never by its square:
+
+1. **Exact copies**: files with the same bytes (same size, then the same sha256), found without
+   the network; each such group is one image for what follows.
+2. **Candidates**: every indexed vector searched against the index itself (k nearest, in
+   batches: Flat, IVF, PQ, PCA alike), kept when closer than the threshold. The default
+   threshold is calibrated on copies the tool makes of a sample of the indexed images
+   (``calibrate``): 1.5 times the distance that 99% of them stay within.
+3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.similarity``):
+   fc7 finds what looks alike, the pixels tell a copy from a similar scene.
+
+Groups are stars around the file to keep (the largest resolution, then the largest file):
+every member is a verified duplicate of the kept file itself, so that A like B and B like C
+never put A and C together unless A is like C. Progress is kept in DIR/duplicates.sqlite: an
+interrupted run goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from retrieval.copies import signature, similarity
+from retrieval.errors import NotAnImage
+
+from . import faiss_ops
+from .config import DUPLICATE_K, DuplicatesConfig
+from .store import IndexStore
+
+STATE = "duplicates.sqlite"
+BATCH = 1024  # images searched per step (and per saved step)
+CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
+# The default threshold: the distance COPY_QUANTILE of the calibration copies stay within,
+# times THRESHOLD_MARGIN: real copies are made otherwise than ours and fall farther (with
+# random weights, brightened photos reach 1.4x), and the pixel check keeps the precision.
+COPY_QUANTILE = 0.99
+THRESHOLD_MARGIN = 1.5
+VERIFY_BATCH = 256  # pairs verified per saved step
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hashes (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,
+                                   sha256 TEXT);
+CREATE TABLE IF NOT EXISTS searched (run TEXT, start INTEGER, PRIMARY KEY (run, start));
+CREATE TABLE IF NOT EXISTS pairs (run TEXT, a INTEGER, b INTEGER, distance REAL,
+                                  PRIMARY KEY (run, a, b));
+CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity REAL,
+                                    PRIMARY KEY (run, a, b));
+"""
+
+# path -> (n_copies, d) fc7 vectors of copies of that image (retrieval.features'
+# FeatureExtractor.copy_vectors); NotAnImage when the file cannot be read.
+CopyVectors = Callable[[str], np.ndarray]
+
+
+@dataclass
+class Calibration:
+    """Distances of copies to their originals, and of originals to their nearest other image."""
+
+    threshold: float
+    images: int  # sampled images that could be read
+    copies_within: float  # share of the copies within the threshold
+    others_within: float  # share of the images whose nearest other image is within it
+    copy_distances: list[float] = field(default_factory=list)
+    other_distances: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Member:
+    id: int  # in the index
+    path: str
+    distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
+    similarity: float | None  # pixel correlation with the kept file (None: not compared)
+    width: int
+    height: int
+    bytes: int
+
+
+@dataclass
+class Group:
+    tier: str  # "exact" (the same bytes) or "near"
+    members: list[Member]  # the file to keep first
+
+
+@dataclass
+class Report:
+    index: str
+    images: int
+    threshold: float
+    threshold_source: str  # "calibrated", "calibrated before" or "given"
+    groups: list[Group]
+    candidates: int  # pairs within the threshold
+    verified: int  # of them, accepted by the pixel check (all when it is off)
+    calibration: Calibration | None = None
+
+
+class State:
+    """DIR/duplicates.sqlite: what a run has done so far (in memory when DIR is read-only)."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            self.db = sqlite3.connect(folder / STATE, isolation_level=None)
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error:
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.executescript(SCHEMA)
+
+    def get(self, key: str):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def start(self, run: str) -> None:
+        """Forget the work of other runs (another generation, threshold, k or nprobe)."""
+        with self.transaction():
+            for table in ("searched", "pairs", "checked"):
+                self.db.execute(f"DELETE FROM {table} WHERE run != ?", (run,))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def find_duplicates(store: IndexStore, config: DuplicatesConfig,
+                    copy_vectors: CopyVectors | None = None, progress: bool = False) -> Report:
+    """Group the near-duplicates among the images of ``store`` (see the module docstring).
+
+    ``copy_vectors`` embeds copies of an image, for the calibration when no threshold is
+    given (RetrieveError without it). Nothing is moved or deleted.
+    """
+    items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
+    state = State(store.folder)
+    try:
+        exact = exact_groups(items, state, progress)
+        copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
+        threshold, source, calibration = _threshold(store, config, copy_vectors, state)
+        run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}"
+        state.start(run)
+        pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
+                           progress)
+        accepted = verified(pairs, items, config, state, run, progress)
+        groups = [_exact_group(g, items) for g in exact] + _near_groups(accepted, pairs, items)
+    finally:
+        state.close()
+    return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
+                  len(accepted), calibration)
+
+
+# -- 1. exact copies ------------------------------------------------------------------------
+def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[list[int]]:
+    """Ids of files with the same bytes, grouped (only files that share a size are read)."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    stats = {}
+    for i, path in items.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        stats[i] = st
+        by_size[st.st_size].append(i)
+    alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i in tqdm(alike, desc="hashing", unit="files", disable=not progress, leave=False):
+        digest = _sha256(items[i], stats[i], state)
+        if digest is not None:
+            by_hash[digest].append(i)
+    return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
+
+
+def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
+    key = os.fsencode(path)
+    row = state.db.execute("SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?",
+                           (key,)).fetchone()
+    if row and row[:2] == (st.st_size, st.st_mtime_ns):
+        return row[2]
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    state.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
+                     (key, st.st_size, st.st_mtime_ns, h.hexdigest()))
+    return h.hexdigest()
+
+
+# -- 2. candidates --------------------------------------------------------------------------
+def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVectors | None,
+               state: State) -> tuple[float, str, Calibration | None]:
+    if config.threshold is not None:
+        return config.threshold, "given", None
+    s = store.settings
+    key = f"calibration:{s['sha256']}:{s['factory']}:{s['normalize']}:{config.nprobe}"
+    cached = state.get(key)
+    if cached is not None:
+        return cached["threshold"], "calibrated before", Calibration(**cached)
+    if copy_vectors is None:
+        from retrieval.errors import RetrieveError
+
+        raise RetrieveError("no threshold to calibrate with: give --threshold")
+    calibration = calibrate(store, copy_vectors, nprobe=config.nprobe)
+    state.put(key, calibration.__dict__)
+    return calibration.threshold, "calibrated", calibration
+
+
+def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBRATION_IMAGES,
+              nprobe: int | None = None, seed: int = 0) -> Calibration:
+    """THRESHOLD_MARGIN x the distance COPY_QUANTILE of the copies of up to ``images``
+    indexed images stay within, each copy searched in the index as a query and measured to
+    its original there (a copy not among its DUPLICATE_K nearest counts as infinitely far)."""
+    ids = np.array(sorted(item.id for item in store.items().values()), dtype=np.int64)
+    sample = np.random.default_rng(seed).permutation(ids)[:images]
+    paths = store.paths(sample)
+    copy_rows, originals = [], []
+    for i in sample:
+        try:
+            vectors = copy_vectors(paths[int(i)])
+        except NotAnImage:
+            continue
+        copy_rows.append(vectors)
+        originals += [int(i)] * len(vectors)
+    if not copy_rows:
+        from retrieval.errors import RetrieveError
+
+        raise RetrieveError("no indexed image could be read to calibrate on: give --threshold")
+    D, I = store.search(np.concatenate(copy_rows), DUPLICATE_K, nprobe)
+    found = I == np.array(originals)[:, None]
+    copy_d = np.where(found.any(1), np.where(found, D, 0).sum(1), np.inf)  # inf: not among them
+    used = np.unique(originals)
+    D, I = store.search(faiss_ops.stored_vectors(store.load_index(mmap=True), used), 2, nprobe)
+    other_d = np.where(I[:, 0] == used, D[:, 1] if D.shape[1] > 1 else np.inf, D[:, 0])
+    finite = copy_d[np.isfinite(copy_d)]
+    threshold = float(np.quantile(finite, COPY_QUANTILE)) * THRESHOLD_MARGIN if len(finite) else 0.0
+    return Calibration(threshold, len(used), float((copy_d <= threshold).mean()),
+                       float((other_d <= threshold).mean()),
+                       [float(d) for d in copy_d], [float(d) for d in other_d])
+
+
+def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, ids: list[int],
+               state: State, run: str, progress: bool) -> dict[tuple[int, int], float]:
+    """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
+    batch of BATCH searched images saved as it is done, so that a rerun skips it."""
+    index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
+    if config.nprobe is not None:
+        faiss_ops.set_nprobe(index, config.nprobe)
+    wanted = set(ids)
+    done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
+    starts = range(0, len(ids), BATCH)
+    for start in tqdm(starts, desc="searching", unit="batch", disable=not progress, leave=False):
+        if start in done:
+            continue
+        batch = np.asarray(ids[start:start + BATCH], dtype=np.int64)
+        D, I = faiss_ops.search(index, faiss_ops.stored_vectors(index, batch), config.k + 1)
+        D = np.sqrt(np.maximum(D, 0))  # FAISS's squared L2 -> the distances query prints
+        found = {}
+        for a, d_row, i_row in zip(batch.tolist(), D, I):
+            for d, b in zip(d_row.tolist(), i_row.tolist()):
+                if b != a and b in wanted and d <= threshold:
+                    found[min(a, b), max(a, b)] = d
+        with state.transaction():  # the batch's pairs and its being done, or neither
+            state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
+                                 [(run, a, b, d) for (a, b), d in found.items()])
+            state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
+    rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
+    return {(a, b): d for a, b, d in rows}
+
+
+# -- 3. verification and groups -------------------------------------------------------------
+def verified(pairs: dict[tuple[int, int], float], items: dict[int, str],
+             config: DuplicatesConfig, state: State, run: str,
+             progress: bool) -> dict[tuple[int, int], float | None]:
+    """The candidate pairs whose pixels match (all of them, unchecked, with verify off):
+    (a, b) -> similarity."""
+    if not config.verify:
+        return {pair: None for pair in pairs}
+    known = {(a, b): s for a, b, s in state.db.execute(
+        "SELECT a, b, similarity FROM checked WHERE run = ?", (run,))}
+    signatures: dict[int, np.ndarray | None] = {}
+    todo = [pair for pair in sorted(pairs) if pair not in known]
+    bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress, leave=False)
+    for start in range(0, len(todo), VERIFY_BATCH):  # saved a batch at a time
+        rows = []
+        for a, b in todo[start:start + VERIFY_BATCH]:
+            sa, sb = (_signature(i, items, signatures) for i in (a, b))
+            known[a, b] = -1.0 if sa is None or sb is None else similarity(sa, sb)
+            rows.append((run, a, b, known[a, b]))
+        with state.transaction():
+            state.db.executemany("INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?)", rows)
+        bar.update(len(rows))
+    bar.close()
+    return {pair: s for pair, s in known.items() if pair in pairs and s >= config.min_similarity}
+
+
+def _signature(i: int, items: dict[int, str], cache: dict) -> np.ndarray | None:
+    if i not in cache:
+        try:
+            cache[i] = signature(items[i])
+        except NotAnImage:
+            cache[i] = None
+    return cache[i]
+
+
+def _facts(path: str) -> tuple[int, int, int]:
+    """(width, height, bytes) of a file; zeros where it cannot be read."""
+    try:
+        size = os.path.getsize(path)
+        with Image.open(path) as img:
+            return img.width, img.height, size
+    except (OSError, ValueError, SyntaxError):
+        return 0, 0, 0
+
+
+def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[int]:
+    """The largest resolution first, then the largest file, then by path."""
+    for i in ids:
+        if i not in facts:
+            facts[i] = _facts(items[i])
+    return sorted(ids, key=lambda i: (-facts[i][0] * facts[i][1], -facts[i][2], items[i]))
+
+
+def _exact_group(ids: list[int], items: dict[int, str]) -> Group:
+    facts: dict = {}
+    order = _keep_order(ids, items, facts)
+    return Group("exact", [Member(i, items[i], 0.0, 1.0, *facts[i]) for i in order])
+
+
+def _near_groups(accepted: dict[tuple[int, int], float | None],
+                 pairs: dict[tuple[int, int], float], items: dict[int, str]) -> list[Group]:
+    """Stars around the files to keep: each member an accepted pair with its kept file."""
+    partners: dict[int, set[int]] = defaultdict(set)
+    for a, b in accepted:
+        partners[a].add(b)
+        partners[b].add(a)
+    facts: dict = {}
+    taken: set[int] = set()
+    groups = []
+    for kept in _keep_order(partners, items, facts):
+        if kept in taken:
+            continue
+        members = _keep_order([m for m in partners[kept] if m not in taken], items, facts)
+        if not members:
+            continue
+        taken |= {kept, *members}
+        pair = {m: (min(kept, m), max(kept, m)) for m in members}
+        members.sort(key=lambda m: pairs[pair[m]])  # nearest to the kept file first
+        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, *facts[kept])] + [
+            Member(m, items[m], pairs[pair[m]], accepted[pair[m]], *facts[m]) for m in members]))
+    return sorted(groups, key=lambda g: g.members[0].path)

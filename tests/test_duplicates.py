@@ -1,0 +1,249 @@
+"""retrieve duplicates: planted copies grouped, similar scenes and chains kept apart, exact
+copies as their own tier, the same groups from Flat and compressed indexes, output formats,
+and an interrupted run that resumes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image, ImageEnhance
+
+from cli.main import cli
+from conftest import tiny_checkpoint
+from indexes import duplicates as dups
+from indexes.config import DuplicatesConfig
+from indexes.store import open_for_reading
+from retrieval.copies import copies, signature, similarity
+
+FAST = ["--workers", "0", "--quiet"]
+SIZE = (192, 144)
+
+
+def photo(seed: int) -> Image.Image:
+    """A smooth, colourful picture with some detail, like a photo at a small size."""
+    rng = np.random.default_rng(seed)
+    low = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        SIZE, Image.Resampling.BICUBIC)
+    detail = rng.normal(0, 18, (SIZE[1], SIZE[0], 3))
+    return Image.fromarray(np.clip(np.asarray(low, float) + detail, 0, 255).astype(np.uint8))
+
+
+def save_copies(img: Image.Image, folder, name: str) -> list[str]:
+    """The original (JPEG) and five copies of it as files: their names."""
+    w, h = img.size
+    made = {f"{name}.jpg": (img, "JPEG", {"quality": 95}),
+            f"{name}-small.jpg": (img.resize((w // 2, h // 2)), "JPEG", {"quality": 90}),
+            f"{name}-q40.jpg": (img, "JPEG", {"quality": 40}),
+            f"{name}-crop.jpg": (img.crop((6, 4, w, h - 5)), "JPEG", {"quality": 90}),
+            f"{name}-bright.jpg": (ImageEnhance.Brightness(img).enhance(1.2), "JPEG",
+                                   {"quality": 90}),
+            f"{name}.png": (img, "PNG", {})}
+    for file, (im, fmt, options) in made.items():
+        im.save(folder / file, fmt, **options)
+    return sorted(made)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """3 pictures with 5 copies each, 8 distinct pictures, a mirrored and a shifted view of
+    one of them (similar, not copies), one byte-identical file; (folder, planted groups)."""
+    root = tmp_path_factory.mktemp("dups")
+    folder = root / "photos"
+    folder.mkdir()
+    planted = [save_copies(photo(seed), folder, f"p{seed}") for seed in range(3)]
+    for seed in range(10, 18):
+        photo(seed).save(folder / f"other-{seed}.jpg", quality=92)
+    base = photo(10)
+    base.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "other-10-mirrored.jpg")
+    shifted = Image.new("RGB", SIZE)
+    shifted.paste(base.crop((40, 0, SIZE[0], SIZE[1])), (0, 0))
+    shifted.save(folder / "other-10-shifted.jpg", quality=92)
+    shutil.copy(folder / "other-11.jpg", folder / "other-11 (copy).jpg")
+    torch.manual_seed(0)  # module fixtures run before the autouse seeding of each test
+    ckpt = tiny_checkpoint(root / "tiny.pt")
+    return folder, planted, ckpt
+
+
+def build(folder, index, ckpt, *extra):
+    r = CliRunner().invoke(cli, ["build-index", str(folder), "--weights", str(ckpt), "--index",
+                                 str(index), *FAST, *extra])
+    assert r.exit_code == 0, r.output
+
+
+def run(index, *extra):
+    r = CliRunner().invoke(cli, ["duplicates", "--index", str(index), "--device", "cpu", *extra])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def names(doc) -> list[tuple[str, list[str]]]:
+    return sorted((g["tier"], sorted(p.rsplit("/", 1)[1] for p in g["paths"]))
+                  for g in doc["groups"])
+
+
+@pytest.fixture(scope="module")
+def flat(collection, tmp_path_factory):
+    folder, _, ckpt = collection
+    index = tmp_path_factory.mktemp("flat") / "idx"
+    build(folder, index, ckpt)
+    return index
+
+
+def test_planted_copies_are_grouped_and_similar_pictures_are_not(collection, flat):
+    _, planted, _ = collection
+    doc = json.loads(run(flat, "--json", "-q").stdout)
+    assert names(doc) == sorted([("exact", ["other-11 (copy).jpg", "other-11.jpg"])]
+                                + [("near", group) for group in planted])
+    assert doc["threshold_source"] == "calibrated" and doc["threshold"] > 0
+    for g in doc["groups"]:
+        kept = g["members"][0]
+        assert kept["width"] * kept["height"] == max(m["width"] * m["height"]
+                                                     for m in g["members"])
+        if g["tier"] == "near":
+            assert g["paths"][0].endswith(".png")  # full size; the largest file of those
+            assert all(m["similarity"] >= 0.9 for m in g["members"])
+    again = json.loads(run(flat, "--json", "-q").stdout)
+    assert again["threshold_source"] == "calibrated before" and names(again) == names(doc)
+
+
+def test_a_compressed_index_gives_the_same_groups(collection, flat, tmp_path):
+    folder, _, ckpt = collection
+    build(folder, tmp_path / "sq", ckpt, "--factory", "IVF2,SQ8")
+    flat_doc = json.loads(run(flat, "--json", "-q").stdout)
+    sq_doc = json.loads(run(tmp_path / "sq", "--json", "-q").stdout)
+    assert names(sq_doc) == names(flat_doc)
+
+
+def test_fc7_alone_is_what_the_pixel_check_is_for(flat):
+    """At an infinite threshold every neighbour is a candidate: taken unverified, groups mix
+    different pictures; the pixels still tell the copies from the rest."""
+    def pictures(group):  # "p1-small.jpg" -> "p1", "other-12.jpg" -> "other-12"
+        return {p.rsplit("/", 1)[1].split(".")[0].removesuffix("-mirrored")
+                .removesuffix("-shifted").split("-")[0] for p in group["paths"]}
+
+    loose = json.loads(run(flat, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
+    assert any(len(pictures(g)) > 1 for g in loose["groups"])
+    strict = json.loads(run(flat, "--json", "-q", "--threshold", "1e9").stdout)
+    assert names(strict) == names(json.loads(run(flat, "--json", "-q").stdout))
+
+
+def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
+    """A ~ B and B ~ C but not A ~ C, A the file to keep: A's group takes B, never C."""
+    resolution = {"/a": 30, "/b": 20, "/c": 10}
+    monkeypatch.setattr(dups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/a", 2: "/b", 3: "/c"}
+    pairs = {(1, 2): 1.0, (2, 3): 1.5}
+    groups = dups._near_groups({pair: 0.95 for pair in pairs}, pairs, items)
+    assert [[m.path for m in g.members] for g in groups] == [["/a", "/b"]]
+    pairs[1, 3] = 2.0  # with A ~ C as well, all three are copies of A
+    groups = dups._near_groups({pair: 0.95 for pair in pairs}, pairs, items)
+    assert [[m.path for m in g.members] for g in groups] == [["/a", "/b", "/c"]]
+
+
+def test_outputs_parse(flat, tmp_path):
+    r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
+            "--sheet", tmp_path / "g.png")
+    text_groups = r.stdout.strip().split("\n\n")
+    assert len(text_groups) == 4 and text_groups[0].startswith("exact copies (2 files):")
+    assert sum(b.startswith("near-duplicates (6 files):") for b in text_groups) == 3
+    assert all(b.splitlines()[1].lstrip().startswith("keep  ") for b in text_groups)
+    assert r.stderr.startswith("Found 4 groups (1 of exact copies) among 29 images in ")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "g.csv").read_text())))
+    assert len(rows) == 2 + 3 * 6 and sum(int(r["kept"]) for r in rows) == 4
+    page = (tmp_path / "g.html").read_text()
+    assert page.count('<img src="data:image/jpeg;base64,') == len(rows)
+    with Image.open(tmp_path / "g.png") as sheet:
+        assert sheet.format == "PNG" and sheet.size[0] > sheet.size[1] > 0
+
+
+def test_a_one_image_index_has_no_duplicates(collection, tmp_path):
+    _, planted, ckpt = collection
+    folder = tmp_path / "one"
+    folder.mkdir()
+    photo(1).save(folder / "only.jpg")
+    build(folder, tmp_path / "idx", ckpt)
+    r = run(tmp_path / "idx", "--json")
+    assert json.loads(r.stdout)["groups"] == []
+    assert r.stderr.startswith("Found 0 groups (0 of exact copies) among 1 images")
+
+
+def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
+    store = open_for_reading(flat)
+    config = DuplicatesConfig(threshold=1e9)  # every pair a candidate: plenty to verify
+    (flat / dups.STATE).unlink(missing_ok=True)
+    calls, interrupted = [], []
+    real = dups.similarity
+
+    def counted(a, b):
+        calls.append(1)
+        if len(calls) == 120 and not interrupted:  # in the third batch of 50
+            interrupted.append(1)
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(dups, "VERIFY_BATCH", 50)
+    monkeypatch.setattr(dups, "similarity", counted)
+    with pytest.raises(KeyboardInterrupt):
+        dups.find_duplicates(store, config)
+    first = len(calls)
+    calls.clear()
+    report = dups.find_duplicates(store, config)
+    assert len(report.groups) == 4
+    assert report.candidates > 150
+    assert len(calls) == report.candidates - 100  # the two saved batches were not redone
+    assert first == 120
+    store.close()
+
+
+def test_copies_match_their_original_and_other_pictures_do_not():
+    img = photo(5)
+    own = signature(img)
+    assert all(similarity(own, signature(c)) > 0.95 for _, c in copies(img))
+    assert similarity(own, signature(photo(6))) < 0.5
+    assert similarity(own, signature(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))) < 0.9
+
+
+def test_query_max_distance_finds_the_copies_of_an_image(collection, flat):
+    folder, planted, _ = collection
+    threshold = json.loads(run(flat, "--json", "-q").stdout)["threshold"]
+    r = CliRunner().invoke(cli, ["query", str(folder / "p1.png"), "--index", str(flat), "-k", "20",
+                                 "--max-distance", str(threshold), "--json"])
+    assert r.exit_code == 0, r.output
+    found = [x["path"].rsplit("/", 1)[1] for x in json.loads(r.stdout)["queries"][0]["results"]]
+    assert set(planted[1]) <= set(found)  # its five copies and itself, and fc7 look-alikes
+    assert all(x["distance"] <= threshold for x in json.loads(r.stdout)["queries"][0]["results"])
+
+
+def test_serve_answers_duplicates_and_max_distance(collection, flat):
+    from functools import partial
+
+    from fastapi.testclient import TestClient
+
+    from cli.app import create_app
+    from indexes.service import IndexService
+    from retrieval.config import ExtractConfig
+    from retrieval.features import FeatureExtractor
+
+    folder, _, _ = collection
+    cli_doc = json.loads(run(flat, "--json", "-q").stdout)
+    service = IndexService(flat, partial(FeatureExtractor.load,
+                                         config=ExtractConfig(1, 0, "cpu")))
+    try:
+        with TestClient(create_app(service)) as c:
+            doc = c.get("/api/duplicates").json()
+            assert names(doc) == names(cli_doc) and doc["threshold"] == cli_doc["threshold"]
+            kept = doc["groups"][1]["members"][0]
+            near = c.get(f"/api/items/{kept['id']}/neighbours",
+                         params={"k": 20, "max_distance": doc["threshold"]}).json()
+            assert all(r["distance"] <= doc["threshold"] for r in near["results"])
+            assert {m["id"] for m in doc["groups"][1]["members"]} <= {
+                r["id"] for r in near["results"]}
+    finally:
+        service.close()
