@@ -116,6 +116,8 @@ class State:
         except sqlite3.Error:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.executescript(SCHEMA)
+        # Saved work, not the index: losing the last steps to a power cut only redoes them.
+        self.db.execute("PRAGMA synchronous=NORMAL")
 
     def get(self, key: str):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -183,10 +185,15 @@ def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[li
         by_size[st.st_size].append(i)
     alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for i in tqdm(alike, desc="hashing", unit="files", disable=not progress, leave=False):
-        digest = _sha256(items[i], stats[i], state)
-        if digest is not None:
-            by_hash[digest].append(i)
+    bar = tqdm(total=len(alike), desc="hashing", unit="files", disable=not progress, leave=False)
+    for start in range(0, len(alike), BATCH):  # saved a batch at a time
+        with state.transaction():
+            for i in alike[start:start + BATCH]:
+                digest = _sha256(items[i], stats[i], state)
+                if digest is not None:
+                    by_hash[digest].append(i)
+        bar.update(len(alike[start:start + BATCH]))
+    bar.close()
     return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
 
 
