@@ -11,7 +11,7 @@ import click
 from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
                          progress_enabled, query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
-from indexes.config import DEFAULT_FACTORY, DEFAULT_K
+from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
 from retrieval.config import ExtractConfig
 from retrieval.errors import RetrieveError
 
@@ -35,14 +35,17 @@ from retrieval.errors import RetrieveError
 @click.option("--normalize/--no-normalize", default=None,
               show_default="the index's own, else no",
               help="L2-normalise every vector (and each query) before indexing.")
+@click.option("--on-disk", "on_disk", is_flag=True, default=None,
+              help="IVF indexes: keep the inverted lists in a memory-mapped file, built in "
+                   "parts of bounded memory (for indexes larger than memory). Kept by re-runs.")
 @device_option
 @click.option("--rebuild", is_flag=True,
               help="Replace an index made with other weights, factory or normalisation.")
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
-def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, device,
-                rebuild, errors_file, quiet):
+def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, on_disk,
+                device, rebuild, errors_file, quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
     Runs again: only new or changed files go through the network, vanished ones leave
@@ -51,24 +54,26 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
     \b
     retrieve build-index photos/ --weights runs/alexnet/best.pt
     retrieve build-index photos/ more/ --factory 'IVF1024,PQ64,Refine(SQ8)' --index big-index
+    retrieve build-index photos/ --factory PCA256,IVF4096,SQ8 --on-disk --index huge-index
+    torchrun --nproc-per-node 8 -m cli build-index photos/ --index big-index
     """
-    from indexes.build import BuildConfig, NothingIndexed, weights_to_build_with
-    from indexes.build import build_index as build
-    from retrieval.features import FeatureExtractor
-    from retrieval.images import find_images
+    from retrieval.distributed import Team
+    from retrieval.weights import resolve_device
 
-    # A re-run without --weights, --factory, --normalize keeps what the index was built with.
-    weights = weights_to_build_with(index_dir, weights or os.environ.get("RETRIEVE_WEIGHTS"))
-    extractor = FeatureExtractor.load(weights, config=ExtractConfig(batch_size, workers, device),
-                                      progress=progress_enabled(quiet))
-    images = find_images(paths, exclude=[index_dir])
+    team = Team.join(resolve_device(device))  # None unless started by torchrun
     try:
-        report = build(index_dir, images, extractor, BuildConfig(factory, normalize),
-                       rebuild=rebuild)
-    except NothingIndexed as e:
-        _report_skipped(e.skipped, errors_file)
-        raise
-    _report_skipped(report.skipped, errors_file)
+        report = _build_index(paths, weights, index_dir, batch_size, workers,
+                              BuildConfig(factory, normalize, on_disk), device, rebuild,
+                              errors_file, quiet, team)
+    except RetrieveError as e:
+        if team is None:
+            raise
+        raise RetrieveError(f"build-index rank {team.rank} of {team.size}: {e}") from None
+    finally:
+        if team is not None:
+            team.leave()
+    if report is None:  # a rank other than 0: rank 0 reports for all
+        return
     click.echo(
         f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
         f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
@@ -76,6 +81,35 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
     if report.reused:
         click.echo(f"Resumed: {report.reused} images taken from the interrupted build's staging, "
                    "not extracted again", err=True)
+
+
+def _build_index(paths, weights, index_dir, batch_size, workers, config, device, rebuild,
+                 errors_file, quiet, team):
+    """The build of ``build_index``; None on a rank other than 0 of a torchrun build."""
+    from indexes.build import NothingIndexed, weights_to_build_with
+    from indexes.build import build_index as build
+    from retrieval.features import FeatureExtractor
+    from retrieval.images import find_images
+
+    first = team is None or team.rank == 0  # plans, commits, reports; shows progress
+    # A re-run without --weights, --factory, --normalize keeps what the index was built with;
+    # rank 0 alone reads the database.
+    if first:
+        weights = weights_to_build_with(index_dir, weights or os.environ.get("RETRIEVE_WEIGHTS"))
+    if team is not None:
+        weights = team.broadcast(weights)
+    extractor = FeatureExtractor.load(weights, config=ExtractConfig(batch_size, workers, device),
+                                      progress=first and progress_enabled(quiet))
+    images = find_images(paths, exclude=[index_dir]) if first else []
+    try:
+        report = build(index_dir, images, extractor, config, rebuild=rebuild, team=team)
+    except NothingIndexed as e:
+        _report_skipped(e.skipped, errors_file)
+        raise
+    if not first:
+        return None
+    _report_skipped(report.skipped, errors_file)
+    return report
 
 
 def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:
@@ -173,6 +207,7 @@ def info(index_dir, as_json):
                f"Weights:      {facts['weights']} (sha256 {facts['sha256'][:16]}...)\n"
                f"Vectors:      {facts['layer']}, {facts['dim']} dimensions"
                f"{', L2-normalised' if facts['normalize'] else ''}\n"
-               f"Index type:   {facts['factory']} ({facts['index_file']})\n"
+               f"Index type:   {facts['factory']} ({facts['index_file']}"
+               f"{', inverted lists on disk' if facts.get('on_disk') else ''})\n"
                f"Size on disk: {facts['size_on_disk'] / 2**20:.1f} MiB\n"
                f"Last build:   {facts['built_at']}")

@@ -20,7 +20,8 @@ from . import commit as commits
 from . import files, manifest
 from .config import DEFAULT_FACTORY, BuildConfig
 from .files import BuildLock
-from .store import FileState, IndexStore
+from .staging import FileState, Staging
+from .store import IndexStore
 
 
 class Extractor(Protocol):
@@ -32,6 +33,25 @@ class Extractor(Protocol):
     def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
         """Per batch: positions in ``paths`` that decoded, their (b, dim) float32 vectors,
         and [(path, reason)] of those that did not."""
+
+
+class Team(Protocol):
+    """The processes of one build under torchrun (retrieval.distributed.Team). Rank 0 holds
+    the lock, plans, and alone writes the database; every rank extracts and stages a share."""
+
+    rank: int
+    size: int
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj``, on every rank."""
+
+    def gather(self, obj) -> list | None:
+        """Every rank's ``obj`` in rank order, on rank 0 (None on the others)."""
+
+
+def share(todo: Sequence, rank: int, size: int) -> Sequence:
+    """Rank ``rank``'s part of ``todo`` among ``size`` processes: contiguous, deterministic."""
+    return todo[len(todo) * rank // size:len(todo) * (rank + 1) // size]
 
 
 def recorded_settings(folder: str | os.PathLike) -> dict:
@@ -60,7 +80,8 @@ def _kept(config: BuildConfig, recorded: dict) -> BuildConfig:
     re-run keeps the factory and normalisation the index was built with."""
     factory = config.factory if config.factory is not None else recorded.get("factory")
     normalize = config.normalize if config.normalize is not None else recorded.get("normalize")
-    return BuildConfig(factory or DEFAULT_FACTORY, bool(normalize))
+    on_disk = config.on_disk if config.on_disk is not None else recorded.get("on_disk")
+    return BuildConfig(factory or DEFAULT_FACTORY, bool(normalize), bool(on_disk))
 
 
 @dataclass
@@ -102,7 +123,8 @@ class _Plan:
 
 
 def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], extractor: Extractor,
-                config: BuildConfig | None = None, rebuild: bool = False) -> BuildReport:
+                config: BuildConfig | None = None, rebuild: bool = False,
+                team: Team | None = None) -> BuildReport:
     """Bring the index at ``folder`` up to date with the image files ``paths``.
 
     Fields of ``config`` left None keep what the index was built with (see ``_kept``).
@@ -111,22 +133,29 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     index would end up empty, FactoryError when the index type cannot be trained or updated.
     IndexWriteError when a file of the index cannot be written (a full disk): what was
     committed stays, what was staged is reused by the next run.
+
+    ``team`` (torchrun): every rank calls this with the same arguments; rank 0 plans, each
+    rank extracts its ``share`` of the files to extract, and rank 0 commits once all have
+    staged theirs. Other ranks return a report of their own share only.
     """
     config = config or BuildConfig()
     start = time.perf_counter()
     folder = Path(os.path.abspath(folder))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = BuildLock(folder)
-        lock.acquire()
-        try:
-            store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+        if team is not None and team.rank != 0:
+            report = _extract_share(folder, extractor, team)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = BuildLock(folder)
+            lock.acquire()
             try:
-                report = _build(store, paths, extractor, config, rebuild)
+                store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+                try:
+                    report = _build(store, paths, extractor, config, rebuild, team)
+                finally:
+                    store.close()
             finally:
-                store.close()
-        finally:
-            lock.release()
+                lock.release()
     except (OSError, sqlite3.OperationalError) as e:  # a full disk, a read-only folder, ...
         where = getattr(e, "filename", None) or folder
         why = getattr(e, "strerror", None) or str(e)
@@ -137,12 +166,13 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
 
 
 def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
-           rebuild: bool) -> BuildReport:
+           rebuild: bool, team: Team | None) -> BuildReport:
     store.tidy()
     config = _kept(config, store.settings or store.staging_settings or {})
     settings = {**extractor.identity(), **asdict(config)}
     if not rebuild:
         manifest.check_settings(store.folder, store.settings, settings)
+    moved = commits.check_on_disk(store, settings, rebuild)  # before hours of extraction
     # The weights' path too: a first build killed before its commit is resumed by a re-run
     # that does not name them again (recorded_settings falls back on these).
     store.reset_staging({k: settings[k] for k in (*manifest.MATCHING_KEYS, "weights")})
@@ -150,8 +180,15 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
     states = _stat_all(paths, store.folder, report.skipped)
     plan = _plan(store, states, rebuild)
     report.reused = len(plan.adds)
-    for staged in _extract(store, extractor, plan.to_extract, report):
-        plan.adds += staged
+    if team is None:
+        _extract(Staging(store.folder), extractor, plan.to_extract, report)
+    else:
+        team.broadcast(plan.to_extract)
+        _extract(Staging(store.folder), extractor, share(plan.to_extract, 0, team.size), report)
+        for extracted, skipped in team.gather((report.extracted, report.skipped))[1:]:
+            report.extracted += extracted
+            report.skipped += skipped
+    plan = _plan(store, states, rebuild)  # again: what every process extracted is staged now
     report.new = sum(a.state.path not in plan.known for a in plan.adds)
     report.changed = len(plan.adds) - report.new
     report.removed = plan.removed
@@ -160,7 +197,7 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
         what = f"all {len(report.skipped)} files were skipped" if report.skipped else "no images found"
         raise NothingIndexed(f"nothing could be indexed into {store.folder}: {what}",
                              report.skipped)
-    if plan.adds or plan.remove_ids or rebuild or store.generation == 0:
+    if plan.adds or plan.remove_ids or rebuild or store.generation == 0 or moved:
         commits.commit(store, settings, plan.adds, plan.remove_ids, rebuild)
     return report
 
@@ -211,8 +248,8 @@ def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
     return plan
 
 
-def _extract(store: IndexStore, extractor: Extractor, todo: list[FileState],
-             report: BuildReport) -> Iterator[list[commits.Staged]]:
+def _extract(staging: Staging, extractor: Extractor, todo: Sequence[FileState],
+             report: BuildReport) -> None:
     """Run the model over ``todo`` batch by batch, staging each batch as it comes."""
     if not todo:
         return
@@ -221,4 +258,13 @@ def _extract(store: IndexStore, extractor: Extractor, todo: list[FileState],
         report.skipped += errors
         if len(positions):
             report.extracted += len(positions)
-            yield commits.stage(store, [todo[i] for i in positions], vectors)
+            staging.write([todo[i] for i in positions], vectors)
+
+
+def _extract_share(folder: Path, extractor: Extractor, team: Team) -> BuildReport:
+    """A rank other than 0: extract and stage its share of what rank 0 planned, report to it."""
+    report = BuildReport(folder)
+    todo = team.broadcast(None)
+    _extract(Staging(folder, team.rank), extractor, share(todo, team.rank, team.size), report)
+    team.gather((report.extracted, report.skipped))
+    return report

@@ -8,36 +8,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retrieval.errors import FactoryError
+
 from . import faiss_ops, files, manifest
-from .store import FileState, IndexStore
+from .staging import FileState, Staging
+from .store import IndexStore
 
 
 @dataclass(frozen=True)
 class Staged:
-    """An extracted vector waiting in staging/<batch>.npy at ``row``."""
+    """An extracted vector waiting in staging/``batch`` at ``row``."""
 
     state: FileState
-    batch: int
+    batch: str
     row: int
 
 
-def stage(store: IndexStore, states: Sequence[FileState], vectors: np.ndarray) -> list[Staged]:
-    """Stage one batch of (b, d) vectors (see ``IndexStore.stage``)."""
-    batch = store.stage(states, vectors)
-    return [Staged(s, batch, row) for row, s in enumerate(states)]
-
-
-def _by_batch(adds: Sequence[Staged]) -> dict[int, list[int]]:
+def _by_batch(adds: Sequence[Staged]) -> dict[str, list[int]]:
     """batch -> positions in ``adds`` of its rows."""
-    groups: dict[int, list[int]] = defaultdict(list)
+    groups: dict[str, list[int]] = defaultdict(list)
     for pos, a in enumerate(adds):
         groups[a.batch].append(pos)
     return groups
 
 
 def _vectors(store: IndexStore, adds: Sequence[Staged], positions: list[int], normalize: bool):
-    x = files.read_npy(files.staging_file(store.folder, adds[positions[0]].batch))
-    x = faiss_ops.as_float32(x[[adds[p].row for p in positions]])  # (b, d)
+    x = Staging(store.folder).vectors(adds[positions[0]].batch, [adds[p].row for p in positions])
+    x = faiss_ops.as_float32(x)  # (b, d)
     return faiss_ops.l2_normalize(x) if normalize else x
 
 
@@ -54,33 +51,62 @@ def _training_sample(store: IndexStore, adds: Sequence[Staged], normalize: bool,
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
 
+def check_on_disk(store: IndexStore, settings: dict, rebuild: bool) -> bool:
+    """FactoryError unless ``settings['on_disk']`` can be had; True when it moves the lists
+    of the committed index to disk (a commit is due even with nothing new)."""
+    if not settings["on_disk"]:
+        if store.settings and store.settings.get("on_disk") and not rebuild:
+            raise FactoryError(f"{store.folder} keeps its inverted lists on disk; it cannot "
+                               "bring them back into memory: build it again with --rebuild")
+        return False
+    if not faiss_ops.can_live_on_disk(faiss_ops.make_index(settings["factory"], settings["dim"])):
+        raise FactoryError(f"--on-disk needs an IVF index type (e.g. IVF4096,SQ8 or "
+                           f"PCA256,IVF4096,SQ8); {settings['factory']!r} has no inverted lists")
+    return bool(store.settings) and not store.settings.get("on_disk") and not rebuild
+
+
 def commit(store: IndexStore, settings: dict, adds: Sequence[Staged], remove_ids: Sequence[int],
            rebuild: bool) -> None:
     """Make generation+1: the committed index minus ``remove_ids`` plus ``adds``.
 
     ``rebuild`` (or a first build): a new index of ``settings['factory']`` from ``adds`` only,
     trained on them when the factory needs it. Raises FactoryError before touching anything.
+    ``settings['on_disk']``: the inverted lists go to a new index-<generation+1>.ivfdata,
+    filled in parts of bounded memory (``faiss_ops.fill_on_disk``).
     """
     factory, normalize = settings["factory"], settings["normalize"]
     fresh = rebuild or store.generation == 0
+    generation = store.generation + 1
     if fresh:
         index = faiss_ops.make_index(factory, settings["dim"])
         if not index.is_trained:
             faiss_ops.train(index, _training_sample(store, adds, normalize, settings["dim"]), factory)
     else:
         index = faiss_ops.read(store.index_path)
-        index = faiss_ops.remove(index, np.asarray(remove_ids, np.int64), factory)
     next_id = int(store.meta("next_id", 0))
-    rows = []
+    batches, rows = [], []  # (positions in adds, their new ids) per staged batch
     for positions in _by_batch(adds).values():
         ids = np.arange(next_id, next_id + len(positions), dtype=np.int64)
-        faiss_ops.add(index, _vectors(store, adds, positions, normalize), ids)
+        batches.append((positions, ids))
         rows += [(int(i), adds[p].state) for i, p in zip(ids, positions)]
         next_id += len(positions)
-    old_generation = store.generation
-    faiss_ops.write(index, files.index_file(store.folder, old_generation + 1))
+    vectors = ((_vectors(store, adds, positions, normalize), ids) for positions, ids in batches)
+    remove = np.asarray(remove_ids, np.int64)
+    if settings.get("on_disk"):
+        template = index if fresh else faiss_ops.empty_copy(index, store.index_path)
+        index = faiss_ops.fill_on_disk(template, vectors, files.lists_file(store.folder, generation),
+                                       store.folder / files.STAGING,
+                                       keep=None if fresh else index, remove_ids=remove)
+    else:
+        if not fresh:
+            index = faiss_ops.remove(index, remove, factory)
+        for x, ids in vectors:
+            faiss_ops.add(index, x, ids)
+    faiss_ops.write(index, files.index_file(store.folder, generation))
     store.commit_generation(settings, rows, remove_ids, fresh, next_id)
     # Committed. What follows only tidies up; a crash here is repaired by the next open.
-    files.index_file(store.folder, old_generation).unlink(missing_ok=True)
+    for old in (files.index_file(store.folder, generation - 1),
+                files.lists_file(store.folder, generation - 1)):
+        old.unlink(missing_ok=True)
     files.clear_staging(store.folder)
     manifest.write(store)

@@ -19,6 +19,7 @@ class BuildConfig:
 
     factory: str | None = None  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
     normalize: bool | None = None  # L2-normalise vectors (and queries) before indexing
+    on_disk: bool | None = None  # IVF: inverted lists in a memory-mapped file, built in parts
 
 
 DUPLICATE_K = 16  # neighbours of each image that `duplicates` considers

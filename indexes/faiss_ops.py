@@ -5,8 +5,13 @@ Every FAISS call of the package goes through here.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 import re
+import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -37,6 +42,10 @@ BLAS_MARGIN = 16
 RERANK_FLOATS = 1 << 24  # candidate vectors held at once for re-ranking (64 MiB)
 FAISS_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold
 ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
+# An index built --on-disk fills parts of at most this many bytes of codes and ids in memory,
+# writes each aside and merges them into one file of inverted lists (FAISS's
+# OnDiskInvertedLists, as faiss.contrib.ondisk.merge_ondisk does).
+ON_DISK_PART_BYTES = 512 << 20
 
 
 def as_float32(x: np.ndarray) -> np.ndarray:
@@ -161,6 +170,108 @@ def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
     return rebuilt
 
 
+def can_live_on_disk(index: faiss.Index) -> bool:
+    """Whether ``index`` is an IVF (also behind a transform) whose lists can go on disk."""
+    return _keeps_ids(index) and not isinstance(faiss.try_extract_index_ivf(index),
+                                                faiss.IndexIVFPQR)
+
+
+def is_on_disk(index: faiss.Index) -> bool:
+    """Whether the inverted lists of ``index`` are a memory-mapped file (built --on-disk)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists),
+                                          faiss.OnDiskInvertedLists)
+
+
+def empty_copy(index: faiss.Index, path: Path) -> faiss.Index:
+    """IVF ``index`` (read from ``path``) with no vectors: its transform, quantizer and codec,
+    and empty inverted lists in memory. Lists on disk are not read again."""
+    if not is_on_disk(index):
+        empty = faiss.clone_index(index)
+        empty.reset()
+        return empty
+    index = faiss.read_index(str(path), faiss.IO_FLAG_SKIP_IVF_DATA)
+    ivf = faiss.extract_index_ivf(index)
+    lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.replace_invlists(lists, True)
+    lists.this.disown()  # the index owns them now
+    index.ntotal = ivf.ntotal = 0
+    return index
+
+
+def fill_on_disk(template: faiss.Index, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                 lists_path: Path, work: Path, keep: faiss.Index | None = None,
+                 remove_ids: np.ndarray | None = None) -> faiss.Index:
+    """An IVF index like the trained, empty ``template`` holding every (vectors, ids) of
+    ``batches`` and the vectors of ``keep`` (the previous generation) but ``remove_ids``,
+    with its inverted lists in the new file ``lists_path``, fsync'ed.
+
+    Memory: one part of ON_DISK_PART_BYTES at a time; each is written to ``work`` and read
+    back memory-mapped for the merge, then deleted.
+    """
+    ivf = faiss.extract_index_ivf(template)
+    per_part = max(1, ON_DISK_PART_BYTES // (ivf.code_size + 8))
+    work.mkdir(parents=True, exist_ok=True)
+    part_files: list[Path] = []
+
+    def flush(part: faiss.Index) -> None:
+        if part.ntotal:
+            part_files.append(work / f"part-{len(part_files)}.faiss")
+            write(part, part_files[-1])
+
+    part = faiss.clone_index(template)
+    for xb, ids in batches:
+        add(part, xb, ids)
+        if part.ntotal >= per_part:
+            flush(part)
+            part = faiss.clone_index(template)
+    flush(part)
+    del part
+    sources = [faiss.read_index(str(p), faiss.IO_FLAG_MMAP) for p in part_files]
+    if keep is not None:
+        sources.append(keep)
+    lists = faiss.InvertedListsPtrVector()
+    for source in sources:
+        lists.push_back(faiss.extract_index_ivf(source).invlists)
+    out = faiss.clone_index(template)
+    on_disk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(lists_path))
+    with _quiet_c_stdout():
+        ntotal = on_disk.merge_from_multiple(lists.data(), lists.size(), False, False)
+    out_ivf = faiss.extract_index_ivf(out)
+    out_ivf.replace_invlists(on_disk, True)
+    on_disk.this.disown()  # the index owns them now
+    out.ntotal = out_ivf.ntotal = ntotal
+    del sources, lists
+    for p in part_files:
+        p.unlink()
+    if remove_ids is not None and len(remove_ids):
+        out.remove_ids(np.ascontiguousarray(remove_ids, dtype=np.int64))
+    fd = os.open(lists_path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the merge wrote it through a shared mapping
+    finally:
+        os.close(fd)
+    return out
+
+
+@contextmanager
+def _quiet_c_stdout():
+    """FAISS's on-disk lists print notes to the C stdout ("resizing ...", the directory they
+    were found in), which would corrupt `query --json`: fd 1 goes to /dev/null meanwhile."""
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def write(index: faiss.Index, path: Path) -> None:
     """Write ``index`` atomically (``retrieval.atomic.write_atomic``): ``path`` is the old
     file or the new one. FAISS streams into the open file through a callback writer."""
@@ -179,6 +290,14 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
     """Read an index; ``mmap``: map flat codes read-only (quick start), else load in memory."""
     if not path.is_file():
         raise corrupt(path.parent, path.name, "index file is missing")
+    if path.with_suffix(".ivfdata").is_file():  # built --on-disk: lists mapped, read-only
+        try:
+            with _quiet_c_stdout():  # the lists are looked for beside the index file
+                return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR
+                                        | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as e:
+            raise corrupt(path.parent, path.name,
+                          f"damaged index file ({_faiss_reason(e)})") from None
     if mmap:
         flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
         try:
@@ -234,6 +353,8 @@ def to_device(index: faiss.Index) -> faiss.Index:
     """The index on the GPU when faiss has one (a copy; CPU-only types stay on the CPU)."""
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         return index
+    if is_on_disk(index):
+        return index  # a copy on the GPU would need all of its lists in GPU memory
     try:
         res = faiss.StandardGpuResources()
         gpu = faiss.index_cpu_to_gpu(res, 0, index)

@@ -1,4 +1,4 @@
-"""The files of an index directory, atomic JSON / numpy writes and the build lock."""
+"""The files of an index directory, atomic JSON writes and the build lock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from retrieval.atomic import write_atomic
 from retrieval.errors import IndexCorrupt, RetrieveError
 
@@ -18,7 +16,7 @@ DATABASE = "items.sqlite"
 MANIFEST = "manifest.json"
 LOCK = "lock"
 STAGING = "staging"
-INDEX_PATTERN = re.compile(r"^index-(\d+)\.faiss$")
+INDEX_PATTERN = re.compile(r"^index-(\d+)\.(faiss|ivfdata)$")  # ivfdata: on-disk lists
 REBUILD_HINT = "rebuild it with `retrieve build-index PATH... --index {dir} --rebuild`"
 
 
@@ -27,8 +25,9 @@ def index_file(folder: Path, generation: int) -> Path:
     return folder / f"index-{generation}.faiss"
 
 
-def staging_file(folder: Path, batch: int) -> Path:
-    return folder / STAGING / f"{batch}.npy"
+def lists_file(folder: Path, generation: int) -> Path:
+    """The inverted lists of an index built --on-disk: index-<gen>.ivfdata."""
+    return folder / f"index-{generation}.ivfdata"
 
 
 def corrupt(folder: Path, name: str, what: str) -> IndexCorrupt:
@@ -53,18 +52,9 @@ def read_json(folder: Path, name: str) -> dict:
     return obj
 
 
-def write_npy(path: Path, x: np.ndarray) -> None:
-    path.parent.mkdir(exist_ok=True)
-    write_atomic(path, lambda f: np.save(f, x, allow_pickle=False))
-
-
-def read_npy(path: Path) -> np.ndarray:
-    """A staged batch, memory-mapped (rows are read only when used)."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def remove_strays(folder: Path, generation: int, batches: set[int]) -> None:
-    """Delete index files of other generations, unreferenced staged batches and temp files.
+def remove_strays(folder: Path, generation: int, is_batch) -> None:
+    """Delete index files of other generations, temp files, and files in staging/ that are
+    not batches (``is_batch(name)``; the .npy batches of older versions among them).
 
     Only safe while holding the build lock: another build's files are never strays.
     """
@@ -77,7 +67,7 @@ def remove_strays(folder: Path, generation: int, batches: set[int]) -> None:
         staging.unlink()
     if staging.is_dir():
         for p in staging.iterdir():
-            if not (p.suffix == ".npy" and p.stem.isdigit() and int(p.stem) in batches):
+            if not is_batch(p.name):
                 p.unlink(missing_ok=True)
 
 

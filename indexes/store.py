@@ -2,11 +2,13 @@
 
 Layout of an index directory::
 
-    items.sqlite       items (id, path BLOB, size, mtime_ns), staged batches, settings, generation
-    index-<gen>.faiss  the vectors of the committed generation, ids = items.id (IDMap2)
-    manifest.json      what the index holds, for people and tools (rewritten after each commit)
-    staging/<n>.npy    extracted, not yet committed batches (a killed build resumes from them)
-    lock               flock held by the running build-index
+    items.sqlite         items (id, path BLOB, size, mtime_ns), settings, generation
+    index-<gen>.faiss    the vectors of the committed generation, ids = items.id (IDMap2)
+    index-<gen>.ivfdata  its inverted lists, for an index built --on-disk (memory-mapped)
+    manifest.json        what the index holds, for people and tools (rewritten after each commit)
+    staging/<r>-<n>.npz  extracted, not yet committed batches of process r (a killed build
+                         resumes from them; see staging.py)
+    lock                 flock held by the running build-index (its rank 0 under torchrun)
 
 A commit writes index-<gen+1>.faiss aside, then one SQLite transaction applies the item
 changes and sets the generation to gen+1; only then is the old file deleted. A crash at
@@ -21,7 +23,6 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +31,7 @@ import numpy as np
 from retrieval.errors import IndexCorrupt
 
 from . import faiss_ops, files, manifest
+from .staging import FileState, Staging, StagedRow
 
 COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
@@ -37,9 +39,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY, path BLOB UNIQUE NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, indexed_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS staged (
-    path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    batch INTEGER NOT NULL, row INTEGER NOT NULL);
 """
 
 
@@ -49,29 +48,6 @@ class Item(NamedTuple):
     id: int
     size: int
     mtime_ns: int
-
-
-class StagedRow(NamedTuple):
-    """An extracted vector not yet committed: row ``row`` of staging/<batch>.npy."""
-
-    size: int
-    mtime_ns: int
-    batch: int
-    row: int
-
-
-@dataclass(frozen=True)
-class FileState:
-    """A file as last seen: path as os.fsencode bytes, size and modification time."""
-
-    path: bytes
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: str | os.PathLike) -> "FileState":
-        st = os.stat(path)
-        return cls(os.fsencode(path), st.st_size, st.st_mtime_ns)
 
 
 class IndexStore:
@@ -208,8 +184,7 @@ class IndexStore:
 
     def staged(self) -> dict[bytes, StagedRow]:
         """path bytes -> StagedRow(size, mtime_ns, batch, row) of every staged vector."""
-        rows = self._db.execute("SELECT path, size, mtime_ns, batch, row FROM staged")
-        return {bytes(p): StagedRow(s, m, b, r) for p, s, m, b, r in rows}
+        return Staging(self.folder).rows()
 
     def paths(self, ids) -> dict[int, str]:
         """id -> path (str, surrogate-escaped where the name is not UTF-8) for known ids."""
@@ -294,22 +269,9 @@ class IndexStore:
         """Keep staged vectors only if they were made with these ``settings``; else drop them."""
         if self.staging_settings == settings:
             return
-        with self.atomic():
-            self._db.execute("DELETE FROM staged")
-            self.set_meta("staging_settings", settings)
         files.clear_staging(self.folder)
-
-    def stage(self, states: Sequence[FileState], vectors: np.ndarray) -> int:
-        """Write one batch of (b, d) vectors to staging/<batch>.npy (atomic), then record its
-        rows in one transaction; returns the batch number."""
-        batch = int(self.meta("next_batch", 0))
-        files.write_npy(files.staging_file(self.folder, batch), faiss_ops.as_float32(vectors))
         with self.atomic():
-            self._db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?)",
-                                 [(s.path, s.size, s.mtime_ns, batch, row)
-                                  for row, s in enumerate(states)])
-            self.set_meta("next_batch", batch + 1)
-        return batch
+            self.set_meta("staging_settings", settings)
 
     def commit_generation(self, settings: dict, rows: Sequence[tuple[int, FileState]],
                           remove_ids: Sequence[int], fresh: bool, next_id: int) -> int:
@@ -325,7 +287,7 @@ class IndexStore:
                                      [(int(i),) for i in remove_ids])
             self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)",
                                  [(i, s.path, s.size, s.mtime_ns, now) for i, s in rows])
-            self._db.execute("DELETE FROM staged")
+            self.set_meta("staging_settings", None)  # staging/ is spent: the next open clears it
             self.set_meta("settings", settings)
             self.set_meta("next_id", next_id)
             self.set_meta("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -334,8 +296,9 @@ class IndexStore:
 
     def tidy(self) -> None:
         """Remove strays of interrupted builds and bring a stale manifest up to date."""
-        batches = {r[0] for r in self._db.execute("SELECT DISTINCT batch FROM staged")}
-        files.remove_strays(self.folder, self.generation, batches)
+        if self.staging_settings is None:  # committed, or never started
+            files.clear_staging(self.folder)
+        files.remove_strays(self.folder, self.generation, Staging.is_batch)
         if self.generation and manifest.generation_on_disk(self.folder) != self.generation:
             manifest.write(self)
 

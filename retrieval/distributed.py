@@ -1,16 +1,21 @@
-"""Several GPUs with torchrun: one process per GPU, DistributedDataParallel, rank 0 writes.
+"""Several GPUs with torchrun: one process per GPU; rank 0 writes.
 
-``torchrun --nproc-per-node=N -m cli.main train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
+``torchrun --nproc-per-node=N -m cli.main train ...`` (DistributedDataParallel) and
+``... build-index ...`` (a share of the files per rank) set RANK, WORLD_SIZE and LOCAL_RANK;
 without them everything here is a no-op for a single process.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from .errors import RetrieveError
 
 
 @dataclass
@@ -31,10 +36,7 @@ class DistInfo:
 def init_distributed_mode(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on the CPU) and pick this
     process's GPU; a plain ``python``/``retrieve`` run gives a one-process DistInfo."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                    int(os.environ.get("LOCAL_RANK", 0)))
+    info = env_info()
     if not info.enabled:
         return info
     if device.type == "cuda":
@@ -43,6 +45,68 @@ def init_distributed_mode(device: torch.device) -> DistInfo:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     dist.barrier()
     return info
+
+
+# How long a rank of build-index waits for the others (rank 0 stat'ing millions of files, a
+# slower rank's share): long, because a rank that dies is noticed by torchrun, which then
+# stops every rank, not by this timeout.
+TEAM_TIMEOUT = timedelta(hours=24)
+
+
+def env_info() -> DistInfo:
+    """This process's place in a torchrun run (RANK, WORLD_SIZE, LOCAL_RANK), or one process."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo()
+    return DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                    int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class Team:
+    """The processes of a build-index under torchrun, which exchange only small Python
+    objects (the plan, counts, skipped files: the vectors go through the index folder), over
+    gloo whatever the device. ``indexes.build.Team`` is what the build needs of it."""
+
+    def __init__(self, info: DistInfo) -> None:
+        self.rank, self.size = info.rank, info.world_size
+
+    @classmethod
+    def join(cls, device: torch.device) -> "Team | None":
+        """The team torchrun started this process in (on CUDA, pinned to its LOCAL_RANK
+        GPU), or None for a plain one-process run."""
+        info = env_info()
+        if not info.enabled:
+            return None
+        if device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=TEAM_TIMEOUT)
+        return cls(info)
+
+    def broadcast(self, obj):
+        box = [obj]
+        with _peers_gone():
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj) -> list | None:
+        out = [None] * self.size if self.rank == 0 else None
+        with _peers_gone():
+            dist.gather_object(obj, out, dst=0)
+        return out
+
+    def leave(self) -> None:
+        cleanup()
+
+
+@contextmanager
+def _peers_gone():
+    """gloo's "Connection closed by peer" (a rank died) or timeout, as one line."""
+    try:
+        yield
+    except RuntimeError:
+        raise RetrieveError("another rank stopped before the build was done (its own message "
+                            "says why); what every rank staged is kept: run build-index again "
+                            "to resume") from None
 
 
 def process_device(device: torch.device, info: DistInfo) -> torch.device:

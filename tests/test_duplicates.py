@@ -113,9 +113,10 @@ def test_planted_copies_are_grouped_and_similar_pictures_are_not(collection, fla
     assert again["threshold_source"] == "calibrated before" and names(again) == names(doc)
 
 
-def test_a_compressed_index_gives_the_same_groups(collection, flat, tmp_path):
+@pytest.mark.parametrize("kind", [["--factory", "IVF2,SQ8"], ["--factory", "IVF2,SQ8", "--on-disk"]])
+def test_a_compressed_index_gives_the_same_groups(kind, collection, flat, tmp_path):
     folder, _, ckpt = collection
-    build(folder, tmp_path / "sq", ckpt, "--factory", "IVF2,SQ8")
+    build(folder, tmp_path / "sq", ckpt, *kind)
     flat_doc = json.loads(run(flat, "--json", "-q").stdout)
     sq_doc = json.loads(run(tmp_path / "sq", "--json", "-q").stdout)
     assert names(sq_doc) == names(flat_doc)

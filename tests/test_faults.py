@@ -34,7 +34,7 @@ import json, os, signal, sys
 import faiss, torch
 import indexes.build, indexes.searcher, retrieval.features  # noqa (the command's imports)
 from cli.main import main
-from indexes import files
+from indexes import files, staging
 from indexes.store import IndexStore
 
 def patch(point, marker):
@@ -48,13 +48,13 @@ def patch(point, marker):
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point.startswith("staging"):  # two batches staged, the third's file not yet written
-        write_npy, calls = files.write_npy, []
+        write_batch, calls = staging.write_batch, []
         def third(*a):
             calls.append(a)
             if len(calls) == 3:
                 die()
-            write_npy(*a)
-        files.write_npy = third
+            write_batch(*a)
+        staging.write_batch = third
     elif point == "index written":  # .index-2.faiss.tmp written in full, not renamed
         write_index = faiss.write_index
         def written(index, path):
@@ -71,7 +71,11 @@ def patch(point, marker):
             set_meta(self, key, value)
         IndexStore.set_meta = before_generation
     elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
-        files.clear_staging = die
+        commit_generation = IndexStore.commit_generation
+        def committed(*a):
+            commit_generation(*a)
+            die()
+        IndexStore.commit_generation = committed
 
 children = {}
 for point, marker, args in json.loads(sys.argv[1]):
@@ -269,7 +273,7 @@ def test_damaged_files_are_named_and_rebuild_repairs_them(case, index, checkpoin
 @pytest.mark.parametrize("where", ["staging", "index", "index (FAISS)"])
 def test_a_full_disk_is_one_line_and_the_old_index_stays(where, index, checkpoint, monkeypatch):  # noqa: F811
     photos, idx = index
-    kept = [files.index_file(idx, 1), idx / files.MANIFEST]  # the database gains staged rows
+    kept = [files.index_file(idx, 1), idx / files.MANIFEST]  # the database records the staging settings
     before = [p.read_bytes() for p in kept]
 
     def full(*_, **__):
@@ -278,7 +282,7 @@ def test_a_full_disk_is_one_line_and_the_old_index_stays(where, index, checkpoin
                                "Error: 'ret == n' failed: write error")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "somewhere")
 
-    monkeypatch.setattr(np if where == "staging" else faiss, "save" if where == "staging"
+    monkeypatch.setattr(np if where == "staging" else faiss, "savez" if where == "staging"
                         else "write_index", full)
     result = build(photos, idx, checkpoint, *BATCH, ok=False)
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output

@@ -229,7 +229,7 @@ def test_interrupted_extraction_resumes_without_redoing_batches(tmp_path):
     report = build_index(tmp_path / "idx", all_files(img), ex)
     assert (report.total, report.new, report.reused, report.extracted) == (16, 10, 8, 2)
     assert sorted(ex.embedded) == [str(p) for p in more[8:]]
-    assert not list((tmp_path / "idx" / files.STAGING).glob("*.npy"))
+    assert not list((tmp_path / "idx" / files.STAGING).glob("*.npz"))
 
 
 def test_crash_before_the_database_commit_keeps_the_old_generation(tmp_path, monkeypatch):
@@ -276,7 +276,7 @@ def test_crash_after_the_database_commit_is_repaired_on_open(tmp_path, monkeypat
     assert (store.generation, store.count, store.load_index().ntotal) == (2, 7, 7)
     assert files.read_json(idx, files.MANIFEST)["count"] == 7
     assert not (idx / "index-1.faiss").exists()
-    assert not list((idx / files.STAGING).glob("*.npy"))
+    assert not list((idx / files.STAGING).glob("*.npz"))
 
 
 def test_non_utf8_file_names_round_trip(tmp_path):
