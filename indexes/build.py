@@ -77,7 +77,7 @@ def weights_to_build_with(folder: str | os.PathLike, asked: str | None) -> str:
 
 def _kept(config: BuildConfig, recorded: dict) -> BuildConfig:
     """``config`` with the fields left None taken from ``recorded``, else the defaults: a
-    re-run keeps the factory and normalisation the index was built with."""
+    re-run keeps the factory, normalisation and on-disk lists the index was built with."""
     factory = config.factory if config.factory is not None else recorded.get("factory")
     normalize = config.normalize if config.normalize is not None else recorded.get("normalize")
     on_disk = config.on_disk if config.on_disk is not None else recorded.get("on_disk")
@@ -237,8 +237,8 @@ def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
                 continue  # unchanged
             plan.known.add(s.path)
             plan.remove_ids.append(item.id)
-        hit = staged.get(s.path)
-        if hit is not None and (hit.size, hit.mtime_ns) == (s.size, s.mtime_ns):
+        hit = staged.get(s)  # staged as the file is now
+        if hit is not None:
             plan.adds.append(commits.Staged(s, hit.batch, hit.row))  # from an interrupted run
         else:
             plan.to_extract.append(s)

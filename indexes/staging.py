@@ -44,8 +44,6 @@ class FileState:
 class StagedRow(NamedTuple):
     """An extracted vector not yet committed: row ``row`` of staging/``batch``."""
 
-    size: int
-    mtime_ns: int
     batch: str
     row: int
 
@@ -64,10 +62,11 @@ class Staging:
         found = [(m, p.name) for p in self.dir.iterdir() if (m := BATCH_NAME.match(p.name))]
         return [name for m, name in sorted(found, key=lambda f: (int(f[0][1]), int(f[0][2])))]
 
-    def rows(self) -> dict[bytes, StagedRow]:
-        """path bytes -> StagedRow of every staged vector (a later batch wins); batches that
-        cannot be read are left out (tidying removes them)."""
-        out: dict[bytes, StagedRow] = {}
+    def rows(self) -> dict[FileState, StagedRow]:
+        """The file (path, size, mtime) of every staged vector -> where it is. A file staged
+        twice, as it was and after a change, has both; batches that cannot be read are left
+        out."""
+        out: dict[FileState, StagedRow] = {}
         for name in self.names():
             try:
                 with np.load(self.dir / name, allow_pickle=False) as z:
@@ -75,7 +74,7 @@ class Staging:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 continue
             for row, (p, s, m) in enumerate(zip(paths.tolist(), sizes.tolist(), mtimes.tolist())):
-                out[p] = StagedRow(s, m, name, row)
+                out[FileState(p, s, m)] = StagedRow(name, row)
         return out
 
     def write(self, states: Sequence[FileState], vectors: np.ndarray) -> str:

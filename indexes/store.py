@@ -182,8 +182,8 @@ class IndexStore:
         rows = self._db.execute("SELECT path, id, size, mtime_ns FROM items")
         return {bytes(p): Item(i, s, m) for p, i, s, m in rows}
 
-    def staged(self) -> dict[bytes, StagedRow]:
-        """path bytes -> StagedRow(size, mtime_ns, batch, row) of every staged vector."""
+    def staged(self) -> dict[FileState, StagedRow]:
+        """The file (path, size, mtime) of every staged vector -> StagedRow(batch, row)."""
         return Staging(self.folder).rows()
 
     def paths(self, ids) -> dict[int, str]:

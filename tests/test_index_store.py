@@ -423,3 +423,27 @@ def test_a_batch_on_a_flat_index_is_exact_though_blas_finds_its_candidates(tmp_p
     finally:
         faiss.cvar.distance_compute_blas_threshold = faiss_ops.FAISS_BLAS_THRESHOLD
     assert np.abs(D_blas[:20, 0]).max() > 0  # what the re-ranking is for
+
+
+def test_a_file_staged_before_it_changed_is_indexed_as_it_is_now(tmp_path):
+    """A killed build (rank 1 of a torchrun build, say) staged a file that changed since:
+    that row is never used, whichever batch comes first, and the file is indexed anew."""
+    from indexes.staging import FileState, Staging
+
+    img = tmp_path / "img"
+    paths = make_files(img, 6)
+    old = FileState.of(paths[2])
+    stale = np.full((1, DIM), 7, np.float32)
+    paths[2].write_bytes(b"changed since it was staged")
+    store = IndexStore.open(tmp_path / "idx", create=True)
+    store.reset_staging({**{k: v for k, v in FakeExtractor().identity().items()
+                            if k in manifest.MATCHING_KEYS},
+                         "factory": "Flat", "normalize": False, "weights": "fake"})
+    Staging(tmp_path / "idx", rank=1).write([old], stale)
+    store.close()
+    report = build_index(tmp_path / "idx", paths, FakeExtractor())
+    assert (report.total, report.reused, report.extracted) == (6, 0, 6)
+    store = open_for_reading(tmp_path / "idx")
+    D, I = store.search(vector_of(paths[2])[None], 1)
+    assert store.paths(I[0])[int(I[0, 0])] == str(paths[2]) and D[0, 0] < 1e-3
+    store.close()
