@@ -257,7 +257,9 @@ def fill_on_disk(template: faiss.Index, batches: Iterable[tuple[np.ndarray, np.n
 @contextmanager
 def _quiet_c_stdout():
     """FAISS's on-disk lists print notes to the C stdout ("resizing ...", the directory they
-    were found in), which would corrupt `query --json`: fd 1 goes to /dev/null meanwhile."""
+    were found in), which would corrupt `query --json`: fd 1 goes to /dev/null meanwhile.
+    Process-wide: in `retrieve serve`, a log line another thread writes to stdout in those
+    milliseconds (a generation being opened) is lost with them."""
     libc = ctypes.CDLL(None)
     sys.stdout.flush()
     libc.fflush(None)
