@@ -36,14 +36,21 @@ class DistInfo:
 def init_distributed_mode(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on the CPU) and pick this
     process's GPU; a plain ``python``/``retrieve`` run gives a one-process DistInfo."""
+    info = _join(device, "nccl" if device.type == "cuda" else "gloo")
+    if info.enabled:
+        dist.barrier()
+    return info
+
+
+def _join(device: torch.device, backend: str, **options) -> DistInfo:
+    """Join the process group torchrun describes with ``backend``, this process on its
+    LOCAL_RANK GPU on CUDA; nothing for a plain one-process run."""
     info = env_info()
-    if not info.enabled:
-        return info
-    if device.type == "cuda":
-        torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    dist.barrier()
+    if info.enabled:
+        if device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group(backend, **options)
     return info
 
 
@@ -73,14 +80,8 @@ class Team:
     def join(cls, device: torch.device) -> "Team | None":
         """The team torchrun started this process in (on CUDA, pinned to its LOCAL_RANK
         GPU), or None for a plain one-process run."""
-        info = env_info()
-        if not info.enabled:
-            return None
-        if device.type == "cuda":
-            torch.cuda.set_device(info.local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=TEAM_TIMEOUT)
-        return cls(info)
+        info = _join(device, "gloo", timeout=TEAM_TIMEOUT)
+        return cls(info) if info.enabled else None
 
     def broadcast(self, obj):
         box = [obj]
