@@ -20,8 +20,8 @@ from . import commit as commits
 from . import files, manifest
 from .config import DEFAULT_FACTORY, BuildConfig
 from .files import BuildLock
-from .staging import FileState, Staging
-from .store import IndexStore
+from .staging import FileState, Staging, StagedRow
+from .store import IndexStore, Item
 
 
 class Extractor(Protocol):
@@ -143,7 +143,8 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     folder = Path(os.path.abspath(folder))
     try:
         if team is not None and team.rank != 0:
-            report = _extract_share(folder, extractor, team)
+            report = BuildReport(folder)
+            _extract_share(folder, extractor, None, report, team)
         else:
             folder.mkdir(parents=True, exist_ok=True)
             lock = BuildLock(folder)
@@ -178,17 +179,11 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
     store.reset_staging({k: settings[k] for k in (*manifest.MATCHING_KEYS, "weights")})
     report = BuildReport(store.folder)
     states = _stat_all(paths, store.folder, report.skipped)
-    plan = _plan(store, states, rebuild)
+    items = {} if rebuild else store.items()
+    plan = _plan(items, store.staged(), states)
     report.reused = len(plan.adds)
-    if team is None:
-        _extract(Staging(store.folder), extractor, plan.to_extract, report)
-    else:
-        team.broadcast(plan.to_extract)
-        _extract(Staging(store.folder), extractor, share(plan.to_extract, 0, team.size), report)
-        for extracted, skipped in team.gather((report.extracted, report.skipped))[1:]:
-            report.extracted += extracted
-            report.skipped += skipped
-    plan = _plan(store, states, rebuild)  # again: what every process extracted is staged now
+    _extract_share(store.folder, extractor, plan.to_extract, report, team)
+    plan = _plan(items, store.staged(), states)  # again: every process's batches are staged now
     report.new = sum(a.state.path not in plan.known for a in plan.adds)
     report.changed = len(plan.adds) - report.new
     report.removed = plan.removed
@@ -225,9 +220,9 @@ def _unreadable(path: str, e: OSError) -> str:
     return f"cannot read ({e.strerror})"
 
 
-def _plan(store: IndexStore, states: list[FileState], rebuild: bool) -> _Plan:
-    items = {} if rebuild else store.items()
-    staged = store.staged()
+def _plan(items: dict[bytes, Item], staged: dict[FileState, StagedRow],
+          states: list[FileState]) -> _Plan:
+    """What to do with ``states``, given the committed ``items`` and the ``staged`` rows."""
     plan = _Plan()
     current = {s.path for s in states}
     for s in states:
@@ -261,10 +256,15 @@ def _extract(staging: Staging, extractor: Extractor, todo: Sequence[FileState],
             staging.write([todo[i] for i in positions], vectors)
 
 
-def _extract_share(folder: Path, extractor: Extractor, team: Team) -> BuildReport:
-    """A rank other than 0: extract and stage its share of what rank 0 planned, report to it."""
-    report = BuildReport(folder)
-    todo = team.broadcast(None)
+def _extract_share(folder: Path, extractor: Extractor, todo: Sequence[FileState] | None,
+                   report: BuildReport, team: Team | None) -> None:
+    """Extract and stage this process's share of ``todo`` (rank 0's: the other ranks pass
+    None and get it broadcast); on rank 0, ``report`` then counts every rank's work."""
+    if team is None:
+        _extract(Staging(folder), extractor, todo, report)
+        return
+    todo = team.broadcast(todo)
     _extract(Staging(folder, team.rank), extractor, share(todo, team.rank, team.size), report)
-    team.gather((report.extracted, report.skipped))
-    return report
+    for extracted, skipped in (team.gather((report.extracted, report.skipped)) or [])[1:]:
+        report.extracted += extracted
+        report.skipped += skipped

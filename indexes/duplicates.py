@@ -187,12 +187,13 @@ def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[li
     by_hash: dict[str, list[int]] = defaultdict(list)
     bar = tqdm(total=len(alike), desc="hashing", unit="files", disable=not progress, leave=False)
     for start in range(0, len(alike), BATCH):  # saved a batch at a time
+        chunk = alike[start:start + BATCH]
         with state.transaction():
-            for i in alike[start:start + BATCH]:
+            for i in chunk:
                 digest = _sha256(items[i], stats[i], state)
                 if digest is not None:
                     by_hash[digest].append(i)
-        bar.update(len(alike[start:start + BATCH]))
+        bar.update(len(chunk))
     bar.close()
     return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
 

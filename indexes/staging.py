@@ -103,7 +103,6 @@ class Staging:
 
 
 def write_batch(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """One batch file, atomically (write aside, fsync, rename)."""
-    if path.parent.is_symlink():  # never write through a link out of the index folder
-        path.parent.unlink()
+    """One batch file, atomically (write aside, fsync, rename). A ``staging`` link planted in
+    the index folder is gone by now: every build tidies before anything is staged."""
     write_atomic(path, lambda f: np.savez(f, **arrays))
