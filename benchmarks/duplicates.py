@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import itertools
 import os
 import shutil
@@ -37,19 +38,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-PHOTOS = ("/usr/share/wallpapers/*/contents/images", "/usr/share/backgrounds/mate/nature")
+PHOTOS = ("/usr/share/wallpapers/*/contents/images", "/usr/share/backgrounds/mate/nature",
+          "/usr/share/backgrounds")
+SCENES = "/usr/share/visp-images-data/ViSP-images"
+SEQUENCES = ("mbt/cube", "cube", "mbt-depth/castel/castel", "mbt-depth/Castle-simu/Images",
+             "mire-2")
+CHANGED = 10.0  # grey levels on average: two frames this different are different pictures
 
 
 def originals(patterns) -> list[Path]:
-    """The largest file of each wallpaper folder (the others are its resized copies)."""
-    out = []
+    """The largest file of each wallpaper folder (the others are its resized copies), and
+    each other picture once (one package ships another's under a second name)."""
+    out, seen = [], set()
     for pattern in patterns:
         for folder in sorted(glob.glob(pattern)):
             files = [Path(p) for p in glob.glob(folder + "/*") if p.lower().endswith(
                 (".jpg", ".jpeg", ".png"))]
             if "wallpapers" in folder:
                 files = [max(files, key=lambda p: Image.open(p).size[0])] if files else []
-            out += sorted(files)
+            for path in sorted(files):
+                with Image.open(path) as img:
+                    pixels = hashlib.sha256(img.convert("RGB").tobytes()).hexdigest()
+                if pixels not in seen:
+                    seen.add(pixels)
+                    out.append(path)
     return out
 
 
@@ -111,55 +123,86 @@ def ours(folder: Path, index: Path, weights: str, env: dict) -> tuple[list[list[
 def imagededup_groups(method: str, folder: Path) -> tuple[list[list[str]], float]:
     from imagededup import methods
 
-    hasher = getattr(methods, method)()
+    hasher = getattr(methods, method)(verbose=False)
     t = time.perf_counter()
     found = hasher.find_duplicates(image_dir=str(folder))
     seconds = time.perf_counter() - t
     return [[a, *dups] for a, dups in found.items() if dups], seconds
 
 
+def scene_frames(root: str, sequences=SEQUENCES, per_sequence: int = 8, step: int = 4,
+                 changed: float = CHANGED) -> list[Path]:
+    """Frames of ViSP's video sequences (a camera, a scene, things moving), up to
+    ``per_sequence`` of each, every ``step``-th frame considered: a frame is kept when its
+    pixels differ from those of every frame kept of its sequence by ``changed`` grey levels
+    on average: different pictures of one scene."""
+    out = []
+    for sequence in sequences:
+        files = sorted(p for p in Path(root, sequence).glob("*")
+                       if p.suffix.lower() in (".pgm", ".ppm", ".png", ".jpg"))
+        kept: list[np.ndarray] = []
+        for path in files[::step]:
+            frame = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+            if all(np.abs(frame - k).mean() >= changed for k in kept):
+                kept.append(frame)
+                out.append(path)
+            if len(kept) == per_sequence:
+                break
+    return out
+
+
 def quality(args) -> None:
     from extract_throughput import fake_imagenet_weights, scratch_dir
 
-    sources = originals(args.photos)
-    if not sources:
+    sets = [("photos", originals(args.photos)),
+            ("similar scenes", scene_frames(args.scenes) if args.scenes else [])]
+    if not sets[0][1]:
         sys.exit("no photos: apt-get install plasma-workspace-wallpapers mate-backgrounds, or "
                  "--photos 'DIR/*'")
     work = scratch_dir("retrieve-bench-dups-")
-    folder = work / "photos"
-    truth = true_pairs(write_copies(sources, folder))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if args.weights == "imagenet" and not os.environ.get("TORCH_HOME"):
         fake_imagenet_weights(work / "torch")  # no network: random weights, ImageNet's shape
         env["TORCH_HOME"] = str(work / "torch")
-    print(f"{len(sources)} photos and {5 * len(sources)} copies: {len(truth)} true pairs; "
-          f"weights {args.weights}", flush=True)
-    rows = []
-    groups, seconds, threshold = ours(folder, work / "index", args.weights, env)
-    rows.append(("retrieve duplicates", *score(pairs_of(groups), truth), seconds,
-                 f"threshold {threshold}, pixels verified"))
-    groups, seconds, threshold = ours_unverified(work / "index", env)
-    rows.append(("  the same without --verify", *score(pairs_of(groups), truth), seconds,
-                 f"threshold {threshold}, fc7 alone"))
-    try:
-        for method in ("PHash", "DHash", "WHash"):
-            groups, seconds = imagededup_groups(method, folder)
-            rows.append((f"imagededup {method}", *score(pairs_of(groups), truth), seconds,
-                         "default max_distance_threshold 10"))
-    except ImportError:
-        rows.append(("imagededup", float("nan"), float("nan"), 0.0,
-                     "not installed: pip install --no-deps imagededup PyWavelets"))
-    print(f"{'method':<30}{'precision':>10}{'recall':>8}{'seconds':>9}  setting")
-    for name, p, r, s, note in rows:
-        print(f"{name:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}")
+    for name, sources in sets:
+        if not sources:
+            print(f"\n{name}: none (apt-get install visp-images-data)")
+            continue
+        folder = work / name.replace(" ", "-")
+        truth = true_pairs(write_copies(sources, folder))
+        print(f"\n{name}: {len(sources)} pictures and {5 * len(sources)} copies, "
+              f"{len(truth)} true pairs among {len(list(folder.iterdir()))} files; weights "
+              f"{args.weights}", flush=True)
+        index = work / f"index-{folder.name}"
+        rows = []
+        groups, seconds, threshold = ours(folder, index, args.weights, env)
+        rows.append(("retrieve duplicates", *score(pairs_of(groups), truth), seconds,
+                     f"threshold {threshold}, pixels verified"))
+        for label, extra, note in (
+                ("  without the difference", ["--max-difference", "inf"], "correlation alone"),
+                ("  without --verify", ["--no-verify"], "fc7 alone")):
+            groups, seconds, _ = ours_again(index, env, extra)
+            rows.append((label, *score(pairs_of(groups), truth), seconds, note))
+        try:
+            for method in ("PHash", "DHash", "WHash"):
+                groups, seconds = imagededup_groups(method, folder)
+                rows.append((f"imagededup {method}", *score(pairs_of(groups), truth), seconds,
+                             "default max_distance_threshold 10"))
+        except ImportError:
+            rows.append(("imagededup", float("nan"), float("nan"), 0.0,
+                         "not installed: pip install --no-deps imagededup PyWavelets"))
+        print(f"{'method':<30}{'precision':>10}{'recall':>8}{'seconds':>9}  setting")
+        for method, p, r, s, note in rows:
+            print(f"{method:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}", flush=True)
 
 
-def ours_unverified(index: Path, env: dict):
+def ours_again(index: Path, env: dict, extra: list[str]):
+    """duplicates --json on the index ``ours`` built, with ``extra`` options."""
     import json
 
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
-                           "--json", "--quiet", "--no-verify"], cwd=ROOT, env=env, check=True,
+                           "--json", "--quiet", *extra], cwd=ROOT, env=env, check=True,
                           capture_output=True, text=True)
     doc = json.loads(done.stdout)
     groups = [[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]]
@@ -279,6 +322,8 @@ def main() -> None:
     ap.add_argument("--weights", default="imagenet", help="weights to index the photos with")
     ap.add_argument("--photos", nargs="+", default=list(PHOTOS),
                     help="glob patterns of folders of photos (one picture per file)")
+    ap.add_argument("--scenes", default=SCENES,
+                    help="ViSP's images (similar scenes: video frames); '' to leave them out")
     ap.add_argument("--scale", nargs="*", type=int, default=[],
                     help="the scale test at these numbers of vectors (instead of the photos)")
     ap.add_argument("--factory", default="PCA256,IVF4096,SQ8", help="for the scale test")

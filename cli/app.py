@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from cli.output import to_json
 from indexes import dup_report
-from indexes.config import MIN_SIMILARITY, DuplicatesConfig
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
 from retrieval import __version__
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
@@ -147,10 +147,11 @@ def create_app(service: IndexService, token: str | None = None,
     @app.get("/api/duplicates", dependencies=api)
     async def duplicates(threshold: float | None = Query(None, ge=0),
                          verify: bool = True,
-                         min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1)):
+                         min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
+                         max_difference: float = Query(MAX_DIFFERENCE, ge=0)):
         """What `retrieve duplicates --json` prints (computed once per generation)."""
         config = DuplicatesConfig(threshold=threshold, verify=verify,
-                                  min_similarity=min_similarity)
+                                  min_similarity=min_similarity, max_difference=max_difference)
         report = await run_in_threadpool(service.duplicates, config)
         return dup_report.to_json(report)
 

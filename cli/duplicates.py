@@ -24,9 +24,13 @@ OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--min-similarity", type=click.FloatRange(-1, 1),
               default=default(DuplicatesConfig, "min_similarity"), show_default=True,
               help="Pixel correlation a candidate pair needs to be a duplicate (1: the same).")
+@click.option("--max-difference", type=click.FloatRange(min=0),
+              default=default(DuplicatesConfig, "max_difference"), show_default=True,
+              help="How different the most different part of a pair may be (0: nowhere), "
+                   "so that a burst shot or an edited photo is not called a copy.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--csv", "csv_file", type=OUT, metavar="FILE.csv",
-              help="Also write group,tier,path,distance,similarity,kept rows.")
+              help="Also write group,tier,path,distance,similarity,difference,kept rows.")
 @click.option("--html", "html_file", type=OUT, metavar="OUT.html",
               help="Also write a page of the groups with thumbnails (self-contained).")
 @click.option("--sheet", type=OUT, metavar="OUT.png",
@@ -34,13 +38,14 @@ OUT = click.Path(dir_okay=False, path_type=Path)
 @nprobe_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
-def duplicates(index_dir, threshold, no_verify, min_similarity, as_json, csv_file, html_file,
-               sheet, nprobe, device, quiet):
+def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, as_json,
+               csv_file, html_file, sheet, nprobe, device, quiet):
     """Find groups of near-duplicate images among everything in the index.
 
     Byte-identical files, then fc7 neighbours closer than the threshold whose pixels
-    match: resized, recompressed, cropped, brightened copies. The file to keep comes first:
-    the largest resolution, then the largest file. Nothing is moved or deleted.
+    match everywhere: resized, recompressed, cropped, brightened copies, not burst shots.
+    The file to keep comes first: the largest resolution, then the largest file. Nothing is
+    moved or deleted.
 
     \b
     retrieve duplicates --index retrieve-index
@@ -59,7 +64,8 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, as_json, csv_fil
 
     start = time.perf_counter()
     config = DuplicatesConfig(threshold=threshold, verify=not no_verify,
-                              min_similarity=min_similarity, nprobe=nprobe)
+                              min_similarity=min_similarity, max_difference=max_difference,
+                              nprobe=nprobe)
     store = open_for_reading(index_dir)
     try:
         @functools.cache

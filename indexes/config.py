@@ -24,6 +24,9 @@ class BuildConfig:
 
 DUPLICATE_K = 16  # neighbours of each image that `duplicates` considers
 MIN_SIMILARITY = 0.90  # pixel correlation a candidate pair needs (copies measured >= 0.95)
+# The most different part of a pair that is still a copy (retrieval.copies.compare): copies
+# measured 0.17 at most, frames of a scene in which something moved 0.4 and more.
+MAX_DIFFERENCE = 0.25
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DuplicatesConfig:
     threshold: float | None = None  # fc7 distance; None: calibrated on copies (duplicates.py)
     verify: bool = True  # compare the pixels of every candidate pair
     min_similarity: float = MIN_SIMILARITY
+    max_difference: float = MAX_DIFFERENCE
     k: int = DUPLICATE_K
     nprobe: int | None = None
 

@@ -29,14 +29,15 @@ def to_json(report: Report) -> dict:
 
 def text(report: Report, printable=str) -> str:
     """One paragraph per group: its tier, then each file, the one to keep first, with its
-    fc7 distance and pixel correlation to the kept file."""
+    fc7 distance, pixel correlation and difference to the kept file."""
     out = []
     for g in report.groups:
         title = "exact copies" if g.tier == "exact" else "near-duplicates"
         lines = [f"{title} ({len(g.members)} files):"]
         for n, m in enumerate(g.members):
             what = "keep" if n == 0 else f"{m.distance:.4f}"
-            pixels = "" if n == 0 or m.similarity is None else f", pixels {m.similarity:.3f}"
+            pixels = ("" if n == 0 or m.similarity is None
+                      else f", pixels {m.similarity:.3f}, differing {m.difference:.3f}")
             lines.append(f"  {what:>9}  {printable(m.path)}  ({m.width}x{m.height}, "
                          f"{m.bytes / 1e6:.2f} MB{pixels})")
         out.append("\n".join(lines) + "\n")
@@ -44,14 +45,16 @@ def text(report: Report, printable=str) -> str:
 
 
 def to_csv(report: Report) -> str:
-    """Rows of group, tier, path, distance (to the kept file), similarity, kept (1 or 0)."""
+    """Rows of group, tier, path, distance (to the kept file), similarity, difference, kept
+    (1 or 0); similarity and difference empty when the pixels were not compared."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["group", "tier", "path", "distance", "similarity", "kept"])
+    writer.writerow(["group", "tier", "path", "distance", "similarity", "difference", "kept"])
     for n, g in enumerate(report.groups, 1):
         for k, m in enumerate(g.members):
-            writer.writerow([n, g.tier, m.path, f"{m.distance:.6g}",
-                             "" if m.similarity is None else f"{m.similarity:.4f}", int(k == 0)])
+            pixels = (["", ""] if m.similarity is None
+                      else [f"{m.similarity:.4f}", f"{m.difference:.4f}"])
+            writer.writerow([n, g.tier, m.path, f"{m.distance:.6g}", *pixels, int(k == 0)])
     return buf.getvalue()
 
 

@@ -8,8 +8,9 @@ Three stages, each bounded by the size of the collection, never by its square:
    batches: Flat, IVF, PQ, PCA alike), kept when closer than the threshold. The default
    threshold is calibrated on copies the tool makes of a sample of the indexed images
    (``calibrate``): 1.5 times the distance that 99% of them stay within.
-3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.similarity``):
-   fc7 finds what looks alike, the pixels tell a copy from a similar scene.
+3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.compare``):
+   fc7 finds what looks alike, the pixels tell a copy from a similar scene, and from the same
+   scene with something changed (a burst shot, an edit): alike as a whole, different in part.
 
 Groups are stars around the file to keep (the largest resolution, then the largest file):
 every member is a verified duplicate of the kept file itself, so that A like B and B like C
@@ -19,6 +20,7 @@ interrupted run goes on where it stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from retrieval.copies import signature, similarity
+from retrieval.copies import CHECK, Match, Signature, compare, signature
 from retrieval.errors import NotAnImage
 
 from . import faiss_ops
@@ -49,6 +51,9 @@ CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 COPY_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.5
 VERIFY_BATCH = 256  # pairs verified per saved step
+SIGNATURES = 4096  # decoded images kept for the pairs to come (about 50 KB each)
+UNREADABLE = Match(-1.0, float("inf"))  # a pair of which one file cannot be decoded
+SCHEMA_VERSION = 2  # 2: checked holds each pair's difference
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS hashes (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,
@@ -57,7 +62,7 @@ CREATE TABLE IF NOT EXISTS searched (run TEXT, start INTEGER, PRIMARY KEY (run, 
 CREATE TABLE IF NOT EXISTS pairs (run TEXT, a INTEGER, b INTEGER, distance REAL,
                                   PRIMARY KEY (run, a, b));
 CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity REAL,
-                                    PRIMARY KEY (run, a, b));
+                                    difference REAL, PRIMARY KEY (run, a, b));
 """
 
 # path -> (n_copies, d) fc7 vectors of copies of that image (retrieval.features'
@@ -83,6 +88,7 @@ class Member:
     path: str
     distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
     similarity: float | None  # pixel correlation with the kept file (None: not compared)
+    difference: float | None  # of its most different part from the kept file (retrieval.copies)
     width: int
     height: int
     bytes: int
@@ -112,12 +118,18 @@ class State:
     def __init__(self, folder: Path) -> None:
         try:
             self.db = sqlite3.connect(folder / STATE, isolation_level=None)
-            self.db.executescript(SCHEMA)
+            self._create()
         except sqlite3.Error:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
-            self.db.executescript(SCHEMA)
+            self._create()
         # Saved work, not the index: losing the last steps to a power cut only redoes them.
         self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _create(self) -> None:
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self.db.execute("DROP TABLE IF EXISTS checked")  # saved work of an older check
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db.executescript(SCHEMA)
 
     def get(self, key: str):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -159,12 +171,15 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         exact = exact_groups(items, state, progress)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
         threshold, source, calibration = _threshold(store, config, copy_vectors, state)
-        run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}"
+        run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
         state.start(run)
         pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
                            progress)
-        accepted = verified(pairs, items, config, state, run, progress)
-        groups = [_exact_group(g, items) for g in exact] + _near_groups(accepted, pairs, items)
+        check = PixelCheck(items, config, state, run) if config.verify else None
+        accepted = verified(pairs, check, progress)
+        look = None if check is None else _second_look(store, check)
+        groups = ([_exact_group(g, items) for g in exact]
+                  + _near_groups(accepted, pairs, items, look))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
@@ -298,38 +313,79 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
 
 
 # -- 3. verification and groups -------------------------------------------------------------
-def verified(pairs: dict[tuple[int, int], float], items: dict[int, str],
-             config: DuplicatesConfig, state: State, run: str,
-             progress: bool) -> dict[tuple[int, int], float | None]:
-    """The candidate pairs whose pixels match (all of them, unchecked, with verify off):
-    (a, b) -> similarity."""
-    if not config.verify:
-        return {pair: None for pair in pairs}
-    known = {(a, b): s for a, b, s in state.db.execute(
-        "SELECT a, b, similarity FROM checked WHERE run = ?", (run,))}
-    signatures: dict[int, np.ndarray | None] = {}
-    todo = [pair for pair in sorted(pairs) if pair not in known]
-    bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress, leave=False)
-    for start in range(0, len(todo), VERIFY_BATCH):  # saved a batch at a time
-        rows = []
-        for a, b in todo[start:start + VERIFY_BATCH]:
-            sa, sb = (_signature(i, items, signatures) for i in (a, b))
-            known[a, b] = -1.0 if sa is None or sb is None else similarity(sa, sb)
-            rows.append((run, a, b, known[a, b]))
-        with state.transaction():
-            state.db.executemany("INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?)", rows)
-        bar.update(len(rows))
-    bar.close()
-    return {pair: s for pair, s in known.items() if pair in pairs and s >= config.min_similarity}
+class PixelCheck:
+    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done."""
 
+    def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
+                 run: str) -> None:
+        self.items, self.config, self.state, self.run = items, config, state, run
+        self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
+            "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
+        self._signature = functools.lru_cache(maxsize=SIGNATURES)(self._decode)
 
-def _signature(i: int, items: dict[int, str], cache: dict) -> np.ndarray | None:
-    if i not in cache:
+    def _decode(self, i: int) -> Signature | None:
         try:
-            cache[i] = signature(items[i])
+            return signature(self.items[i])
         except NotAnImage:
-            cache[i] = None
-    return cache[i]
+            return None
+
+    def matches(self, pairs: list[tuple[int, int]], progress: bool = False
+                ) -> dict[tuple[int, int], Match]:
+        """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
+        todo = [pair for pair in pairs if pair not in self.known]
+        bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress,
+                   leave=False)
+        for start in range(0, len(todo), VERIFY_BATCH):  # saved a batch at a time
+            rows = []
+            for a, b in todo[start:start + VERIFY_BATCH]:
+                sa, sb = self._signature(a), self._signature(b)
+                match = UNREADABLE if sa is None or sb is None else compare(sa, sb)
+                self.known[a, b] = match
+                rows.append((self.run, a, b, match.similarity, match.difference))
+            with self.state.transaction():
+                self.state.db.executemany(
+                    "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)", rows)
+            bar.update(len(rows))
+        bar.close()
+        return {pair: self.known[pair] for pair in pairs}
+
+    def accepts(self, match: Match) -> bool:
+        return (match.similarity >= self.config.min_similarity
+                and match.difference <= self.config.max_difference)
+
+
+def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
+             progress: bool) -> dict[tuple[int, int], Match | None]:
+    """The candidate pairs whose pixels match (all of them, unchecked, without a check):
+    (a, b) -> their ``Match``."""
+    if check is None:
+        return {pair: None for pair in pairs}
+    return {pair: m for pair, m in check.matches(sorted(pairs), progress).items()
+            if check.accepts(m)}
+
+
+# A member found only through another member: (kept, m) -> (fc7 distance, Match) when the
+# pixels of m match those of the kept file, else None.
+SecondLook = Callable[[int, int], "tuple[float, Match] | None"]
+
+
+def _second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
+    """Pairs fc7 did not offer, compared by their pixels (and their fc7 distance measured)."""
+    index = functools.cache(lambda: faiss_ops.inner_space(store.load_index(mmap=True)))
+
+    def look(kept: int, m: int) -> tuple[float, Match] | None:
+        pair = (min(kept, m), max(kept, m))
+        match = check.matches([pair])[pair]
+        if not check.accepts(match):
+            return None
+        x = faiss_ops.stored_vectors(index(), np.array(pair, dtype=np.int64))
+        return float(np.linalg.norm(x[0] - x[1])), match
+
+    return look
+
+
+def _pixels(match: Match | None) -> tuple[float | None, float | None]:
+    return (None, None) if match is None else (match.similarity, match.difference)
 
 
 def _facts(path: str) -> tuple[int, int, int]:
@@ -353,28 +409,46 @@ def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[
 def _exact_group(ids: list[int], items: dict[int, str]) -> Group:
     facts: dict = {}
     order = _keep_order(ids, items, facts)
-    return Group("exact", [Member(i, items[i], 0.0, 1.0, *facts[i]) for i in order])
+    return Group("exact", [Member(i, items[i], 0.0, 1.0, 0.0, *facts[i]) for i in order])
 
 
-def _near_groups(accepted: dict[tuple[int, int], float | None],
-                 pairs: dict[tuple[int, int], float], items: dict[int, str]) -> list[Group]:
-    """Stars around the files to keep: each member an accepted pair with its kept file."""
+def _near_groups(accepted: dict[tuple[int, int], Match | None],
+                 pairs: dict[tuple[int, int], float], items: dict[int, str],
+                 second_look: SecondLook | None = None) -> list[Group]:
+    """Stars around the files to keep: each member an accepted pair with its kept file.
+
+    A file whose partners all went to other stars first is compared (``second_look``) with
+    the kept files of those stars, and joins the first that matches: fc7 may put a copy past
+    the threshold from one copy and within it from another.
+    """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
         partners[a].add(b)
         partners[b].add(a)
     facts: dict = {}
-    taken: set[int] = set()
-    groups = []
+    stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
+    star_of: dict[int, int] = {}
+    left = []
     for kept in _keep_order(partners, items, facts):
-        if kept in taken:
+        if kept in star_of:
             continue
-        members = _keep_order([m for m in partners[kept] if m not in taken], items, facts)
+        members = [m for m in partners[kept] if m not in star_of]
         if not members:
+            left.append(kept)
             continue
-        taken |= {kept, *members}
         pair = {m: (min(kept, m), max(kept, m)) for m in members}
-        members.sort(key=lambda m: pairs[pair[m]])  # nearest to the kept file first
-        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, *facts[kept])] + [
-            Member(m, items[m], pairs[pair[m]], accepted[pair[m]], *facts[m]) for m in members]))
+        stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
+        star_of.update({kept: kept, **{m: kept for m in members}})
+    for m in left if second_look is not None else ():
+        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):
+            found = second_look(kept, m)
+            if found is not None:
+                stars[kept][m] = found
+                break
+    groups = []
+    for kept, members in stars.items():
+        order = sorted(_keep_order(members, items, facts), key=lambda m: members[m][0])
+        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, 0.0, *facts[kept])] + [
+            Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
+            for m in order]))  # nearest to the kept file first
     return sorted(groups, key=lambda g: g.members[0].path)

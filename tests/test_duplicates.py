@@ -18,9 +18,9 @@ from PIL import Image, ImageEnhance
 from cli.main import cli
 from conftest import tiny_checkpoint
 from indexes import duplicates as dups
-from indexes.config import DuplicatesConfig
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.store import open_for_reading
-from retrieval.copies import copies, signature, similarity
+from retrieval.copies import Match, compare, copies, signature
 
 FAST = ["--workers", "0", "--quiet"]
 SIZE = (192, 144)
@@ -53,7 +53,8 @@ def save_copies(img: Image.Image, folder, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     """3 pictures with 5 copies each, 8 distinct pictures, a mirrored and a shifted view of
-    one of them (similar, not copies), one byte-identical file; (folder, planted groups)."""
+    one of them and an edit of a planted one (similar, not copies), one byte-identical file;
+    (folder, planted groups, tiny checkpoint)."""
     root = tmp_path_factory.mktemp("dups")
     folder = root / "photos"
     folder.mkdir()
@@ -66,6 +67,9 @@ def collection(tmp_path_factory):
     shifted.paste(base.crop((40, 0, SIZE[0], SIZE[1])), (0, 0))
     shifted.save(folder / "other-10-shifted.jpg", quality=92)
     shutil.copy(folder / "other-11.jpg", folder / "other-11 (copy).jpg")
+    edited = photo(0)  # p0 with something painted in: alike, but not a copy
+    edited.paste(photo(7).crop((0, 0, 24, 18)), (40, 40))
+    edited.save(folder / "p0-edited.jpg", quality=92)
     torch.manual_seed(0)  # module fixtures run before the autouse seeding of each test
     ckpt = tiny_checkpoint(root / "tiny.pt")
     return folder, planted, ckpt
@@ -108,9 +112,19 @@ def test_planted_copies_are_grouped_and_similar_pictures_are_not(collection, fla
                                                      for m in g["members"])
         if g["tier"] == "near":
             assert g["paths"][0].endswith(".png")  # full size; the largest file of those
-            assert all(m["similarity"] >= 0.9 for m in g["members"])
+            assert all(m["similarity"] >= 0.9 and m["difference"] <= 0.25
+                       for m in g["members"])
     again = json.loads(run(flat, "--json", "-q").stdout)
     assert again["threshold_source"] == "calibrated before" and names(again) == names(doc)
+
+
+def test_an_edited_photo_is_alike_but_not_a_copy(collection, flat):
+    """p0-edited passes fc7 and the correlation; the difference in one part keeps it out."""
+    _, planted, _ = collection
+    lenient = json.loads(run(flat, "--json", "-q", "--max-difference", "1e9").stdout)
+    assert ("near", sorted(planted[0] + ["p0-edited.jpg"])) in names(lenient)
+    doc = json.loads(run(flat, "--json", "-q").stdout)
+    assert ("near", planted[0]) in names(doc)
 
 
 @pytest.mark.parametrize("kind", [["--factory", "IVF2,SQ8"], ["--factory", "IVF2,SQ8", "--on-disk"]])
@@ -136,15 +150,27 @@ def test_fc7_alone_is_what_the_pixel_check_is_for(flat):
 
 
 def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
-    """A ~ B and B ~ C but not A ~ C, A the file to keep: A's group takes B, never C."""
+    """A ~ B and B ~ C by fc7, A the file to keep: A's group takes B, and C only when C's
+    pixels match A's own."""
     resolution = {"/a": 30, "/b": 20, "/c": 10}
     monkeypatch.setattr(dups, "_facts", lambda path: (resolution[path], resolution[path], 1))
     items = {1: "/a", 2: "/b", 3: "/c"}
     pairs = {(1, 2): 1.0, (2, 3): 1.5}
-    groups = dups._near_groups({pair: 0.95 for pair in pairs}, pairs, items)
+    match = Match(0.95, 0.1)
+    groups = dups._near_groups({pair: match for pair in pairs}, pairs, items)
     assert [[m.path for m in g.members] for g in groups] == [["/a", "/b"]]
+    looked = []
+
+    def second_look(kept, m):  # C's pixels compared with A's, fc7 never offered that pair
+        looked.append((kept, m))
+        return (2.5, match) if alike else None
+
+    for alike, expected in ((False, [["/a", "/b"]]), (True, [["/a", "/b", "/c"]])):
+        groups = dups._near_groups({pair: match for pair in pairs}, pairs, items, second_look)
+        assert [[m.path for m in g.members] for g in groups] == expected
+    assert looked == [(1, 3), (1, 3)]
     pairs[1, 3] = 2.0  # with A ~ C as well, all three are copies of A
-    groups = dups._near_groups({pair: 0.95 for pair in pairs}, pairs, items)
+    groups = dups._near_groups({pair: match for pair in pairs}, pairs, items)
     assert [[m.path for m in g.members] for g in groups] == [["/a", "/b", "/c"]]
 
 
@@ -155,7 +181,7 @@ def test_outputs_parse(flat, tmp_path):
     assert len(text_groups) == 4 and text_groups[0].startswith("exact copies (2 files):")
     assert sum(b.startswith("near-duplicates (6 files):") for b in text_groups) == 3
     assert all(b.splitlines()[1].lstrip().startswith("keep  ") for b in text_groups)
-    assert r.stderr.startswith("Found 4 groups (1 of exact copies) among 29 images in ")
+    assert r.stderr.startswith("Found 4 groups (1 of exact copies) among 30 images in ")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "g.csv").read_text())))
     assert len(rows) == 2 + 3 * 6 and sum(int(r["kept"]) for r in rows) == 4
     page = (tmp_path / "g.html").read_text()
@@ -180,7 +206,7 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
     config = DuplicatesConfig(threshold=1e9)  # every pair a candidate: plenty to verify
     (flat / dups.STATE).unlink(missing_ok=True)
     calls, interrupted = [], []
-    real = dups.similarity
+    real = dups.compare
 
     def counted(a, b):
         calls.append(1)
@@ -190,7 +216,7 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(dups, "VERIFY_BATCH", 50)
-    monkeypatch.setattr(dups, "similarity", counted)
+    monkeypatch.setattr(dups, "compare", counted)
     with pytest.raises(KeyboardInterrupt):
         dups.find_duplicates(store, config)
     first = len(calls)
@@ -206,9 +232,29 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
 def test_copies_match_their_original_and_other_pictures_do_not():
     img = photo(5)
     own = signature(img)
-    assert all(similarity(own, signature(c)) > 0.95 for _, c in copies(img))
-    assert similarity(own, signature(photo(6))) < 0.5
-    assert similarity(own, signature(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))) < 0.9
+    w, h = img.size
+    made = copies(img) + [
+        ("cropped off two sides", img.crop((round(w * .03), round(h * .05), w, h))),
+        ("brightened until it clips", ImageEnhance.Brightness(img).enhance(1.6))]
+    for kind, copy in made:
+        match = compare(own, signature(copy))
+        assert match.similarity > 0.95 and match.difference < 0.25, kind
+        other_way = compare(signature(copy), own)
+        assert (other_way.similarity, other_way.difference) == pytest.approx(
+            (match.similarity, match.difference), abs=1e-4)
+    assert compare(own, signature(photo(6))).similarity < 0.5
+    assert compare(own, signature(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))).similarity < 0.9
+
+
+def test_the_same_picture_with_something_changed_is_alike_but_not_a_copy():
+    """A burst shot or an edit: alike as a whole (fc7 and the correlation say so), different in
+    one part, which the difference sees."""
+    for seed in (0, 5):
+        img = photo(seed)
+        edited = img.copy()
+        edited.paste(photo(7).crop((0, 0, 24, 18)), (40, 40))  # 1/8 of each side changed
+        match = compare(signature(img), signature(edited))
+        assert match.similarity > MIN_SIMILARITY and match.difference > MAX_DIFFERENCE, seed
 
 
 def test_query_max_distance_finds_the_copies_of_an_image(collection, flat):
