@@ -1,18 +1,25 @@
 """`retrieve duplicates` against imagededup, in one run on the same files.
 
-Quality: real photos (one picture of each Debian wallpaper, see --photos) and five copies of
-each written as a collection gathers them (resized to 40% and saved as JPEG, recompressed at
-JPEG quality 50, cropped by 3% and 5% off two sides, brightened by 25%, a PNG of a JPEG).
-Every pair within a picture's six files is a true pair. Precision and recall of the pairs
-our groups imply (every two files of one group), beside imagededup's PHash, DHash and WHash
-at their defaults.
+Quality, on two sets of pictures, each with five copies of every picture written as a
+collection gathers them (resized to 40% and saved as JPEG, recompressed at JPEG quality 50,
+cropped by 3% and 5% off two sides, brightened by 25%, a PNG of a JPEG); every pair within
+a picture's six files is a true pair, every other pair a false one:
+
+- photos: one file of each different picture among Debian's wallpapers (see --photos);
+- similar scenes: frames of ViSP's video sequences (a camera before a scene, things moving),
+  each at least 10 grey levels apart on average from the other frames kept of its sequence:
+  different pictures that look alike, as burst shots do (see --scenes).
+
+Precision and recall of the pairs our groups imply (every two files of one group), with the
+pixel check's parts left out, beside imagededup's PHash, DHash and WHash at their defaults.
 
 Scale: synthetic fc7-like vectors (benchmarks/search.py's) with planted near-duplicate pairs,
 stored through the library's build path in a compressed index; time and peak memory of
 finding the groups (no pixels to verify), beside imagededup's CNN find_duplicates on the
 same vectors as encodings, at the sizes it gets through.
 
-    apt-get install plasma-workspace-wallpapers mate-backgrounds   # the photos
+    apt-get install plasma-workspace-wallpapers mate-backgrounds ukui-wallpapers \
+        lomiri-wallpapers visp-images-data                         # the pictures
     pip install --no-deps imagededup PyWavelets                    # the baseline, benchmark only
     python benchmarks/duplicates.py --weights imagenet
     python benchmarks/duplicates.py --scale 100000 1000000
@@ -179,7 +186,8 @@ def quality(args) -> None:
         rows.append(("retrieve duplicates", *score(pairs_of(groups), truth), seconds,
                      f"threshold {threshold}, pixels verified"))
         for label, extra, note in (
-                ("  without the difference", ["--max-difference", "inf"], "correlation alone"),
+                ("  without the difference", ["--max-difference", "inf"],
+                 "correlation alone (the saved checks reused)"),
                 ("  without --verify", ["--no-verify"], "fc7 alone")):
             groups, seconds, _ = ours_again(index, env, extra)
             rows.append((label, *score(pairs_of(groups), truth), seconds, note))
