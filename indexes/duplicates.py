@@ -366,7 +366,7 @@ def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
 
 # A member found only through another member: (kept, m) -> (fc7 distance, Match) when the
 # pixels of m match those of the kept file, else None.
-SecondLook = Callable[[int, int], "tuple[float, Match] | None"]
+SecondLook = Callable[[int, int], tuple[float, Match] | None]
 
 
 def _second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
@@ -439,8 +439,8 @@ def _near_groups(accepted: dict[tuple[int, int], Match | None],
         pair = {m: (min(kept, m), max(kept, m)) for m in members}
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
-    for m in left if second_look is not None else ():
-        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):
+    for m in left if second_look is not None else []:
+        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
             found = second_look(kept, m)
             if found is not None:
                 stars[kept][m] = found

@@ -72,6 +72,9 @@ def copies(img: Image.Image) -> list[tuple[str, Image.Image]]:
     ]
 
 
+Box = tuple[float, float, float, float]  # left, top, right, bottom in a thumbnail's pixels
+
+
 @dataclass(frozen=True)
 class Signature:
     """What ``compare`` compares of one image."""
@@ -107,7 +110,7 @@ def compare(a: Signature, b: Signature) -> Match:
     misplacement, after brightness and contrast are matched, in units of the picture's
     contrast. A copy is alike everywhere (the benchmark's copies: 0.17 at most); a photo with
     something painted in or moved is not (the tests' edit: 0.35 and 0.90), even when it looks
-    the same as a whole (similarity 0.99). Pairs that look nothing alike (below GLANCE) are
+    the same as a whole (similarity 0.98 and more). Pairs that look nothing alike (below GLANCE) are
     not measured: their difference is infinite."""
     whole = _correlation(a.full, b.full)
     if whole >= SAME_PICTURE and abs(np.log(a.aspect / b.aspect)) < 0.01:
@@ -120,7 +123,7 @@ def compare(a: Signature, b: Signature) -> Match:
     return Match(best, _difference(x, y, box, gain))
 
 
-def _view(img: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+def _view(img: Image.Image, box: Box | None = None) -> np.ndarray:
     small = img.resize((SIGNATURE, SIGNATURE), Image.Resampling.BILINEAR, box=box)
     return np.asarray(small, dtype=np.float32)
 
@@ -138,17 +141,15 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float(_normalised(x) @ _normalised(y))
 
 
-Box = tuple[float, float, float, float]  # left, top, right, bottom in a thumbnail's pixels
-
-
 def _best_crop(a: Signature, b: Signature) -> tuple[float, float, Box | None]:
     """The best correlation of ``a``'s whole view with a box of ``b`` of ``a``'s aspect, its
     gain (``_best_gain``) and the box; (-1, 1, None) when no such box of at least MIN_SCALE
     fits: ``a`` is not a small crop of ``b``."""
     W, H = b.thumb.size
-    # The largest box of a's aspect in b, and what is left of b around it (its aspect's crop).
+    # The largest box of a's aspect in b; the boxes tried are it at a scale from ``low`` (where
+    # it covers MIN_SCALE^2 of b) to 1, placed anywhere in b.
     bw, bh = (W, W / a.aspect) if W / a.aspect <= H else (H * a.aspect, H)
-    low = MIN_SCALE * np.sqrt(W * H / (bw * bh))  # the box covers MIN_SCALE^2 of b at least
+    low = MIN_SCALE * np.sqrt(W * H / (bw * bh))
     if low > 1:
         return -1.0, 1.0, None
 
@@ -194,10 +195,10 @@ def _best_gain(x: np.ndarray, y: np.ndarray, plain: float) -> tuple[float, float
     1 and ``plain``, their plain correlation, when that is best)."""
     best, gain = plain, 1.0
     for g in GAINS:
-        for s, g in ((_correlation(np.minimum(x * g, 255), y), g),
-                     (_correlation(x, np.minimum(y * g, 255)), 1 / g)):
+        for s, which in ((_correlation(np.minimum(x * g, 255), y), g),
+                         (_correlation(x, np.minimum(y * g, 255)), 1 / g)):
             if s > best:
-                best, gain = s, g
+                best, gain = s, which
     return best, gain
 
 

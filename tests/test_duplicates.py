@@ -190,6 +190,22 @@ def test_outputs_parse(flat, tmp_path):
         assert sheet.format == "PNG" and sheet.size[0] > sheet.size[1] > 0
 
 
+def test_work_saved_by_an_older_version_is_redone_not_misread(flat, tmp_path):
+    import sqlite3
+
+    index = tmp_path / "idx"
+    shutil.copytree(flat, index)
+    (index / dups.STATE).unlink(missing_ok=True)
+    old = sqlite3.connect(index / dups.STATE)  # the pixel check's table before `difference`
+    old.execute("CREATE TABLE checked (run TEXT, a INTEGER, b INTEGER, similarity REAL, "
+                "PRIMARY KEY (run, a, b))")
+    old.execute("INSERT INTO checked VALUES ('0:1.0:16:None', 1, 2, 0.5)")
+    old.commit()
+    old.close()
+    doc = json.loads(run(index, "--json", "-q").stdout)
+    assert names(doc) == names(json.loads(run(flat, "--json", "-q").stdout))
+
+
 def test_a_one_image_index_has_no_duplicates(collection, tmp_path):
     _, planted, ckpt = collection
     folder = tmp_path / "one"
