@@ -8,7 +8,7 @@ import click
 
 from cli.options import default, device_option, index_option, nprobe_option, progress_enabled
 from cli.output import printable, to_json
-from indexes.config import DuplicatesConfig
+from indexes.config import VERIFY_WORKERS, DuplicatesConfig
 from retrieval.errors import RetrieveError
 
 OUT = click.Path(dir_okay=False, path_type=Path)
@@ -35,11 +35,13 @@ OUT = click.Path(dir_okay=False, path_type=Path)
               help="Also write a page of the groups with thumbnails (self-contained).")
 @click.option("--sheet", type=OUT, metavar="OUT.png",
               help="Also draw the groups into one PNG, the file to keep first in each row.")
+@click.option("--workers", type=click.IntRange(min=0), default=VERIFY_WORKERS, show_default=True,
+              help="Processes comparing the pixels of candidate pairs (0: this one).")
 @nprobe_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
 def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, as_json,
-               csv_file, html_file, sheet, nprobe, device, quiet):
+               csv_file, html_file, sheet, workers, nprobe, device, quiet):
     """Find groups of near-duplicate images among everything in the index.
 
     Byte-identical files, then fc7 neighbours closer than the threshold whose pixels
@@ -65,7 +67,7 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
     start = time.perf_counter()
     config = DuplicatesConfig(threshold=threshold, verify=not no_verify,
                               min_similarity=min_similarity, max_difference=max_difference,
-                              nprobe=nprobe)
+                              workers=workers, nprobe=nprobe)
     store = open_for_reading(index_dir)
     try:
         @functools.cache

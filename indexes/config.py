@@ -3,6 +3,7 @@ importing FAISS: how build-index makes an index, and what evaluate measures."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 DEFAULT_FACTORY = "Flat"  # exact search
@@ -27,6 +28,7 @@ MIN_SIMILARITY = 0.90  # pixel correlation a candidate pair needs (copies measur
 # The most different part of a pair that is still a copy (retrieval.copies.compare): copies
 # measured 0.17 at most, frames of a scene in which something moved 0.4 and more.
 MAX_DIFFERENCE = 0.25
+VERIFY_WORKERS = min(8, os.cpu_count() or 1)  # `retrieve duplicates --workers`
 
 
 @dataclass
@@ -37,6 +39,7 @@ class DuplicatesConfig:
     verify: bool = True  # compare the pixels of every candidate pair
     min_similarity: float = MIN_SIMILARITY
     max_difference: float = MAX_DIFFERENCE
+    workers: int = 0  # processes comparing pixels (0: this one; the CLI: VERIFY_WORKERS)
     k: int = DUPLICATE_K
     nprobe: int | None = None
 

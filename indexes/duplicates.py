@@ -23,10 +23,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from retrieval.copies import CHECK, Match, Signature, compare, signature
+from retrieval.copies import CHECK, Match, compare_files
 from retrieval.errors import NotAnImage
 
 from . import faiss_ops
@@ -51,8 +53,6 @@ CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 COPY_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.5
 VERIFY_BATCH = 256  # pairs verified per saved step
-SIGNATURES = 4096  # decoded images kept for the pairs to come (about 50 KB each)
-UNREADABLE = Match(-1.0, float("inf"))  # a pair of which one file cannot be decoded
 SCHEMA_VERSION = 2  # 2: checked holds each pair's difference
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -314,44 +314,54 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
 
 # -- 3. verification and groups -------------------------------------------------------------
 class PixelCheck:
-    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done."""
+    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
+    in ``config.workers`` processes when there are several batches to do."""
 
     def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
                  run: str) -> None:
         self.items, self.config, self.state, self.run = items, config, state, run
         self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
             "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
-        self._signature = functools.lru_cache(maxsize=SIGNATURES)(self._decode)
-
-    def _decode(self, i: int) -> Signature | None:
-        try:
-            return signature(self.items[i])
-        except NotAnImage:
-            return None
 
     def matches(self, pairs: list[tuple[int, int]], progress: bool = False
                 ) -> dict[tuple[int, int], Match]:
         """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
         todo = [pair for pair in pairs if pair not in self.known]
+        batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
+        files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
         bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress,
                    leave=False)
-        for start in range(0, len(todo), VERIFY_BATCH):  # saved a batch at a time
-            rows = []
-            for a, b in todo[start:start + VERIFY_BATCH]:
-                sa, sb = self._signature(a), self._signature(b)
-                match = UNREADABLE if sa is None or sb is None else compare(sa, sb)
-                self.known[a, b] = match
-                rows.append((self.run, a, b, match.similarity, match.difference))
-            with self.state.transaction():
-                self.state.db.executemany(
-                    "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)", rows)
-            bar.update(len(rows))
+        with _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
+            for batch, found in zip(batches, mapped(compare_files, files)):
+                self.known.update(zip(batch, found))
+                with self.state.transaction():  # saved a batch at a time
+                    self.state.db.executemany(
+                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)",
+                        [(self.run, a, b, m.similarity, m.difference)
+                         for (a, b), m in zip(batch, found)])
+                bar.update(len(batch))
         bar.close()
         return {pair: self.known[pair] for pair in pairs}
 
     def accepts(self, match: Match) -> bool:
         return (match.similarity >= self.config.min_similarity
                 and match.difference <= self.config.max_difference)
+
+
+@contextmanager
+def _mapping(workers: int) -> Iterator[Callable]:
+    """``map``, in this process (0) or in ``workers`` processes (results in order)."""
+    if workers == 0:
+        yield map
+        return
+    # spawn: the children need only Pillow and numpy, not this process's threads (torch, FAISS)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool.map
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,

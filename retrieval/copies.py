@@ -10,14 +10,17 @@ later (a burst shot, a frame of a video) or an edited photo.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from .errors import NotAnImage
 from .images import load_image
 
 COPY_KINDS = ("resized", "recompressed", "cropped", "brightened", "png of a jpeg")
@@ -48,6 +51,7 @@ GAINS = (1.1, 1.2, 1.3, 1.4, 1.6)
 SAME_PICTURE = 0.98  # a whole-view match this close needs no search for a crop
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on
 DIFF_BLOCK = 8  # pixels a side of the squares it looks at: 1/12 of the picture's side
+SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 
 
 def _encoded(img: Image.Image, fmt: str, **options) -> Image.Image:
@@ -121,6 +125,35 @@ def compare(a: Signature, b: Signature) -> Match:
     if box is None or best < GLANCE:
         return Match(best, np.inf)  # not the same picture: what differs is not measured
     return Match(best, _difference(x, y, box, gain))
+
+
+UNREADABLE = Match(-1.0, float("inf"))  # a pair of which one file cannot be decoded
+
+
+def compare_files(pairs: Sequence[tuple[str, str]]) -> list[Match]:
+    """``compare`` for pairs of files (UNREADABLE where one cannot be decoded), each file
+    decoded once while it is among the SIGNATURES this process used last (and unchanged)."""
+    out = []
+    for a, b in pairs:
+        sa, sb = _file_signature(a), _file_signature(b)
+        out.append(UNREADABLE if sa is None or sb is None else compare(sa, sb))
+    return out
+
+
+def _file_signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _signature_of(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=SIGNATURES)
+def _signature_of(path: str, size: int, mtime_ns: int) -> Signature | None:
+    try:
+        return signature(path)
+    except NotAnImage:
+        return None
 
 
 def _view(img: Image.Image, box: Box | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from conftest import tiny_checkpoint
 from indexes import duplicates as dups
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.store import open_for_reading
+from retrieval import copies as copies_module
 from retrieval.copies import Match, compare, copies, signature
 
 FAST = ["--workers", "0", "--quiet"]
@@ -222,7 +223,7 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
     config = DuplicatesConfig(threshold=1e9)  # every pair a candidate: plenty to verify
     (flat / dups.STATE).unlink(missing_ok=True)
     calls, interrupted = [], []
-    real = dups.compare
+    real = copies_module.compare
 
     def counted(a, b):
         calls.append(1)
@@ -232,7 +233,7 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(dups, "VERIFY_BATCH", 50)
-    monkeypatch.setattr(dups, "compare", counted)
+    monkeypatch.setattr(copies_module, "compare", counted)
     with pytest.raises(KeyboardInterrupt):
         dups.find_duplicates(store, config)
     first = len(calls)
@@ -243,6 +244,21 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
     assert len(calls) == report.candidates - 100  # the two saved batches were not redone
     assert first == 120
     store.close()
+
+
+def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch):
+    store = open_for_reading(flat)
+    monkeypatch.setattr(dups, "VERIFY_BATCH", 50)  # several batches: the workers share them
+    reports = []
+    for workers in (0, 2):
+        (flat / dups.STATE).unlink(missing_ok=True)
+        reports.append(dups.find_duplicates(store, DuplicatesConfig(threshold=1e9,
+                                                                    workers=workers)))
+    store.close()
+    (here, pooled) = reports
+    assert pooled.candidates == here.candidates > 100 and pooled.verified == here.verified
+    assert ([[(m.path, m.similarity, m.difference) for m in g.members] for g in pooled.groups]
+            == [[(m.path, m.similarity, m.difference) for m in g.members] for g in here.groups])
 
 
 def test_copies_match_their_original_and_other_pictures_do_not():
