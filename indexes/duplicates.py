@@ -25,6 +25,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -354,8 +355,10 @@ def _mapping(workers: int) -> Iterator[Callable]:
     if workers == 0:
         yield map
         return
-    # spawn: the children need only Pillow and numpy, not this process's threads (torch, FAISS)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # spawn: the children need only Pillow and numpy, not this process's threads (torch,
+    # FAISS); Ctrl-C is this process's to handle: the children finish their batch and go.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
         yield pool.map
     except BaseException:
