@@ -111,20 +111,11 @@ def score(found: set, truth: set) -> tuple[float, float]:
 
 
 def ours(folder: Path, index: Path, weights: str, env: dict) -> tuple[list[list[str]], float, str]:
-    """build-index and duplicates --json through the CLI: (groups of file names, seconds, T)."""
-    import json
-
+    """build-index, then ``ours_again`` with the defaults."""
     subprocess.run([sys.executable, "-m", "cli", "build-index", str(folder), "--index",
                     str(index), "--weights", weights, "--quiet"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
-                           "--json", "--quiet"], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    doc = json.loads(done.stdout)
-    groups = [[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]]
-    return groups, seconds, f"{doc['threshold']:.3g} ({doc['threshold_source']})"
+    return ours_again(index, env, [])
 
 
 def imagededup_groups(method: str, folder: Path) -> tuple[list[list[str]], float]:
@@ -204,17 +195,19 @@ def quality(args) -> None:
             print(f"{method:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}", flush=True)
 
 
-def ours_again(index: Path, env: dict, extra: list[str]):
-    """duplicates --json on the index ``ours`` built, with ``extra`` options."""
+def ours_again(index: Path, env: dict, extra: list[str]) -> tuple[list[list[str]], float, str]:
+    """duplicates --json on ``index`` through the CLI with ``extra`` options: (groups of file
+    names, seconds, "T (where T came from)")."""
     import json
 
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
                            "--json", "--quiet", *extra], cwd=ROOT, env=env, check=True,
                           capture_output=True, text=True)
+    seconds = time.perf_counter() - t
     doc = json.loads(done.stdout)
     groups = [[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]]
-    return groups, time.perf_counter() - t, f"{doc['threshold']:.3g}"
+    return groups, seconds, f"{doc['threshold']:.3g} ({doc['threshold_source']})"
 
 
 # -- scale ----------------------------------------------------------------------------------

@@ -114,8 +114,8 @@ def compare(a: Signature, b: Signature) -> Match:
     misplacement, after brightness and contrast are matched, in units of the picture's
     contrast. A copy is alike everywhere (the benchmark's copies: 0.17 at most); a photo with
     something painted in or moved is not (the tests' edit: 0.35 and 0.90), even when it looks
-    the same as a whole (similarity 0.98 and more). Pairs that look nothing alike (below GLANCE) are
-    not measured: their difference is infinite."""
+    the same as a whole (similarity 0.98 and more). Pairs that look nothing alike (below
+    GLANCE) are not measured: their difference is infinite."""
     whole = _correlation(a.full, b.full)
     if whole >= SAME_PICTURE and abs(np.log(a.aspect / b.aspect)) < 0.01:
         best, gain = _best_gain(a.full, b.full, whole)
@@ -156,8 +156,9 @@ def _signature_of(path: str, size: int, mtime_ns: int) -> Signature | None:
         return None
 
 
-def _view(img: Image.Image, box: Box | None = None) -> np.ndarray:
-    small = img.resize((SIGNATURE, SIGNATURE), Image.Resampling.BILINEAR, box=box)
+def _view(img: Image.Image, box: Box | None = None, size: int = SIGNATURE) -> np.ndarray:
+    """``box`` of ``img`` (all of it by default) resized to ``size`` x ``size``, float32."""
+    small = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(small, dtype=np.float32)
 
 
@@ -238,9 +239,7 @@ def _best_gain(x: np.ndarray, y: np.ndarray, plain: float) -> tuple[float, float
 def _difference(a: Signature, b: Signature, box: Box, gain: float) -> float:
     """The worst DIFF_BLOCK square of ``a``'s whole view against ``box`` of ``b``, either
     brightened by ``gain`` (``_best_gain``), each way round (``_beyond``)."""
-    size = (DIFF_SIZE, DIFF_SIZE)
-    x = np.asarray(a.thumb.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-    y = np.asarray(b.thumb.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.float32)
+    x, y = _view(a.thumb, size=DIFF_SIZE), _view(b.thumb, box, DIFF_SIZE)
     if gain > 1:
         x = np.minimum(x * gain, 255)
     elif gain < 1:
