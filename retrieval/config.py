@@ -34,7 +34,7 @@ EPOCHS = 90
 LR_PATIENCE = 5
 # Ours, not the paper's: from scratch, Kaiming-normal weights with zero biases (He et al.
 # 2015), the learning rate raised linearly over the first epoch, and scaled with the square
-# root of the batch size (0.01 at the paper's 128; measured in the README: on small data sets
+# root of the batch size (0.01 at the paper's 128; measured in docs/train.md: on small data sets
 # smaller batches learn at 0.01 x sqrt(batch / 128) and stall at the linear rule's lower
 # rates). The paper's own scheme (section 5) is one option away, --init-scheme paper.
 INIT_SCHEME = "kaiming"

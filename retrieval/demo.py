@@ -35,7 +35,7 @@ K = 10  # precision@10, as the summary reports
 SHEET_QUERIES = 6  # rows of queries.png
 DEMO_IMAGE_SIZE = 64  # small images: a 2-core CPU trains AlexNet on them in minutes
 DEMO_BATCH_SIZE = 32
-DEMO_LR = 0.005  # with Kaiming initialisation (see the README's train section)
+DEMO_LR = 0.005  # with Kaiming initialisation (see docs/train.md)
 TRAIN_SHARE = 0.7  # of the time budget; the rest goes to data, indexing, queries and plots
 
 

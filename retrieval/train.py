@@ -303,7 +303,7 @@ def stall_warning(config: TrainConfig, metrics: list[dict], data: Data) -> str |
         else:
             why = f"on small data sets it needs a lower learning rate: try --lr {last['lr'] / 10:.3g}"
         hint = (f"the paper's initialisation (--init-scheme paper) stalls here: {why}, or "
-                "--init-scheme kaiming (README: 'Which initialisation learns')")
+                "--init-scheme kaiming (docs/train.md: 'Which initialisation learns')")
     elif last["train_loss"] > (1 + STALL_LOSS) * math.log(classes):  # worse than constant
         hint = f"the learning rate ({last['lr']:.3g}) may be too high: try --lr {last['lr'] / 3:.3g}"
     else:

@@ -84,7 +84,7 @@ def test_a_run_at_chance_says_so_once_and_goes_on(tiny, tmp_path, capsys):
         f"training loss {result.metrics[2]['train_loss']:.3f} (log of 2 classes: 0.693): the "
         "network is not learning; the paper's initialisation (--init-scheme paper) stalls here: "
         "with standardised pixels it gives every image nearly the same fc7; use --pixels raw "
-        "(the paper's) with a lower --lr, or --init-scheme kaiming (README: 'Which "
+        "(the paper's) with a lower --lr, or --init-scheme kaiming (docs/train.md: 'Which "
         "initialisation learns')"]
 
 
