@@ -1,0 +1,303 @@
+"""Plans of `retrieve duplicates --plan`: for each group, the file to keep by the user's rules
+and what becomes of every other one (trash, move, hard or symbolic link), with the reason.
+
+A plan is JSON a person can read and edit, the page can download, and ``actions.apply``
+carries out; each file in it carries its size, mtime and sha256 as they were, so that a plan
+whose files changed since is refused instead of acted on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from retrieval.errors import RetrieveError
+
+from . import fileops
+
+if TYPE_CHECKING:  # not imported: applying a plan needs neither FAISS nor the pixel check
+    from .duplicates import Group, Member, Report
+
+FORMAT = "retrieve-duplicates-plan"
+VERSION = 1
+ACTIONS = ("trash", "move", "hardlink", "symlink")  # what becomes of a file not kept
+LINKS = ("hardlink", "symlink")
+# The rules that choose the file to keep, each a sort key (smallest first).
+KEEP_RULES: dict[str, Callable[[dict], object]] = {
+    "largest": lambda f: (-f["width"] * f["height"], -f["size"]),  # `duplicates`' own order
+    "oldest": lambda f: f["mtime_ns"],
+    "newest": lambda f: -f["mtime_ns"],
+    "shortest-path": lambda f: len(f["path"]),
+}
+
+
+class PlanError(RetrieveError):
+    """A plan file that cannot be read or is not self-consistent."""
+
+
+class PlanChanged(PlanError):
+    """A plan whose files changed since it was written: it is not applied."""
+
+
+def _folders(paths: Iterable[str]) -> tuple[str, ...]:
+    return tuple(os.path.abspath(p) for p in paths)
+
+
+@dataclass
+class Rules:
+    """What a plan does: ``action`` (one of ACTIONS) for every file not kept, the file to keep
+    chosen by ``prefer`` (files under these folders, or these files, win, the first given
+    first), then by ``keep`` in order; files under ``protect`` are never touched."""
+
+    action: str
+    move_to: str | None = None
+    keep: tuple[str, ...] = ("largest",)
+    prefer: tuple[str, ...] = field(default_factory=tuple)
+    protect: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise PlanError(f"unknown action {self.action!r}: one of {', '.join(ACTIONS)}")
+        if (self.action == "move") != (self.move_to is not None):
+            raise PlanError("a move needs a folder to move to (--move-to DIR), and only a move")
+        unknown = [r for r in self.keep if r not in KEEP_RULES]
+        if unknown:
+            raise PlanError(f"unknown keep rule {unknown[0]!r}: one of {', '.join(KEEP_RULES)}")
+        self.keep = tuple(self.keep) or ("largest",)
+        self.prefer, self.protect = _folders(self.prefer), _folders(self.protect)
+        if self.move_to is not None:
+            self.move_to = os.path.abspath(self.move_to)
+
+
+def under(path: str, folders: Iterable[str]) -> str | None:
+    """The first of ``folders`` that is ``path`` or holds it."""
+    for folder in folders:
+        if path == folder or path.startswith(folder.rstrip(os.sep) + os.sep):
+            return folder
+    return None
+
+
+def collection_root(paths: Iterable[str]) -> str:
+    """The deepest folder holding every one of ``paths``: moves keep the paths below it."""
+    folders = {os.path.dirname(p) for p in paths}
+    return os.path.commonpath(folders) if folders else os.sep
+
+
+def _entry(m: Member) -> dict:
+    try:
+        st = os.stat(m.path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    except OSError:
+        size, mtime_ns = m.bytes, 0
+    return {"path": m.path, "id": m.id, "action": "keep", "reason": "", "size": size,
+            "mtime_ns": mtime_ns, "width": m.width, "height": m.height,
+            "distance": m.distance, "similarity": m.similarity, "difference": m.difference}
+
+
+def _when(mtime_ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
+
+
+def _why_kept(kept: dict, runner_up: dict | None, rules: Rules) -> str:
+    """The first rule by which ``kept`` beat the next file."""
+    preferred = under(kept["path"], rules.prefer)
+    if preferred is not None:
+        said = f"preferred: under {preferred}"
+        if runner_up is None or under(runner_up["path"], rules.prefer) != preferred:
+            return said
+        return f"{said}, then {_why_kept(kept, runner_up, dataclasses.replace(rules, prefer=()))}"
+    for rule in rules.keep:
+        if runner_up is None or KEEP_RULES[rule](kept) != KEEP_RULES[rule](runner_up):
+            return {"largest": f"largest ({kept['width']}x{kept['height']}, "
+                               f"{kept['size'] / 1e6:.2f} MB)",
+                    "oldest": f"oldest (modified {_when(kept['mtime_ns'])})",
+                    "newest": f"newest (modified {_when(kept['mtime_ns'])})",
+                    "shortest-path": "shortest path"}[rule]
+    return "first by path (the rules tie)"
+
+
+def _why_copy(f: dict, tier: str) -> str:
+    if tier == "exact":
+        return "same bytes as the kept file"
+    if f["distance"] == 0 and f["similarity"] == 1.0:
+        return "the file the others were found to be copies of"
+    if f["similarity"] is None:
+        return f"fc7 distance {f['distance']:.4g} (pixels not compared)"
+    return (f"a copy: pixels {f['similarity']:.3f} alike, {f['difference']:.3f} differing, "
+            f"fc7 distance {f['distance']:.4g}")
+
+
+def plan_group(group: Group, rules: Rules, root: str) -> dict:
+    """``{"tier", "files": [...]}``: the file to keep first, every file with its action and
+    reason (no hashes: ``make_plan`` adds them)."""
+    files = [_entry(m) for m in group.members]
+    rank = {folder: n for n, folder in enumerate(rules.prefer)}
+    order = sorted(files, key=lambda f: (
+        rank.get(under(f["path"], rules.prefer), len(rank)),
+        *[KEEP_RULES[r](f) for r in rules.keep], f["path"]))
+    kept = order[0]
+    kept["reason"] = _why_kept(kept, order[1] if len(order) > 1 else None, rules)
+    others = [f for f in files if f is not kept]  # as the report has them: nearest first
+    for f in others:
+        _decide(f, kept, group.tier, rules, root)
+    return {"tier": group.tier, "files": [kept, *others]}
+
+
+def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
+    """``f``'s action and reason (``keep`` where the action cannot or must not happen)."""
+    protected = under(f["path"], rules.protect)
+    if protected is not None:
+        f["reason"] = f"protected: under {protected}"
+        return
+    if fileops.is_link_to(f["path"], kept["path"], "hardlink") or fileops.is_link_to(
+            f["path"], kept["path"], "symlink"):
+        f["reason"] = "already a link to the kept file"
+        return
+    f["reason"] = _why_copy(f, tier)
+    if rules.action == "move":
+        to = os.path.join(rules.move_to, os.path.relpath(f["path"], root))
+        if os.path.lexists(to):
+            f["reason"] = f"not moved: {to} already exists"
+            return
+        f["to"] = to
+    elif rules.action in LINKS:
+        if rules.action == "hardlink" and not _same_device(f["path"], kept["path"]):
+            f["reason"] = "not linked: on another file system than the kept file"
+            return
+        f["target"] = kept["path"]
+    f["action"] = rules.action
+
+
+def _same_device(a: str, b: str) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def make_plan(report: Report, rules: Rules, root: str, progress: bool = False) -> dict:
+    """The plan of ``report``'s groups under ``rules``, every file's sha256 read."""
+    groups = [plan_group(g, rules, root) for g in report.groups]
+    files = [f for g in groups for f in g["files"]]
+    for f in tqdm(files, desc="hashing", unit="files", disable=not progress, leave=False):
+        f["sha256"] = fileops.sha256(f["path"])
+    return {"format": FORMAT, "version": VERSION, "index": report.index,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "action": rules.action, "move_to": rules.move_to, "root": root,
+            "keep": list(rules.keep), "prefer": list(rules.prefer),
+            "protect": list(rules.protect), "groups": groups}
+
+
+def plan_id(plan: dict) -> str:
+    """A name for the plan from its content: the same plan file, the same journal."""
+    text = json.dumps(plan, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def summary(plan: dict) -> dict[str, int]:
+    """How many files each action takes, and ``bytes``: the size of those acted on."""
+    counts = {a: 0 for a in ("keep", *ACTIONS)}
+    counts["bytes"] = 0
+    for g in plan["groups"]:
+        for f in g["files"]:
+            counts[f["action"]] += 1
+            counts["bytes"] += f["size"] if f["action"] != "keep" else 0
+    return counts
+
+
+def text(plan: dict, printable=str) -> str:
+    """The plan file by file: each group, then each file's action, path, size and reason."""
+    out = []
+    for g in plan["groups"]:
+        title = "exact copies" if g["tier"] == "exact" else "near-duplicates"
+        lines = [f"{title} ({len(g['files'])} files):"]
+        for f in g["files"]:
+            where = f" -> {printable(f['to'])}" if "to" in f else ""
+            lines.append(f"  {f['action']:<8} {printable(f['path'])}{where}  ({f['width']}x"
+                         f"{f['height']}, {f['size'] / 1e6:.2f} MB)  {f['reason']}")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def read(path: str) -> dict:
+    """The plan in the file ``path``, checked to be one and to hold together (PlanError
+    naming the file)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            plan = json.load(f)
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read the plan ({e.strerror})") from None
+    except ValueError as e:
+        raise PlanError(f"{path}: not a plan (not JSON: {e})") from None
+    problem = _problem(plan)
+    if problem is not None:
+        raise PlanError(f"{path}: {problem}")
+    return plan
+
+
+def _problem(plan) -> str | None:
+    """What makes ``plan`` unusable, or None."""
+    if not isinstance(plan, dict) or plan.get("format") != FORMAT:
+        return "not a plan of `retrieve duplicates --plan`"
+    if not isinstance(plan.get("version"), int) or plan["version"] > VERSION:
+        return f"a plan of version {plan.get('version')}; this retrieve reads version {VERSION}"
+    if not isinstance(plan.get("index"), str) or not isinstance(plan.get("groups"), list):
+        return "a plan needs its index and its groups"
+    seen: set[str] = set()
+    for n, g in enumerate(plan["groups"], 1):
+        files = g.get("files") if isinstance(g, dict) else None
+        if not isinstance(files, list) or not files:
+            return f"group {n} has no files"
+        problem = _group_problem(files, seen)
+        if problem is not None:
+            return f"group {n}: {problem}"
+    return None
+
+
+def _group_problem(files: list, seen: set[str]) -> str | None:
+    kept = set()
+    for f in files:
+        if not (isinstance(f, dict) and isinstance(f.get("path"), str)
+                and os.path.isabs(f["path"]) and f.get("action") in ("keep", *ACTIONS)
+                and isinstance(f.get("size"), int) and isinstance(f.get("mtime_ns"), int)):
+            return "each file needs an absolute path, an action, its size and mtime_ns"
+        for key in ("path", "to"):
+            if key in f:
+                if f[key] in seen:
+                    return f"{f[key]} is in the plan twice"
+                seen.add(f[key])
+        if f["action"] == "keep":
+            kept.add(f["path"])
+    if len(kept) == len(files):
+        return None
+    if not kept:
+        return "no file is kept: that would lose the picture"
+    for f in files:
+        if f["action"] == "move" and not (isinstance(f.get("to"), str)
+                                          and os.path.isabs(f["to"])):
+            return f"{f['path']}: a move needs an absolute 'to'"
+        if f["action"] in LINKS and f.get("target") not in kept:
+            return f"{f['path']}: a link needs a 'target' that the group keeps"
+    return None
+
+
+def changed(f: dict) -> str | None:
+    """How the file of plan entry ``f`` differs from what the plan saw, or None."""
+    now = fileops.stamp(f["path"], with_hash=False)
+    if now is None:
+        return "it is gone"
+    if now.size != f["size"]:
+        return f"its size is {now.size} bytes, not {f['size']}"
+    if now.mtime_ns != f["mtime_ns"]:
+        return "it was modified"
+    if f.get("sha256") and fileops.sha256(f["path"]) != f["sha256"]:
+        return "its bytes differ"
+    return None
