@@ -30,9 +30,12 @@ import numpy as np
 
 from retrieval.errors import IndexCorrupt
 
-from . import faiss_ops, files, manifest
+from . import faiss_ops, files, gone, manifest
 from .staging import FileState, Staging, StagedRow
 
+# Extra neighbours a search asks for in place of files an applied plan took away (a GPU
+# index answers k <= 2048: serve's 1000 and this stay below it).
+GONE_ROOM = 1024
 COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -335,13 +338,16 @@ def hits(store: IndexStore, xq: np.ndarray, k: int, nprobe: int | None = None,
     """For each query row: up to k (id, path, Euclidean distance), nearest first, cut at id -1
     and, with ``max_distance``, at the first one farther than it.
 
-    An id whose file a build removed from the index since it was loaded is left out.
+    An id whose file a build removed from the index since it was loaded is left out, and so
+    is one whose file an applied `duplicates` plan took away (gone.py).
     """
-    D, I = store.search(xq, k, nprobe)
+    taken = gone.items(store.folder, store.generation)
+    D, I = store.search(xq, k + min(len(taken), GONE_ROOM), nprobe)  # room for those left out
     names = store.paths(np.unique(I[I >= 0]))
     near = np.inf if max_distance is None else max_distance
     return [[(int(i), names[int(i)], float(d)) for d, i in zip(d_row, i_row)
-             if int(i) in names and d <= near] for d_row, i_row in zip(D, I)]
+             if int(i) in names and int(i) not in taken and d <= near][:k]
+            for d_row, i_row in zip(D, I)]
 
 
 def neighbours(store: IndexStore, xq: np.ndarray, k: int, nprobe: int | None = None,
