@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
+from cli import dup_actions
 from cli.options import default, device_option, index_option, nprobe_option, progress_enabled
 from cli.output import printable, to_json
 from indexes.config import VERIFY_WORKERS, DuplicatesConfig
@@ -40,24 +42,39 @@ OUT = click.Path(dir_okay=False, path_type=Path)
 @nprobe_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
+@dup_actions.options
 def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, as_json,
-               csv_file, html_file, sheet, workers, nprobe, device, quiet):
-    """Find groups of near-duplicate images among everything in the index.
+               csv_file, html_file, sheet, workers, nprobe, device, quiet, plan_file, action,
+               move_to, keep_rules, prefer, protect, apply_file, undo_file, mark, forget,
+               list_decisions, files):
+    """Find groups of near-duplicate images among everything in the index, and act on them.
 
     Byte-identical files, then fc7 neighbours closer than the threshold whose pixels
     match everywhere: resized, recompressed, cropped, brightened copies, not burst shots.
     The file to keep comes first: the largest resolution, then the largest file. Nothing is
-    moved or deleted.
+    moved or deleted unless a plan written with an action is applied; every applied plan
+    can be undone.
 
     \b
     retrieve duplicates --index retrieve-index
     retrieve duplicates --json > groups.json
     retrieve duplicates --csv groups.csv --html groups.html --sheet groups.png
+    retrieve duplicates --trash --keep oldest --protect originals/ --plan plan.json
+    retrieve duplicates --apply plan.json
+    retrieve duplicates --undo plan.json
+    retrieve duplicates --not-duplicates a.jpg b.jpg
     """
     import functools
     import time
 
-    from indexes import dup_report
+    planning = any((plan_file, action, move_to, keep_rules, prefer, protect))
+    if dup_actions.other_mode(index_dir, apply_file, undo_file, mark, forget, list_decisions,
+                              files, as_json, quiet, planning):
+        return
+    plan_rules = dup_actions.rules(plan_file, action, move_to, keep_rules, prefer, protect)
+
+    from indexes import dup_report, plans
+    from indexes.decisions import honour
     from indexes.duplicates import find_duplicates
     from indexes.manifest import weights_ref
     from indexes.store import open_for_reading
@@ -77,9 +94,15 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
 
         report = find_duplicates(store, config, lambda p: extractor().copy_vectors(p),
                                  progress_enabled(quiet))
+        root = (plans.collection_root(os.fsdecode(p) for p in store.items())
+                if plan_rules else None)
     finally:
         store.close()
-    if as_json:
+    report, settled = honour(report, store.folder)
+    if plan_rules is not None:
+        dup_actions.show_plan(report, plan_rules, root, plan_file, as_json, quiet,
+                              progress_enabled(quiet))
+    elif as_json:
         click.echo(to_json(dup_report.to_json(report)))
     else:
         click.echo(dup_report.text(report, printable), nl=False)
@@ -98,8 +121,17 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
                    f"{report.images} images in {time.perf_counter() - start:.1f} s: threshold "
                    f"{report.threshold:.4g} ({report.threshold_source}), {report.candidates} "
                    f"candidate pairs, {report.verified} "
-                   + ("with matching pixels" if config.verify else "taken unverified"),
-                   err=True)
+                   + ("with matching pixels" if config.verify else "taken unverified")
+                   + _settled(settled), err=True)
+
+
+def _settled(settled) -> str:
+    """What the user's decisions and earlier actions took out of the groups."""
+    said = [f"{n} {what}" for n, what in (
+        (settled.apart, "set apart by your decisions"),
+        (len(settled.missing), "no longer there"),
+        (settled.linked, "already links to the kept file")) if n]
+    return "; " + ", ".join(said) if said else ""
 
 
 def _write(path: Path, text: str) -> None:
