@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from cli import dup_api
 from cli.output import to_json
 from indexes import dup_report
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
@@ -56,9 +57,13 @@ def error(status: int, message: str, headers: dict | None = None) -> JSON:
 
 
 def create_app(service: IndexService, token: str | None = None,
-               max_upload_mb: float = 20.0) -> FastAPI:
+               max_upload_mb: float = 20.0, allow_actions: bool = False,
+               move_to: str | None = None) -> FastAPI:
     """The app serving ``service``; with ``token``, every /api route asks for it (header
-    ``Authorization: Bearer TOKEN`` or ``?token=TOKEN``, for <img> tags)."""
+    ``Authorization: Bearer TOKEN`` or ``?token=TOKEN``, for <img> tags). ``allow_actions``
+    (which needs a token): duplicates plans may be applied, moves only into ``move_to``."""
+    if allow_actions and not token:
+        raise ValueError("applying plans from the page needs a token")
     app = FastAPI(title="retrieve", version=__version__, default_response_class=JSON,
                   description="Content-based image retrieval with AlexNet fc7 features and FAISS")
     _errors(app)
@@ -154,6 +159,8 @@ def create_app(service: IndexService, token: str | None = None,
                                   min_similarity=min_similarity, max_difference=max_difference)
         report = await run_in_threadpool(service.duplicates, config)
         return dup_report.to_json(report)
+
+    app.include_router(dup_api.router(service, allow_actions, move_to), dependencies=api)
 
     @app.get("/", include_in_schema=False, response_class=FileResponse)
     async def page():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import socket
+from pathlib import Path
 
 import click
 
@@ -12,6 +14,7 @@ from cli.options import device_option, index_option
 
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
+TOKEN_BYTES = 16  # of the token --allow-actions makes when none is given
 
 
 def is_loopback(host: str) -> bool:
@@ -52,8 +55,14 @@ def bind(host: str, port: int) -> socket.socket:
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_MAX_UPLOAD_MB, show_default=True,
               help="Largest upload a search accepts, refused before it is read.")
+@click.option("--allow-actions", is_flag=True,
+              help="Let the page apply and undo duplicates plans (trash, links; moves only "
+                   "with --move-to). Needs a token: one is made if none is given.")
+@click.option("--move-to", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="With --allow-actions: the folder plans applied from the page may move "
+                   "copies into.")
 @device_option
-def serve(index_dir, host, port, token, max_upload_mb, device):
+def serve(index_dir, host, port, token, max_upload_mb, allow_actions, move_to, device):
     """Serve the index as a JSON API and a web page to browse it, until Ctrl-C.
 
     Loads the weights and the index once; queries that arrive together go through the
@@ -63,6 +72,7 @@ def serve(index_dir, host, port, token, max_upload_mb, device):
     \b
     retrieve serve --index retrieve-index            # then open http://127.0.0.1:8000/
     retrieve serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
+    retrieve serve --allow-actions --move-to ~/duplicates   # the page may apply plans
     """
     from functools import partial
 
@@ -73,6 +83,11 @@ def serve(index_dir, host, port, token, max_upload_mb, device):
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 
+    if move_to is not None and not allow_actions:
+        raise click.UsageError("--move-to is for --allow-actions")
+    made = None  # a token made here is shown in the page's address; one given is not
+    if allow_actions and not token:
+        token = made = secrets.token_urlsafe(TOKEN_BYTES)
     if not is_loopback(host) and not token:
         click.echo(f"warning: serving on {host} without --token: anyone who can reach this "
                    "machine can browse and download the indexed images", err=True)
@@ -82,9 +97,11 @@ def serve(index_dir, host, port, token, max_upload_mb, device):
         sock = bind(host, port)
         shown = f"[{host}]" if ":" in host else host
         address = f"http://{shown}:{sock.getsockname()[1]}/"
+        hint = f"?token={made}" if made else "?token=..." if token else ""
         click.echo(f"Serving {service.store.count} images of {service.store.folder} at "
-                   f"{address}{'?token=...' if token else ''} (Ctrl-C to stop)", err=True)
-        app = create_app(service, token, max_upload_mb)
+                   f"{address}{hint} (Ctrl-C to stop)", err=True)
+        app = create_app(service, token, max_upload_mb, allow_actions,
+                         move_to and os.path.abspath(move_to))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         try:
             server.run(sockets=[sock])

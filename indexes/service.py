@@ -21,7 +21,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage, RetrieveError
 
-from . import manifest
+from . import gone, manifest
 from .searcher import LoadExtractor
 from .store import describe, hits, open_for_reading
 
@@ -77,6 +77,7 @@ class IndexService:
             raise
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._duplicates_lock, self._duplicates = threading.Lock(), {}
+        self._root: tuple[int, str] | None = None  # (generation, collection_root)
         self.batches = 0  # forward passes and searches made, for tests and benchmarks
         self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
         self._worker.start()
@@ -111,7 +112,13 @@ class IndexService:
     def duplicates(self, config) -> object:
         """`retrieve duplicates` over the committed generation (an ``indexes.duplicates``
         Report), computed once per generation and settings, beside the batcher: on its own
-        connection to the index, with the served weights for the calibration."""
+        connection to the index, with the served weights for the calibration; the user's
+        decisions and the files plans took away honoured at each call (decisions.honour)."""
+        from .decisions import honour
+
+        return honour(self._found_duplicates(config), self.store.folder)[0]
+
+    def _found_duplicates(self, config) -> object:
         from .duplicates import find_duplicates
 
         with self._duplicates_lock:
@@ -160,9 +167,32 @@ class IndexService:
         """The indexed path of ``item``: files are only ever read by id, from the database."""
         with self._lock:
             path = self.store.paths([item]).get(item)
+            taken = gone.items(self.store.folder, self.store.generation).get(item)
         if path is None:
             raise UnknownItem(f"no image with id {item} in the index")
+        if taken is not None:
+            raise ItemGone(f"item {item}: {gone.describe(taken)}")
         return path
+
+    def paths(self, ids) -> dict[int, str]:
+        """id -> indexed path, for the known ``ids``."""
+        with self._lock:
+            return self.store.paths(ids)
+
+    def gone(self) -> dict[int, dict]:
+        """The items an applied plan took away (gone.items), until the next build-index."""
+        with self._lock:
+            return gone.items(self.store.folder, self.store.generation)
+
+    def collection_root(self) -> str:
+        """The folder holding every indexed file (moves keep the paths below it)."""
+        from .plans import collection_root
+
+        with self._lock, self.store.snapshot():
+            key = self.store.generation
+            if self._root is None or self._root[0] != key:
+                self._root = (key, collection_root(os.fsdecode(p) for p in self.store.items()))
+            return self._root[1]
 
     # -- the worker ---------------------------------------------------------------------------
     def _serve(self) -> None:

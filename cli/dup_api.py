@@ -1,0 +1,198 @@
+"""The duplicates routes of `retrieve serve` for the review page: the groups a page at a time,
+each as a plan would have it; "not duplicates" decisions; the plan to download (the JSON
+`retrieve duplicates --apply` takes); and applying or undoing one, only with
+`serve --allow-actions` (which needs a token). Thin over indexes/plans, actions, decisions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from cli.output import to_json
+from indexes import actions, gone, journal, plans
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
+from indexes.decisions import Decisions
+from indexes.service import IndexService
+from retrieval.atomic import write_atomic
+
+MAX_GROUPS = 500  # groups in one page of /api/duplicates/groups
+Action = Literal["trash", "move", "hardlink", "symlink"]
+Rule = Literal["largest", "oldest", "newest", "shortest-path"]
+JOURNAL_NAME = re.compile(r"^plan-[0-9a-f]{16}$")
+
+
+class PlanRequest(BaseModel):
+    """How to find the groups (as GET /api/duplicates) and what a plan does with them."""
+
+    threshold: float | None = Field(None, ge=0)
+    verify: bool = True
+    min_similarity: float = Field(MIN_SIMILARITY, ge=-1, le=1)
+    max_difference: float = Field(MAX_DIFFERENCE, ge=0)
+    action: Action = "trash"
+    move_to: str | None = Field(None, description="the folder of a move (action: move)")
+    keep: list[Rule] = Field(["largest"], description="which file a group keeps, in order")
+    prefer: list[str] = Field([], description="files under these folders are kept first")
+    protect: list[str] = Field([], description="files under these folders are never touched")
+
+
+class Files(BaseModel):
+    """Indexed images by id, or files by path."""
+
+    ids: list[int] = []
+    paths: list[str] = []
+
+
+class Undo(BaseModel):
+    journal: str = Field(description="a journal's name, as /apply returned it: plan-ID")
+
+
+def _plan_query(threshold: float | None = Query(None, ge=0), verify: bool = True,
+                min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
+                max_difference: float = Query(MAX_DIFFERENCE, ge=0),
+                action: Action = "trash", move_to: str | None = None,
+                keep: list[Rule] = Query(["largest"]), prefer: list[str] = Query([]),
+                protect: list[str] = Query([])) -> PlanRequest:
+    return PlanRequest(threshold=threshold, verify=verify, min_similarity=min_similarity,
+                       max_difference=max_difference, action=action, move_to=move_to,
+                       keep=keep, prefer=prefer, protect=protect)
+
+
+def router(service: IndexService, allow_actions: bool = False,
+           move_to: str | None = None) -> APIRouter:
+    """The routes; applying and undoing only with ``allow_actions``, moves only into
+    ``move_to``."""
+    api = APIRouter(prefix="/api/duplicates")
+    folder = service.store.folder
+
+    def found(req: PlanRequest):
+        """(the honoured report, the plan's rules, the collection's root)."""
+        try:
+            rules = plans.Rules(req.action, req.move_to, tuple(req.keep), tuple(req.prefer),
+                                tuple(req.protect))
+        except plans.PlanError as e:
+            raise HTTPException(400, str(e)) from None
+        config = DuplicatesConfig(threshold=req.threshold, verify=req.verify,
+                                  min_similarity=req.min_similarity,
+                                  max_difference=req.max_difference)
+        return service.duplicates(config), rules, service.collection_root()
+
+    @api.get("/groups")
+    async def groups(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_GROUPS),
+                     req: PlanRequest = Depends(_plan_query)):
+        """The groups from ``offset`` on, each as a plan has it: every file with its action,
+        the reason, its size, date and resolution (no hashes: the plan download reads them)."""
+        def page():
+            report, rules, root = found(req)
+            return report, [plans.plan_group(g, rules, root)
+                            for g in report.groups[offset:offset + limit]]
+
+        report, page = await run_in_threadpool(page)
+        return {"total": len(report.groups), "offset": offset, "limit": limit,
+                "images": report.images, "threshold": report.threshold, "groups": page}
+
+    @api.post("/plan", response_class=Response)
+    async def plan(req: PlanRequest):
+        """The plan of every group, as `retrieve duplicates --plan` writes it (a download)."""
+        def make():
+            report, rules, root = found(req)
+            return plans.make_plan(report, rules, root)
+
+        doc = await run_in_threadpool(make)
+        return Response(to_json(doc), media_type="application/json",
+                        headers={"Content-Disposition": 'attachment; filename="plan.json"'})
+
+    @api.get("/decisions")
+    async def decisions():
+        """The pairs of files marked "not duplicates"."""
+        rows = await run_in_threadpool(Decisions(folder).listing)
+        return {"not_duplicates": [{"a": a, "b": b, "at": at} for a, b, at in rows]}
+
+    async def paths_of(files: Files) -> list[str]:
+        return [*[await run_in_threadpool(service.path, i) for i in files.ids],
+                *[os.path.abspath(p) for p in files.paths]]
+
+    @api.post("/not-duplicates")
+    async def not_duplicates(files: Files):
+        """Mark the files as not duplicates of each other: every later run keeps them apart."""
+        paths = await paths_of(files)
+        if len(set(paths)) < 2:
+            raise HTTPException(400, "give two files or more (ids or paths)")
+        return {"marked": await run_in_threadpool(Decisions(folder).mark, paths)}
+
+    @api.post("/forget-decision")
+    async def forget_decision(files: Files):
+        """Forget the decisions among the files (one file: every decision about it)."""
+        paths = [*[p for i in files.ids for p in service.paths([i]).values()],
+                 *[os.path.abspath(p) for p in files.paths]]
+        if not paths:
+            raise HTTPException(400, "give one file or more (ids or paths)")
+        return {"forgotten": await run_in_threadpool(Decisions(folder).forget, paths)}
+
+    @api.get("/gone")
+    async def gone_files():
+        """The indexed files an applied plan took away, until the next build-index."""
+        taken = await run_in_threadpool(service.gone)
+        return {"gone": [{"id": i, **e, "message": gone.describe(e)} for i, e in taken.items()]}
+
+    def may_act() -> None:
+        if not allow_actions:
+            raise HTTPException(403, "this server only offers the plan: download it and run "
+                                     "`retrieve duplicates --apply plan.json`, or start "
+                                     "`retrieve serve --allow-actions`")
+
+    def confined(plan: dict) -> None:
+        """Refuse a plan that reaches past this index's files or the allowed move folder."""
+        if plan["index"] != str(folder):
+            raise HTTPException(403, f"a plan of another index ({plan['index']})")
+        for f in actions.steps(plan):
+            for path, item in [(f["path"], f.get("id"))] + [(k["path"], k.get("id"))
+                                                            for k in f["kept"]]:
+                if item is None or service.paths([item]).get(item) != path:
+                    raise HTTPException(403, f"{path} is not an image of this index")
+            if f["action"] == "move" and (move_to is None or not plans.under(f["to"], [move_to])):
+                raise HTTPException(403, f"{f['to']}: this server moves files only into "
+                                         f"{move_to or 'a folder given with serve --move-to'}")
+
+    @api.post("/apply")
+    async def apply(plan: dict):
+        """Do what the plan says (the JSON /plan gave, decided in the page); refused when a
+        file changed since. Only with `retrieve serve --allow-actions`."""
+        may_act()
+
+        def run():
+            name = f"plan-{plans.plan_id(plan)}"
+            saved = folder / journal.FOLDER / f"{name}.json"  # beside its journal
+            write_atomic(saved, lambda f: f.write(to_json(plan).encode("utf-8", "surrogateescape")))
+            try:
+                return name, actions.apply(saved, allowed=confined)
+            except plans.PlanChanged as e:
+                raise HTTPException(409, str(e)) from None
+
+        name, outcome = await run_in_threadpool(run)
+        return _outcome(name, outcome)
+
+    @api.post("/undo")
+    async def undo(req: Undo):
+        """Put back every file an applied plan touched. Only with --allow-actions."""
+        may_act()
+        if not JOURNAL_NAME.match(req.journal):
+            raise HTTPException(400, "journal: a name as /apply returned it (plan-ID)")
+        path = folder / journal.FOLDER / f"{req.journal}.jsonl"
+        if not path.exists():
+            raise HTTPException(404, f"no journal {req.journal}")
+        return _outcome(req.journal, await run_in_threadpool(actions.undo, path))
+
+    return api
+
+
+def _outcome(name: str, outcome: actions.Outcome) -> dict:
+    return {"journal": name, "files": outcome.files, "bytes": outcome.bytes,
+            "earlier": outcome.earlier, "problems": outcome.problems}
