@@ -66,9 +66,10 @@ def options(f):
     return f
 
 
-def other_mode(index_dir: Path, apply_file, undo_file, mark, forget, list_decisions, files,
-               as_json: bool, quiet: bool, planning: bool) -> bool:
+def other_mode(index_dir: Path, as_json: bool, quiet: bool, apply_file, undo_file, mark,
+               forget, list_decisions, files, **plan_options) -> bool:
     """Run --apply, --undo or a decision command if one is asked for: whether one was."""
+    planning = any(plan_options.values())
     modes = [m for m, on in (("--apply", apply_file), ("--undo", undo_file),
                              ("--not-duplicates", mark), ("--forget-decision", forget),
                              ("--decisions", list_decisions)) if on]
@@ -148,7 +149,7 @@ def _decide(index_dir: Path, mark: bool, forget: bool, files, as_json: bool) -> 
                 click.echo(f"{printable(a)}  {printable(b)}")
 
 
-def rules(plan_file, action, move_to, keep_rules, prefer, protect):
+def rules(plan_file, action, move_to, keep_rules, prefer, protect, **_):
     """The plan's Rules, or None when no plan is asked for (UsageError for a half-asked one)."""
     from indexes.plans import PlanError, Rules
 

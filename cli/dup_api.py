@@ -70,7 +70,14 @@ def router(service: IndexService, allow_actions: bool = False,
     """The routes; applying and undoing only with ``allow_actions``, moves only into
     ``move_to``."""
     api = APIRouter(prefix="/api/duplicates")
-    folder = service.store.folder
+    _review(api, service)
+    _decisions(api, service)
+    _actions(api, service, allow_actions, move_to)
+    return api
+
+
+def _review(api: APIRouter, service: IndexService) -> None:
+    """The groups a page at a time, and the plan of them all."""
 
     def found(req: PlanRequest):
         """(the honoured report, the plan's rules, the collection's root)."""
@@ -109,6 +116,11 @@ def router(service: IndexService, allow_actions: bool = False,
         return Response(to_json(doc), media_type="application/json",
                         headers={"Content-Disposition": 'attachment; filename="plan.json"'})
 
+
+def _decisions(api: APIRouter, service: IndexService) -> None:
+    """"Not duplicates": listed, marked, forgotten; and what applied plans took away."""
+    folder = service.store.folder
+
     @api.get("/decisions")
     async def decisions():
         """The pairs of files marked "not duplicates"."""
@@ -130,8 +142,8 @@ def router(service: IndexService, allow_actions: bool = False,
     @api.post("/forget-decision")
     async def forget_decision(files: Files):
         """Forget the decisions among the files (one file: every decision about it)."""
-        paths = [*[p for i in files.ids for p in service.paths([i]).values()],
-                 *[os.path.abspath(p) for p in files.paths]]
+        indexed = await run_in_threadpool(service.paths, files.ids)  # gone ones too
+        paths = [*indexed.values(), *[os.path.abspath(p) for p in files.paths]]
         if not paths:
             raise HTTPException(400, "give one file or more (ids or paths)")
         return {"forgotten": await run_in_threadpool(Decisions(folder).forget, paths)}
@@ -141,6 +153,12 @@ def router(service: IndexService, allow_actions: bool = False,
         """The indexed files an applied plan took away, until the next build-index."""
         taken = await run_in_threadpool(service.gone)
         return {"gone": [{"id": i, **e, "message": gone.describe(e)} for i, e in taken.items()]}
+
+
+def _actions(api: APIRouter, service: IndexService, allow_actions: bool,
+             move_to: str | None) -> None:
+    """Applying and undoing a plan, only with ``allow_actions``."""
+    folder = service.store.folder
 
     def may_act() -> None:
         if not allow_actions:
@@ -189,8 +207,6 @@ def router(service: IndexService, allow_actions: bool = False,
         if not path.exists():
             raise HTTPException(404, f"no journal {req.journal}")
         return _outcome(req.journal, await run_in_threadpool(actions.undo, path))
-
-    return api
 
 
 def _outcome(name: str, outcome: actions.Outcome) -> dict:

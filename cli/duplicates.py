@@ -44,10 +44,8 @@ OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
 @dup_actions.options
 def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, as_json,
-               csv_file, html_file, sheet, workers, nprobe, device, quiet, plan_file, action,
-               move_to, keep_rules, prefer, protect, apply_file, undo_file, mark, forget,
-               list_decisions, files):
-    """Find groups of near-duplicate images among everything in the index, and act on them.
+               csv_file, html_file, sheet, workers, nprobe, device, quiet, **acting):
+    """Find groups of near-duplicate images among everything in the index.
 
     Byte-identical files, then fc7 neighbours closer than the threshold whose pixels
     match everywhere: resized, recompressed, cropped, brightened copies, not burst shots.
@@ -67,11 +65,9 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
     import functools
     import time
 
-    planning = any((plan_file, action, move_to, keep_rules, prefer, protect))
-    if dup_actions.other_mode(index_dir, apply_file, undo_file, mark, forget, list_decisions,
-                              files, as_json, quiet, planning):
+    if dup_actions.other_mode(index_dir, as_json, quiet, **acting):  # --apply, --undo, ...
         return
-    plan_rules = dup_actions.rules(plan_file, action, move_to, keep_rules, prefer, protect)
+    plan_rules = dup_actions.rules(**acting)
 
     from indexes import dup_report, plans
     from indexes.decisions import honour
@@ -100,7 +96,7 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
         store.close()
     report, settled = honour(report, store.folder)
     if plan_rules is not None:
-        dup_actions.show_plan(report, plan_rules, root, plan_file, as_json, quiet,
+        dup_actions.show_plan(report, plan_rules, root, acting["plan_file"], as_json, quiet,
                               progress_enabled(quiet))
     elif as_json:
         click.echo(to_json(dup_report.to_json(report)))

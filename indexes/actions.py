@@ -76,6 +76,8 @@ def apply(plan_file: str | os.PathLike, progress: bool = False,
     refuse a plan by raising (the server's limits)."""
     plan_file = os.path.abspath(plan_file)
     plan = plans.read(plan_file)
+    if not os.path.isdir(plan["index"]):  # where the journal lives, and what is told of it
+        raise plans.PlanError(f"{plan_file}: its index {plan['index']} is not there")
     if allowed is not None:
         allowed(plan)
     todo = steps(plan)

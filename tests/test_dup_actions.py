@@ -100,6 +100,7 @@ def write_plan(folder: Path, action: str, name="plan.json", **rules) -> Path:
     files = make_files(folder / "photos") if not (folder / "photos").exists() else {
         k: folder / "photos" / p for k, p in (("K", "a/k.png"), ("E", "b/k-copy.png"),
                                               ("N2", "a/n.png"), ("N", "b/n-small.jpg"))}
+    (folder / "idx").mkdir(exist_ok=True)  # the index folder, where journals are kept
     move_to = str(folder / "dups") if action == "move" else None
     plan = plans.make_plan(report_of(files, folder / "idx"),
                            plans.Rules(action, move_to, **rules), str(folder / "photos"))
@@ -368,3 +369,23 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
                          params={"threshold": 1e9}).json()["total"] == 2
     finally:
         service.close()
+
+
+def test_a_journal_cut_by_a_crash_is_read_and_one_run_at_a_time_holds_it(tmp_path):
+    from indexes.journal import Journal, JournalError
+
+    path = tmp_path / "plan-x.jsonl"
+    j = Journal(path, {"plan": "p"})
+    j.write({"step": 1, "begin": "trash", "path": "/a"})
+    with pytest.raises(JournalError, match="another apply or undo of this plan is running"):
+        Journal(path)
+    j.close()
+    with open(path, "ab") as f:
+        f.write(b'{"step": 1, "do')  # a record cut in the middle: never fsynced, never acted on
+    j = Journal(path)
+    assert j.steps() == {1: {"begin": {"step": 1, "begin": "trash", "path": "/a"},
+                             "state": "begin"}}
+    j.write({"step": 1, "done": True})
+    j.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()][1:] == [
+        {"step": 1, "begin": "trash", "path": "/a"}, {"step": 1, "done": True}]
