@@ -100,7 +100,7 @@ def _apply_or_undo(apply_file, undo_file, as_json: bool, quiet: bool) -> None:
                             "bytes": outcome.bytes, "earlier": outcome.earlier,
                             "problems": outcome.problems}))
     for problem in outcome.problems:
-        click.echo(f"error: {printable(problem)}", err=True)
+        click.echo(printable(problem), err=True)
     if not quiet:
         said = WHAT_APPLY_DID if apply_file else WHAT_UNDO_DID
         done = (", ".join(f"{_files(n)} {said[a]}" for a, n in outcome.files.items())
@@ -132,13 +132,13 @@ def _decide(index_dir: Path, mark: bool, forget: bool, files, as_json: bool) -> 
         if missing is not None:
             raise RetrieveError(f"{missing}: no such file")
         n = decisions.mark(paths)
-        click.echo(f"{n} new pairs marked as not duplicates "
+        click.echo(f"{n} new {'pair' if n == 1 else 'pairs'} marked as not duplicates "
                    f"({printable(str(decisions.path))}).", err=True)
     elif forget:
         if not paths:
             raise click.UsageError("--forget-decision needs one file or more")
         n = decisions.forget(paths)
-        click.echo(f"{n} decisions forgotten.", err=True)
+        click.echo(f"{n} {'decision' if n == 1 else 'decisions'} forgotten.", err=True)
     else:
         rows = decisions.listing()
         if as_json:

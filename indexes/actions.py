@@ -210,7 +210,7 @@ def _undo_trash(rec: dict, state: dict) -> str | None:
         return None
     found = trash.find(path, _was(rec), _hint(state))
     if found is None:
-        return None if os.path.lexists(path) else f"{path}: not found in the trash (emptied?)"
+        return None if os.path.lexists(path) else _not_in_trash(path)
     if os.path.lexists(path):
         return f"{path}: another file is there now; the trashed one is at {found.file}"
     trash.restore(found, path)
@@ -245,7 +245,7 @@ def _undo_link(rec: dict, state: dict) -> str | None:
             return None
         found = trash.find(path, _was(rec), _hint(state))
         if found is None:
-            return f"{path}: its own bytes are not in the trash any more; left as a link"
+            return _not_in_trash(path) + "; left as a link"
         os.unlink(path)  # a crash now: the file is in the trash, and the next undo finds it
         trash.restore(found, path)
         return None
@@ -254,9 +254,16 @@ def _undo_link(rec: dict, state: dict) -> str | None:
         return None
     found = trash.find(path, _was(rec), _hint(state))  # trashed, its link not yet in place
     if found is None:
-        return f"{path}: not found in the trash (emptied?)"
+        return _not_in_trash(path)
     trash.restore(found, path)
     return None
+
+
+def _not_in_trash(path: str) -> str:
+    if not trash.FREEDESKTOP:
+        return (f"{path}: in the system trash, which this system does not let us read: "
+                "restore it from there")
+    return f"{path}: not found in the trash (emptied?)"
 
 
 DO = {"trash": _do_trash, "move": _do_move, "hardlink": _do_link, "symlink": _do_link}

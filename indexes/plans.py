@@ -173,6 +173,8 @@ def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
             f["reason"] = "not linked: on another file system than the kept file"
             return
         f["target"] = kept["path"]
+        if tier != "exact":
+            f["reason"] += "; its own bytes go to the trash"
     f["action"] = rules.action
 
 

@@ -29,8 +29,8 @@ def picture(seed: int, size=(96, 72)) -> Image.Image:
     rng = np.random.default_rng(seed)
     low = Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).resize(
         size, Image.Resampling.BICUBIC)
-    return Image.fromarray(np.clip(np.asarray(low, float) + rng.normal(0, 12, low.size[::-1] + (3,)),
-                                   0, 255).astype(np.uint8))
+    noise = rng.normal(0, 12, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(low, float) + noise, 0, 255).astype(np.uint8))
 
 
 def make_files(folder: Path, seed: int = 0) -> dict[str, Path]:
@@ -268,8 +268,9 @@ def test_a_sigkill_while_applying_loses_no_file_and_undo_or_a_rerun_completes(tm
         True] * len(jobs), proc.stderr[-2000:]
     for point, plan, folder, then in jobs:
         photos = folder / "photos"
+        trashed = in_trash(trash_home, photos).values()
         everywhere = {*(v[0] for v in snapshot(photos).values()),
-                      *(hashlib.sha256(b).hexdigest() for b in in_trash(trash_home, photos).values()),
+                      *(hashlib.sha256(b).hexdigest() for b in trashed),
                       *(v[0] for v in (snapshot(folder / "dups") if (folder / "dups").exists()
                                        else {}).values())}
         assert {v[0] for v in befores[folder].values()} <= everywhere, point  # no file lost
@@ -319,7 +320,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
     assert groups(json.loads(duplicates(idx, "--json", "-q").stdout)) == [
         ["k-copy.png", "k.png"], ["n-small.jpg", "n.png"]]
     r = duplicates(idx, "--not-duplicates", files["N"], files["N2"])
-    assert r.stderr == f"1 new pairs marked as not duplicates ({idx}/decisions.sqlite).\n"
+    assert r.stderr == f"1 new pair marked as not duplicates ({idx}/decisions.sqlite).\n"
     assert duplicates(idx, "--decisions").stdout == f"{files['N2']}  {files['N']}\n"
     again = duplicates(idx)  # a later run, in a new process as far as the index knows
     assert "n-small.jpg" not in again.stdout and "k-copy.png" in again.stdout
@@ -331,7 +332,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
         f"(modified {plans._when(files['E'].stat().st_mtime_ns)})",
         f"  trash    {files['K']}  (96x72, {files['K'].stat().st_size / 1e6:.2f} MB)  same "
         "bytes as the kept file"]
-    assert r.stderr.startswith(f"Plan: 1 file to the trash (0.0") and "1 kept; written to" in r.stderr
+    assert r.stderr.startswith("Plan: 1 file to the trash (0.0") and "1 kept; written" in r.stderr
 
     h = {"Authorization": "Bearer t"}
     service = IndexService(idx, partial(FeatureExtractor.load, config=ExtractConfig(1, 0, "cpu")))
@@ -352,6 +353,10 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
             refused = c.post("/api/duplicates/apply", headers=h, json=download.json())
             assert refused.status_code == 403 and "--allow-actions" in refused.json()["error"]
         with TestClient(create_app(service, token="t", allow_actions=True)) as c:
+            moving = c.post("/api/duplicates/plan", headers=h, json={
+                "threshold": 1e9, "action": "move", "move_to": str(tmp_path / "dups")}).json()
+            refused = c.post("/api/duplicates/apply", headers=h, json=moving)
+            assert refused.status_code == 403 and "moves files only into" in refused.text
             applied = c.post("/api/duplicates/apply", headers=h, json=download.json()).json()
             assert applied["files"] == {"trash": 2} and applied["problems"] == []
             q = CliRunner().invoke(cli, ["query", str(files["E"]), "--index", str(idx), "--json"])
