@@ -78,6 +78,7 @@ class IndexService:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._duplicates_lock, self._duplicates = threading.Lock(), {}
         self._root: tuple[int, str] | None = None  # (generation, collection_root)
+        self._honoured: tuple | None = None  # (what it depends on, the honoured report)
         self.batches = 0  # forward passes and searches made, for tests and benchmarks
         self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
         self._worker.start()
@@ -114,24 +115,26 @@ class IndexService:
         Report), computed once per generation and settings, beside the batcher: on its own
         connection to the index, with the served weights for the calibration; the user's
         decisions and the files plans took away honoured at each call (decisions.honour)."""
-        from .decisions import honour
-
-        return honour(self._found_duplicates(config), self.store.folder)[0]
-
-    def _found_duplicates(self, config) -> object:
+        from . import decisions
         from .duplicates import find_duplicates
 
+        folder = self.store.folder
         with self._duplicates_lock:
-            store = open_for_reading(self.store.folder)
+            store = open_for_reading(folder)
             try:
                 key = (store.generation, repr(config))
                 if key not in self._duplicates:
                     extractor = self.extractor
                     self._duplicates = {key: find_duplicates(store, config,
                                                              extractor.copy_vectors)}
-                return self._duplicates[key]
             finally:
                 store.close()
+            # Honoured again when a decision or an applied plan changed something: not at
+            # every page of tens of thousands of groups (it looks at every member's file).
+            said = (key, *(_stamp(folder / name) for name in (decisions.DATABASE, gone.DATABASE)))
+            if self._honoured is None or self._honoured[0] != said:
+                self._honoured = (said, decisions.honour(self._duplicates[key], folder)[0])
+            return self._honoured[1]
 
     def _submit(self, jobs: list[_Job]) -> Future:
         for job in jobs:
@@ -288,3 +291,12 @@ class IndexService:
         except NotAnImage as e:
             raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
         return None
+
+
+def _stamp(path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
