@@ -25,6 +25,9 @@ from retrieval.errors import RetrieveError
 from . import fileops, files, gone, plans, trash
 from .journal import Journal, JournalError, path_for
 
+# Steps whose begin records share one fsync: a begun step not yet started is nothing to undo.
+JOURNAL_BATCH = 64
+
 
 @dataclass
 class Outcome:
@@ -96,20 +99,17 @@ def apply(plan_file: str | os.PathLike, progress: bool = False,
                 outcome.earlier += 1
                 continue
             if state == "begin":  # where a killed run stopped: back to the start of the step
-                problem = UNDO[s["action"]](known[s["step"]]["begin"], known[s["step"]])
-                if problem is not None:
-                    raise JournalError(f"{problem}; see {journal.path}")
+                undone = UNDO[s["action"]](known[s["step"]]["begin"], known[s["step"]])
+                if isinstance(undone, str):
+                    raise JournalError(f"{undone}; see {journal.path}")
             pending.append(s)
         _check(plan_file, pending, progress)
-        for s in tqdm(pending, desc="applying", unit="files", disable=not progress,
-                      leave=False):
-            with _uninterrupted():
-                problem = _apply_step(s, journal)
-                if problem is None:
-                    outcome.count(s["action"], s["size"])
-                    index.went(s, journal.path)
-                else:
-                    outcome.problems.append(problem)
+        bar = tqdm(total=len(pending), desc="applying", unit="files", disable=not progress,
+                   leave=False)
+        for start in range(0, len(pending), JOURNAL_BATCH):
+            _apply_batch(pending[start:start + JOURNAL_BATCH], journal, index, outcome)
+            bar.update(len(pending[start:start + JOURNAL_BATCH]))
+        bar.close()
     finally:
         index.close()
         journal.close()
@@ -136,10 +136,31 @@ def _check(plan_file: str, pending: list[dict], progress: bool) -> None:
                                     f"move {s['path']} there")
 
 
-def _apply_step(s: dict, journal: Journal) -> str | None:
-    """Do step ``s``: None, or why it was not done (the file then left as it was)."""
-    if not _is_original(s["path"], s):
-        return f"{s['path']}: changed while the plan was being applied; left alone"
+def _apply_batch(batch: list[dict], journal: Journal, index: "_Index",
+                 outcome: Outcome) -> None:
+    """Journal the begin of every step of ``batch`` with one fsync, then do them one by one:
+    a begun step that was never started is put back as it was (nothing) by a re-run."""
+    begun = []
+    for s in batch:
+        if _is_original(s["path"], s):
+            begun.append((s, _begin(s)))
+        else:
+            outcome.problems.append(f"{s['path']}: changed while the plan was being applied; "
+                                    "left alone")
+    for n, (_, rec) in enumerate(begun):
+        journal.write(rec, sync=n == len(begun) - 1)  # on disk before any file is touched
+    for s, rec in begun:
+        with _uninterrupted():
+            problem = _run(rec, journal)
+            if problem is None:
+                outcome.count(s["action"], s["size"])
+                index.went(s, journal.path)
+            else:
+                outcome.problems.append(problem)
+
+
+def _begin(s: dict) -> dict:
+    """The begin record of step ``s``: all that undoing it needs."""
     rec = {"step": s["step"], "begin": s["action"], "path": s["path"], "id": s.get("id"),
            "size": s["size"], "mtime_ns": s["mtime_ns"], "sha256": s.get("sha256"),
            "mode": os.stat(s["path"]).st_mode}
@@ -148,17 +169,25 @@ def _apply_step(s: dict, journal: Journal) -> str | None:
     elif s["action"] in plans.LINKS:
         rec.update(target=s["target"], exact=fileops.sha256(s["path"])
                    == fileops.sha256(s["target"]))  # the same bytes: nothing to keep aside
-    journal.write(rec)
+    return rec
+
+
+def _run(rec: dict, journal: Journal) -> str | None:
+    """Do the begun step ``rec``: None, or why it was not done (the file left as it was)."""
+    path, step = rec["path"], rec["step"]
+    if not _is_original(path, rec):
+        journal.write({"step": step, "failed": "changed"}, sync=False)
+        return f"{path}: changed while the plan was being applied; left alone"
     try:
-        done = DO[s["action"]](rec)
+        done = DO[rec["begin"]](rec)
     except OSError as e:
         why = e.strerror or str(e)
-        problem = UNDO[s["action"]](rec, {})
-        if problem is not None:  # left begun: `--undo` or a re-run tries again
-            return f"{s['path']}: {why}, and it could not be put back ({problem})"
-        journal.write({"step": s["step"], "failed": why})
-        return f"{s['path']}: not done ({why}); left as it was"
-    journal.write({"step": s["step"], "done": True, **done})
+        undone = UNDO[rec["begin"]](rec, {})
+        if isinstance(undone, str):  # left begun: `--undo` or a re-run tries again
+            return f"{path}: {why}, and it could not be put back ({undone})"
+        journal.write({"step": step, "failed": why}, sync=False)
+        return f"{path}: not done ({why}); left as it was"
+    journal.write({"step": step, "done": True, **done}, sync=False)  # the next begin syncs it
     return None
 
 
@@ -198,26 +227,32 @@ def _do_link(rec: dict) -> dict:
 
 
 # -- undo -----------------------------------------------------------------------------------
+# What undoing a step did: put its file back, found it as it was (a step never started, or
+# rolled back), or why it could not (a line naming the file).
+Undone = bool | str
+BACK, AS_IT_WAS = True, False
+
+
 def _hint(state: dict) -> trash.Trashed | None:
     done = state.get("done") or {}
     return trash.Trashed(done["trashed"], done["info"]) if "trashed" in done else None
 
 
-def _undo_trash(rec: dict, state: dict) -> str | None:
+def _undo_trash(rec: dict, state: dict) -> Undone:
     path = rec["path"]
     if os.path.lexists(path) and _is_original(path, rec):
         trash.forget_orphans(path)  # never trashed
-        return None
+        return AS_IT_WAS
     found = trash.find(path, _was(rec), _hint(state))
     if found is None:
-        return None if os.path.lexists(path) else _not_in_trash(path)
+        return AS_IT_WAS if os.path.lexists(path) else _not_in_trash(path)
     if os.path.lexists(path):
         return f"{path}: another file is there now; the trashed one is at {found.file}"
     trash.restore(found, path)
-    return None
+    return BACK
 
 
-def _undo_move(rec: dict, state: dict) -> str | None:
+def _undo_move(rec: dict, state: dict) -> Undone:
     path, to = rec["path"], rec["to"]
     stop = rec.get("move_to") or os.path.dirname(to)
     fileops.remove(fileops.aside(to, "copy"))
@@ -226,15 +261,15 @@ def _undo_move(rec: dict, state: dict) -> str | None:
                 os.path.samefile(path, to) or fileops.sha256(to) == fileops.sha256(path)):
             fileops.remove(to)  # the move's second name, or its finished copy
         fileops.remove_empty_folders(os.path.dirname(to), stop)
-        return None
+        return AS_IT_WAS
     if not (os.path.lexists(to) and _is_original(to, rec)):
         return f"{path}: not at {to} any more"
     fileops.move(to, path)
     fileops.remove_empty_folders(os.path.dirname(to), stop)
-    return None
+    return BACK
 
 
-def _undo_link(rec: dict, state: dict) -> str | None:
+def _undo_link(rec: dict, state: dict) -> Undone:
     path, target, kind = rec["path"], rec["target"], rec["begin"]
     fileops.remove(fileops.aside(path, "link"))  # a link to the kept file, nothing more
     if fileops.is_link_to(path, target, kind):
@@ -242,21 +277,21 @@ def _undo_link(rec: dict, state: dict) -> str | None:
             if fileops.sha256(target) != rec["sha256"]:
                 return f"{path}: the kept file {target} changed since; left as a link to it"
             fileops.copy_back(target, path, rec["mode"], rec["mtime_ns"])
-            return None
+            return BACK
         found = trash.find(path, _was(rec), _hint(state))
         if found is None:
             return _not_in_trash(path) + "; left as a link"
         os.unlink(path)  # a crash now: the file is in the trash, and the next undo finds it
         trash.restore(found, path)
-        return None
+        return BACK
     if os.path.lexists(path):
         trash.forget_orphans(path)  # never replaced
-        return None
+        return AS_IT_WAS
     found = trash.find(path, _was(rec), _hint(state))  # trashed, its link not yet in place
     if found is None:
         return _not_in_trash(path)
     trash.restore(found, path)
-    return None
+    return BACK
 
 
 def _not_in_trash(path: str) -> str:
@@ -301,15 +336,16 @@ def undo(given: str | os.PathLike, progress: bool = False) -> Outcome:
             rec = s["begin"]
             with _uninterrupted():
                 try:
-                    problem = UNDO[rec["begin"]](rec, s)
+                    undone = UNDO[rec["begin"]](rec, s)
                 except OSError as e:
-                    problem = f"{rec['path']}: {e.strerror or e}"
-                if problem is None:
-                    journal.write({"step": n, "undone": True})
+                    undone = f"{rec['path']}: {e.strerror or e}"
+                if isinstance(undone, str):
+                    outcome.problems.append(undone)
+                    continue
+                journal.write({"step": n, "undone": True}, sync=False)  # undoing again is safe
+                index.back(rec)
+                if undone is BACK:
                     outcome.count(rec["begin"], rec["size"])
-                    index.back(rec)
-                else:
-                    outcome.problems.append(problem)
     finally:
         journal.close()
     return outcome

@@ -83,9 +83,8 @@ def move(src: str, dst: str) -> None:
             return
         else:
             raise
-    fsync_dir(os.path.dirname(dst))
+    fsync_dir(os.path.dirname(dst))  # the new name on disk before the old one goes
     os.unlink(src)
-    fsync_dir(os.path.dirname(src))
 
 
 def _copy_across(src: str, dst: str) -> None:

@@ -90,17 +90,23 @@ class Journal:
             step["state"] = kind
         return out
 
-    def write(self, record: dict) -> None:
-        """Append ``record`` and fsync it: on disk before what it announces is done."""
+    def write(self, record: dict, sync: bool = True) -> None:
+        """Append ``record``; ``sync``: fsync it (and all before it), to have it on disk
+        before what it announces is done."""
         data = json.dumps(record, ensure_ascii=True).encode() + b"\n"
         try:
             self._file.seek(0, os.SEEK_END)
             self._file.write(data)
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
         except OSError as e:
             raise JournalError(f"{self.path}: cannot write the journal ({e.strerror})") from None
         self.records.append(record)
 
     def close(self) -> None:
+        try:
+            os.fsync(self._file.fileno())  # the last records, written without a sync
+        except (OSError, ValueError):
+            pass
         self._file.close()  # and the lock with it

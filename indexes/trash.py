@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -67,10 +68,12 @@ def _names(path: str, info_dir: bytes):
     yield from (name for name in rest if name not in probed)
 
 
-def _send2trash_names(path: str) -> list[bytes]:
+def _send2trash_names(path: str) -> Iterator[bytes]:
     """NAME, "BASE 1.EXT", "BASE 2.EXT", ...: the names send2trash tries in turn."""
     base, ext = os.path.splitext(os.path.basename(os.fsencode(path)))
-    return [base + ext] + [base + b" %d" % n + ext for n in range(1, PROBED_NAMES)]
+    yield base + ext
+    for n in range(1, PROBED_NAMES):
+        yield base + b" %d" % n + ext
 
 
 def _original(info: bytes, top: bytes) -> bytes | None:
