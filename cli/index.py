@@ -13,7 +13,7 @@ from cli.options import (EXISTING, default, device_option, index_option, nprobe_
 from cli.output import printable, to_json
 from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
 from retrieval.config import ExtractConfig
-from retrieval.errors import RetrieveError
+from retrieval.errors import ExportError, RetrieveError
 
 
 @click.command("build-index")
@@ -109,7 +109,19 @@ def _build_index(paths, weights, index_dir, batch_size, workers, config, device,
     if not first:
         return None
     _report_skipped(report.skipped, errors_file)
+    _export_for_queries(index_dir, extractor)
     return report
+
+
+def _export_for_queries(index_dir, extractor) -> None:
+    """The index's fc7 network in ONNX, so that `retrieve query` needs no torch; a build
+    goes on without it (queries then load torch, as before), saying why."""
+    try:
+        from retrieval.onnx_export import write_export
+
+        write_export(index_dir, extractor.weights)
+    except (ExportError, ImportError) as e:
+        click.echo(printable(f"note: {e}; `retrieve query` will load torch"), err=True)
 
 
 def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:
@@ -146,14 +158,15 @@ def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, ba
     retrieve query cat.jpg --max-distance 12.5    # its copies in the index
     """
     from indexes.searcher import Searcher
-    from retrieval.features import FeatureExtractor
     from retrieval.images import find_images
+    from retrieval.onnx_fc7 import load_extractor
 
     paths = [str(p) for p in find_images(images)]
     if not paths:
         raise RetrieveError(f"no images in {', '.join(map(str, images))}")
     config = ExtractConfig.for_queries(len(paths), batch_size, device)
-    with Searcher.open(index_dir, partial(FeatureExtractor.load, config=config)) as searcher:
+    # one batch on the CPU: the ONNX export build-index wrote, without torch (onnx_fc7)
+    with Searcher.open(index_dir, partial(load_extractor, index_dir, config=config)) as searcher:
         rows, failed = searcher.query(paths, k, nprobe, max_distance)
         folder = searcher.store.folder
     if len(paths) == 1 and failed:

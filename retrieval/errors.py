@@ -39,3 +39,7 @@ class TrainingError(RetrieveError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, after a resumable checkpoint was saved; ``str()`` says where."""
+
+
+class ExportError(RetrieveError):
+    """The network cannot be exported to ONNX, or its export answers otherwise than torch."""

@@ -6,7 +6,6 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, loaded 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from torchvision import transforms as T
 
 from .atomic import write_atomic
 from .config import IMAGENET
+from .digest import file_stamp, sha256_file
 from .errors import WeightsError
 from .model import AlexNet, ModelConfig
 from .transforms import Preprocess, create_transform
@@ -39,21 +39,6 @@ class Weights:
     @property
     def transform(self) -> T.Compose:
         return create_transform(self.preprocess, is_training=False)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_stamp(path: str | os.PathLike) -> list[int]:
-    """Device, inode, size, mtime and ctime (ns): any write to the file, or a file put in its
-    place, changes at least one of them (ctime cannot be set back the way mtime can)."""
-    st = os.stat(path)
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def read_digested(path: Path, read, trusted: tuple[list[int], str] | None = None):

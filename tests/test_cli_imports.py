@@ -1,4 +1,5 @@
-"""`retrieve query` start-up imports only what the command uses (behaviour, not time)."""
+"""`retrieve query` start-up imports only what the command uses (behaviour, not time): of an
+index with its ONNX export, on the CPU, neither torch nor torchvision."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import COMMANDS
+from cli.main import COMMANDS, cli
+from conftest import drawn_folder, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_QUERY = ("matplotlib", "retrieval.train", "retrieval.datasets", "retrieval.kernels")
@@ -24,15 +26,33 @@ def _modules_after(code: str) -> set[str]:
 
 def test_query_command_does_not_import_training_or_plotting():
     # what `retrieve query` loads: the group, the command's module, and the modules its
-    # body imports (store, features, images, weights)
+    # body imports, torch's among them for an index without its ONNX export
     modules = _modules_after(
         "import cli.main\n"
         "cli.main.cli.get_command(None, 'query')\n"
-        "import indexes.store, retrieval.features, retrieval.images, retrieval.weights")
+        "import indexes.searcher, retrieval.onnx_fc7, retrieval.images\n"
+        "import retrieval.features, retrieval.weights")
     assert "cli.index" in modules
     loaded = sorted(m for m in modules for bad in NOT_FOR_QUERY
                     if m == bad or m.startswith(bad + "."))
     assert loaded == []
+
+
+def test_query_of_an_exported_index_imports_neither_torch_nor_torchvision(tmp_path):
+    """build-index writes the fc7 network in ONNX; a query of a few images on the CPU runs it
+    through ONNX Runtime: torch's ~3 s of imports (5 s with torchvision) are not paid."""
+    from click.testing import CliRunner
+
+    photos, index = drawn_folder(tmp_path / "photos", 1), tmp_path / "idx"
+    built = CliRunner().invoke(cli, ["build-index", str(photos), "--index", str(index), "-q",
+                                     "--weights", str(tiny_checkpoint(tmp_path / "c.pt"))])
+    assert built.exit_code == 0, built.output
+    image = str(photos / "circle" / "0.png")
+    modules = _modules_after(
+        "from cli.main import cli\n"
+        f"cli(['query', {image!r}, '--index', {str(index)!r}], standalone_mode=False)")
+    assert not {"torch", "torchvision"} & modules
+    assert "onnxruntime" in modules and "faiss" in modules
 
 
 def test_group_alone_imports_no_command_module():
