@@ -127,9 +127,10 @@ def open_export(index: str | os.PathLike, source: str, trusted,
         sha256, stamp = current_sha256(path, trusted)
         folder = export_dir(index, sha256)
         description = json.loads((folder / DESCRIPTION).read_text())
-        if (description.get("format"), description.get("version"),
-                description.get("sha256")) != (FORMAT, VERSION, sha256):
-            return None
+        t = description["transform"]
+        if ((description.get("format"), description.get("version"), description.get("sha256"))
+                != (FORMAT, VERSION, sha256) or t["resize"] < t["center_crop"]):
+            return None  # not ours, or a crop eval_array would pad otherwise than torchvision
         session = open_session(folder)
     except Exception:  # missing or damaged files, no onnxruntime: torch answers instead
         return None
@@ -139,8 +140,9 @@ def open_export(index: str | os.PathLike, source: str, trusted,
 def load_extractor(index: str | os.PathLike, source: str, trusted,
                    config: ExtractConfig | None = None):
     """What a query of ``index`` embeds with (``indexes.searcher.LoadExtractor``): the
-    ONNX export when ``open_export`` finds one, else ``FeatureExtractor.load`` (torch)."""
-    config = config or ExtractConfig()
+    ONNX export when ``open_export`` finds one, else ``FeatureExtractor.load`` (torch).
+    ``config`` defaults to a few images decoded in this process, on the CPU or a GPU."""
+    config = config or ExtractConfig(workers=0)
     quick = open_export(index, source, trusted, config)
     if quick is not None:
         return quick
