@@ -41,13 +41,16 @@ def open_session(folder: Path):
     """An ONNX Runtime session of the graph in ``folder``, on the CPU.
 
     Pre-packing (copying the fc6/fc7 matrices into another layout) is off: it took ~0.3 s of
-    a 0.4 s start, and the single forward of a query measured no faster with it.
+    a 0.4 s start, and the single forward of a query measured no faster with it. Spinning is
+    off too: ONNX Runtime's threads would go on busy-waiting for work that never comes, taking
+    the CPU from the search (and from torch, in build-index's check of the export).
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: a query prints nothing of its own
     options.add_session_config_entry("session.disable_prepacking", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(folder / GRAPH), options, providers=["CPUExecutionProvider"])
 
 
