@@ -45,6 +45,7 @@ def test_query_of_an_exported_index_imports_neither_torch_nor_torchvision(tmp_pa
 
     photos, index = drawn_folder(tmp_path / "photos", 1), tmp_path / "idx"
     built = CliRunner().invoke(cli, ["build-index", str(photos), "--index", str(index), "-q",
+                                     "--workers", "0",
                                      "--weights", str(tiny_checkpoint(tmp_path / "c.pt"))])
     assert built.exit_code == 0, built.output
     image = str(photos / "circle" / "0.png")

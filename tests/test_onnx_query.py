@@ -121,3 +121,16 @@ def test_query_answers_through_the_export_as_torch_and_refuses_changed_weights(t
     assert _answers(json.loads(run(*query).stdout)) == quick
     run(*build)  # and the next build-index writes it again
     assert (index / EXPORTS / sha / DATA).is_file() and isinstance(extractor(), OnnxExtractor)
+
+
+def test_a_build_that_cannot_write_the_export_says_so_and_succeeds(tmp_path):
+    photos, index = drawn_folder(tmp_path / "photos", 1), tmp_path / "idx"
+    index.mkdir()
+    (index / EXPORTS).write_text("a file where the export's folder goes")
+    built = run("build-index", photos, "--weights", tiny_checkpoint(tmp_path / "c.pt"),
+                "--index", index, "--workers", "0", "-q")
+    assert built.stderr.startswith(f"note: no ONNX export in {index / EXPORTS} (FileExistsError: ")
+    assert built.stderr.endswith("); `retrieve query` will load torch\n")
+    assert built.stdout.startswith("Indexed 4 images (4 new")
+    found = json.loads(run("query", photos / "circle" / "0.png", "--index", index, "--json").stdout)
+    assert found["queries"][0]["results"][0]["distance"] < 1e-3  # torch answered: itself first
