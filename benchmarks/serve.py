@@ -174,7 +174,7 @@ def main() -> None:
     from indexes.build import build_index
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
-    from retrieval.images import find_images
+    from retrieval.walk import find_images
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="vectors in the synthetic index")

@@ -55,7 +55,7 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
     from indexes.evaluate import load_ground_truth
     from indexes.searcher import Searcher
     from retrieval.features import FeatureExtractor
-    from retrieval.images import find_images
+    from retrieval.walk import find_images
 
     paths = [str(p) for p in find_images(queries)]
     if not paths:

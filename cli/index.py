@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
+from cli.building import Build
 from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
-                         progress_enabled, query_batch_size_option, quiet_option)
+                         query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
 from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
-from retrieval.config import ExtractConfig
-from retrieval.errors import ExportError, RetrieveError
+from retrieval.config import RAW_CHOICES, ExtractConfig
+from retrieval.errors import RetrieveError
 
 
 @click.command("build-index")
@@ -38,6 +39,19 @@ from retrieval.errors import ExportError, RetrieveError
 @click.option("--on-disk", "on_disk", is_flag=True, default=None,
               help="IVF indexes: keep the inverted lists in a memory-mapped file, built in "
                    "parts of bounded memory (for indexes larger than memory). Kept by re-runs.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out the files and folders GLOB matches (gitignore syntax, relative to "
+                   "each PATH; repeatable). Kept by re-runs; --exclude '' forgets them. A "
+                   ".retrieveignore file in an indexed folder adds patterns of its own.")
+@click.option("--raw", type=click.Choice(RAW_CHOICES), show_default="the index's own, else jpeg",
+              help="A RAW file with a same-name JPEG or HEIC beside it: index the JPEG (the "
+                   "camera's rendering), the RAW file, or both.")
+@click.option("--watch", is_flag=True,
+              help="After the build, follow PATH... and commit new, changed and removed files "
+                   "in small generations as they come, until Ctrl-C.")
+@click.option("--poll", type=click.FloatRange(min=0.05), metavar="SECONDS",
+              help="--watch: look at the folders every SECONDS instead of waiting for file "
+                   "events (network mounts; chosen by itself on NFS, SMB and SSHFS).")
 @device_option
 @click.option("--rebuild", is_flag=True,
               help="Replace an index made with other weights, factory or normalisation.")
@@ -45,7 +59,7 @@ from retrieval.errors import ExportError, RetrieveError
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
 def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, on_disk,
-                device, rebuild, errors_file, quiet):
+                exclude, raw, watch, poll, device, rebuild, errors_file, quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
     Runs again: only new or changed files go through the network, vanished ones leave
@@ -53,6 +67,8 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
 
     \b
     retrieve build-index photos/ --weights runs/alexnet/best.pt
+    retrieve build-index photos/ --exclude 'Screenshots/' --exclude '*.gif' --raw raw
+    retrieve build-index photos/ --watch    # and keep following photos/ until Ctrl-C
     retrieve build-index photos/ more/ --factory 'IVF1024,PQ64,Refine(SQ8)' --index big-index
     retrieve build-index photos/ --factory PCA256,IVF4096,SQ8 --on-disk --index huge-index
     torchrun --nproc-per-node 8 -m cli build-index photos/ --index big-index
@@ -60,11 +76,20 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
     from retrieval.distributed import Team
     from retrieval.weights import resolve_device
 
+    if poll is not None and not watch:
+        raise click.UsageError("--poll goes with --watch")
     team = Team.join(resolve_device(device))  # None unless started by torchrun
+    if team is not None and watch:
+        team.leave()
+        raise click.UsageError("--watch runs in one process, not under torchrun")
+    build = Build(paths, index_dir, BuildConfig(factory, normalize, on_disk,
+                                                tuple(exclude) or None, raw),
+                  errors_file, quiet)
     try:
-        report = _build_index(paths, weights, index_dir, batch_size, workers,
-                              BuildConfig(factory, normalize, on_disk), device, rebuild,
-                              errors_file, quiet, team)
+        build.prepare(weights, ExtractConfig(batch_size, workers, device), team)
+        if watch:
+            return build.watch(poll)
+        report = build.run(rebuild, team)
     except RetrieveError as e:
         if team is None:
             raise
@@ -72,64 +97,8 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
     finally:
         if team is not None:
             team.leave()
-    if report is None:  # a rank other than 0: rank 0 reports for all
-        return
-    click.echo(
-        f"Indexed {report.total} images ({report.new} new, {report.changed} changed, "
-        f"{report.removed} removed, {len(report.skipped)} skipped) into {index_dir} in "
-        f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
-    if report.reused:
-        click.echo(f"Resumed: {report.reused} images taken from the interrupted build's staging, "
-                   "not extracted again", err=True)
-
-
-def _build_index(paths, weights, index_dir, batch_size, workers, config, device, rebuild,
-                 errors_file, quiet, team):
-    """The build of ``build_index``; None on a rank other than 0 of a torchrun build."""
-    from indexes.build import NothingIndexed, weights_to_build_with
-    from indexes.build import build_index as build
-    from retrieval.features import FeatureExtractor
-    from retrieval.images import find_images
-
-    first = team is None or team.rank == 0  # plans, commits, reports; shows progress
-    # A re-run without --weights, --factory, --normalize keeps what the index was built with;
-    # rank 0 alone reads the database.
-    if first:
-        weights = weights_to_build_with(index_dir, weights or os.environ.get("RETRIEVE_WEIGHTS"))
-    if team is not None:
-        weights = team.broadcast(weights)
-    extractor = FeatureExtractor.load(weights, config=ExtractConfig(batch_size, workers, device),
-                                      progress=first and progress_enabled(quiet))
-    images = find_images(paths, exclude=[index_dir]) if first else []
-    try:
-        report = build(index_dir, images, extractor, config, rebuild=rebuild, team=team)
-    except NothingIndexed as e:
-        _report_skipped(e.skipped, errors_file)
-        raise
-    if not first:
-        return None
-    _report_skipped(report.skipped, errors_file)
-    _export_for_queries(index_dir, extractor)
-    return report
-
-
-def _export_for_queries(index_dir, extractor) -> None:
-    """The index's fc7 network in ONNX, so that `retrieve query` needs no torch; a build
-    goes on without it (queries then load torch, as before), saying why."""
-    try:
-        from retrieval.onnx_export import write_export
-
-        write_export(index_dir, extractor.weights)
-    except (ExportError, ImportError) as e:
-        click.echo(printable(f"note: {e}; `retrieve query` will load torch"), err=True)
-
-
-def _report_skipped(skipped: list[tuple[str, str]], errors_file: Path | None) -> None:
-    for path, reason in skipped:
-        click.echo(printable(f"skipped {path}: {reason}"), err=True)
-    if errors_file is not None:  # one line per file, so names are escaped as on the terminal
-        lines = "".join(f"{printable(p)}\t{printable(r)}\n" for p, r in skipped)
-        errors_file.write_text(lines)
+    if report is not None:  # None on a rank other than 0: rank 0 reports for all
+        build.summary(report)
 
 
 @click.command()
@@ -158,8 +127,8 @@ def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, ba
     retrieve query cat.jpg --max-distance 12.5    # its copies in the index
     """
     from indexes.searcher import Searcher
-    from retrieval.images import find_images
     from retrieval.onnx_fc7 import load_extractor
+    from retrieval.walk import find_images
 
     paths = [str(p) for p in find_images(images)]
     if not paths:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
 import time
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.config import IMAGENET
+from retrieval.config import DEFAULT_RAW, IMAGENET
 from retrieval.errors import IndexCorrupt, RetrieveError
 
 from . import commit as commits
@@ -81,7 +82,10 @@ def _kept(config: BuildConfig, recorded: dict) -> BuildConfig:
     factory = config.factory if config.factory is not None else recorded.get("factory")
     normalize = config.normalize if config.normalize is not None else recorded.get("normalize")
     on_disk = config.on_disk if config.on_disk is not None else recorded.get("on_disk")
-    return BuildConfig(factory or DEFAULT_FACTORY, bool(normalize), bool(on_disk))
+    exclude = config.exclude if config.exclude is not None else recorded.get("exclude")
+    raw = config.raw or recorded.get("raw") or DEFAULT_RAW
+    return BuildConfig(factory or DEFAULT_FACTORY, bool(normalize), bool(on_disk),
+                       tuple(exclude or ()), raw)
 
 
 @dataclass
@@ -124,7 +128,7 @@ class _Plan:
 
 def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], extractor: Extractor,
                 config: BuildConfig | None = None, rebuild: bool = False,
-                team: Team | None = None) -> BuildReport:
+                team: Team | None = None, lock: BuildLock | None = None) -> BuildReport:
     """Bring the index at ``folder`` up to date with the image files ``paths``.
 
     Fields of ``config`` left None keep what the index was built with (see ``_kept``).
@@ -137,6 +141,8 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     ``team`` (torchrun): every rank calls this with the same arguments; rank 0 plans, each
     rank extracts its ``share`` of the files to extract, and rank 0 commits once all have
     staged theirs. Other ranks return a report of their own share only.
+    ``lock``: the build lock of ``folder``, already held by the caller (``--watch`` holds it
+    across its builds); else taken and released here.
     """
     config = config or BuildConfig()
     start = time.perf_counter()
@@ -147,8 +153,10 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
             _extract_share(folder, extractor, None, report, team)
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            lock = BuildLock(folder)
-            lock.acquire()
+            own = lock is None
+            if own:
+                lock = BuildLock(folder)
+                lock.acquire()
             try:
                 store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
                 try:
@@ -156,7 +164,8 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
                 finally:
                     store.close()
             finally:
-                lock.release()
+                if own:
+                    lock.release()
     except (OSError, sqlite3.OperationalError) as e:  # a full disk, a read-only folder, ...
         where = getattr(e, "filename", None) or folder
         why = getattr(e, "strerror", None) or str(e)
@@ -194,6 +203,10 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig,
                              report.skipped)
     if plan.adds or plan.remove_ids or rebuild or store.generation == 0 or moved:
         commits.commit(store, settings, plan.adds, plan.remove_ids, rebuild)
+    elif store.settings != json.loads(json.dumps(settings)):  # e.g. other --exclude patterns
+        with store.atomic():  # that changed no file: recorded, no new generation needed
+            store.set_meta("settings", settings)
+        manifest.write(store)
     return report
 
 

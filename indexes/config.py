@@ -21,6 +21,10 @@ class BuildConfig:
     factory: str | None = None  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
     normalize: bool | None = None  # L2-normalise vectors (and queries) before indexing
     on_disk: bool | None = None  # IVF: inverted lists in a memory-mapped file, built in parts
+    # Which files the walk took (retrieval.walk.Selection), recorded so that a re-run and
+    # --watch keep them: the --exclude patterns, and which of a RAW+JPEG pair (--raw).
+    exclude: tuple[str, ...] | None = None
+    raw: str | None = None
 
 
 DUPLICATE_K = 16  # neighbours of each image that `duplicates` considers

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from retrieval.atomic import write_atomic
@@ -76,27 +77,52 @@ def clear_staging(folder: Path) -> None:
 
 
 class BuildLock:
-    """An exclusive, non-blocking flock on DIR/lock: one build-index per index at a time."""
+    """An exclusive, non-blocking flock on DIR/lock: one build-index per index at a time.
+
+    The holder writes who it is into the file (pid, what it runs, since when), so that a
+    build that finds the lock taken says which process holds it. The kernel drops the flock
+    when its process dies, however it dies: a killed build never leaves the index locked.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._fd: int | None = None
 
-    def acquire(self, wait_message: bool = True) -> bool:
-        """Take the lock; False (or RetrieveError when ``wait_message``) if someone holds it."""
+    def acquire(self, wait_message: bool = True, holder: str = "build-index") -> bool:
+        """Take the lock as ``holder``; False (or RetrieveError naming the process that holds
+        it, when ``wait_message``) if another holds it."""
         fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             if wait_message:
-                raise RetrieveError(f"another build-index is running on {self.folder}") from None
+                raise RetrieveError(f"another build-index is running on {self.folder}"
+                                    f"{self.holder()}") from None
             return False
+        note = json.dumps({"pid": os.getpid(), "holder": holder,
+                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
         self._fd = fd
         return True
 
+    def holder(self) -> str:
+        """`` (pid N, build-index --watch since ...)``: who holds the lock, as it wrote; empty
+        when it wrote nothing readable."""
+        try:
+            note = json.loads((self.folder / LOCK).read_text())
+            return f" (pid {int(note['pid'])}, {note['holder']} since {note['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None

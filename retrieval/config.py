@@ -17,6 +17,11 @@ from .errors import DataError
 IMAGENET = "imagenet"  # torchvision's ImageNet-trained AlexNet, the default weights
 FASHION_MNIST = "fashion-mnist"  # the data set `retrieve train` knows by name
 ARCHITECTURES = ("paper", "torchvision")
+# Which file of a RAW+JPEG pair (a RAW file with a same-name JPEG or HEIC beside it, as
+# cameras write them) the walk takes (retrieval.walk.pair_raw): by default the JPEG, the
+# camera's own rendering, which every viewer and browser shows; or the RAW file, or both.
+RAW_CHOICES = ("jpeg", "raw", "both")
+DEFAULT_RAW = "jpeg"
 INIT_SCHEMES = ("paper", "kaiming")
 # Dropout with probability 0.5 in the first two fully connected layers (section 4.2).
 DROPOUT = 0.5

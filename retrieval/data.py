@@ -13,7 +13,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .errors import DataError, NotAnImage
-from .images import find_images, load_image
+from .images import load_image
+from .walk import find_images
 # Enough pixels for stable channel statistics and a 3x3 covariance, cheap to decode.
 STATS_MAX_IMAGES = 2000
 STATS_SIZE = 64  # images are shrunk to this (shorter side) before their pixels are counted

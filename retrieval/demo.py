@@ -25,7 +25,7 @@ from .config import DemoConfig, ExtractConfig, TrainConfig
 from .datasets import export_fashion_mnist, make_shapes
 from .errors import DataError, ExportError
 from .features import FeatureExtractor
-from .images import find_images
+from .walk import find_images
 from .kernels import save_kernels
 from .onnx_export import write_export
 from .pixels import pixel_vectors

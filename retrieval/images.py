@@ -1,16 +1,17 @@
-"""Finding image files by content and decoding them safely into upright RGB PIL images."""
+"""The one decode: any image file the tool reads becomes an upright RGB PIL image here."""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import warnings
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from functools import lru_cache
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from . import formats
 from .errors import NotAnImage
 
 # Pillow warns between MAX_IMAGE_PIXELS and twice that (and raises above): load_image refuses
@@ -18,83 +19,39 @@ from .errors import NotAnImage
 # set once: warnings.catch_warnings around each decode would not be safe in threads.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-# File signatures, so that images with odd or missing extensions are found too.
-_MAGIC = (
-    b"\xff\xd8\xff",  # JPEG
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a", b"GIF89a",
-    b"BM",
-    b"II*\x00", b"MM\x00*",  # TIFF
-)
-
-
-def _looks_like_image(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    return any(head.startswith(m) for m in _MAGIC)
-
-
-def is_image_candidate(path: Path) -> bool:
-    """An image extension, or a known image signature in the first bytes."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS or _looks_like_image(path)
-
-
-def find_images(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> Iterator[Path]:
-    """Yield absolute paths of image candidates under each root, recursively, sorted.
-
-    A root may be a file. Hidden folders and files, and the folders in ``exclude`` (the
-    index directory), are skipped; symlinked folders are not followed (no loops).
-    """
-    excluded = {os.path.realpath(p) for p in exclude}
-    for root in roots:
-        root = Path(os.path.abspath(root))
-        if root.is_file():
-            yield root
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if name.startswith("."):
-                    continue
-                if path.is_file():
-                    if is_image_candidate(path):
-                        yield path
-                elif path.is_symlink() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                    yield path  # broken link or loop: reported by load_image, not lost silently
+# Transparent pixels are shown on ImageNet's mean colour (torchvision's mean 0.485, 0.456,
+# 0.406 x 255), the colour the network's input standardisation maps to zero: neither white
+# nor black artwork vanishes into it (on white, two different white logos decode alike).
+BACKGROUND = (124, 116, 104)
+# Formats whose decoder can hand out a smaller picture cheaply: JPEG scales by 1/2, 1/4, 1/8
+# in the DCT; pillow-heif decodes an embedded thumbnail at least as large as asked for.
+DRAFTS = frozenset({"JPEG", "MPO", "HEIF"})
+SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I"})
 
 
 def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None) -> Image.Image:
-    """Decode ``path`` (or an open binary file) into an upright RGB image (EXIF orientation
-    applied, first frame). Safe in several threads at once.
+    """Decode ``path`` (or an open binary file) into an upright RGB image. Safe in threads.
 
-    ``draft_size``: let the JPEG decoder scale down by DCT (a power of two) while keeping
-    the shorter side >= draft_size, which is several times faster on large photos.
+    Every format Pillow and the installed extras read (HEIC, AVIF, JPEG XL, RAW from its
+    embedded preview); the EXIF orientation applied; transparency composited on BACKGROUND;
+    the first frame of an animation or multi-page file (a HEIF's primary image); 16-bit,
+    CMYK (through its ICC profile), palette and grey images as 8-bit RGB.
+    ``draft_size``: let the decoder hand out a smaller picture whose shorter side is still
+    >= draft_size (JPEG's DCT scaling, a HEIF's thumbnail), several times faster on photos.
     Raises NotAnImage with the reason for anything that is not a readable image, including
-    decompression bombs (more pixels than Pillow's MAX_IMAGE_PIXELS).
+    decompression bombs (more pixels than Pillow's MAX_IMAGE_PIXELS) and formats whose
+    decoder is not installed (the reason names the extra to install).
     """
+    formats.register()
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # read from the header only
-                raise Image.DecompressionBombError(
-                    f"{img.width * img.height} pixels, more than {Image.MAX_IMAGE_PIXELS}")
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", _draft_box(img.size, draft_size))
-            img.seek(0)  # first frame of GIF / multi-page TIFF
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+        with _open(path) as img:
+            return _decoded(img, draft_size)
+    except NotAnImage:
+        raise
     except Image.DecompressionBombError as e:
         raise NotAnImage(path, f"refused: too many pixels ({e})") from None
     except UnidentifiedImageError:
-        size = _size(path)
-        raise NotAnImage(path, "empty file" if size == 0 else "not an image") from None
+        raise NotAnImage(path, _unidentified(path)) from None
     except PermissionError:
         raise NotAnImage(path, "permission denied") from None
     except FileNotFoundError:
@@ -106,8 +63,47 @@ def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None
         if e.errno == errno.EISDIR:
             raise NotAnImage(path, "is a folder") from None
         raise NotAnImage(path, f"corrupt or truncated image ({e})") from None
-    except (SyntaxError, ValueError, EOFError) as e:
+    except (SyntaxError, ValueError, EOFError, RuntimeError) as e:  # RuntimeError: libheif's
         raise NotAnImage(path, f"corrupt or truncated image ({e})") from None
+
+
+def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
+    """Pillow's image for ``path``, RAW files through rawpy."""
+    if not formats.is_raw(path):
+        return Image.open(path)
+    if not hasattr(path, "read"):
+        os.stat(path)  # a missing file, a broken link, a loop: said as for any other file
+    if not formats.available(formats.RAW):
+        raise NotAnImage(path, formats.RAW.missing)
+    import rawpy
+
+    try:
+        return formats.open_raw(path)
+    except rawpy.LibRawError as e:
+        raise NotAnImage(path, f"a RAW file LibRaw cannot read ({type(e).__name__})") from None
+
+
+def _decoded(img: Image.Image, draft_size: int | None) -> Image.Image:
+    if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # read from the header only
+        raise Image.DecompressionBombError(
+            f"{img.width * img.height} pixels, more than {Image.MAX_IMAGE_PIXELS}")
+    if draft_size and img.format in DRAFTS:
+        img.draft("RGB", _draft_box(img.size, draft_size))
+    # No seek: Pillow opens a file on its first frame, pillow-heif on the primary image.
+    return _to_rgb(ImageOps.exif_transpose(img))
+
+
+def _unidentified(path) -> str:
+    """Why Pillow could not open ``path``: the extra to install for a known format whose
+    decoder is absent, else an empty file or not an image."""
+    name = getattr(path, "name", path)
+    ext = os.path.splitext(os.fsdecode(name))[1].lower() if isinstance(name, (str, os.PathLike)) else ""
+    fmt = next((f for f in formats.OPTIONAL if ext in f.extensions), None)
+    sniffed = formats.sniff(formats.head_of(path))
+    fmt = sniffed if isinstance(sniffed, formats.Optional) else fmt
+    if fmt is not None and not formats.available(fmt):
+        return fmt.missing
+    return "empty file" if _size(path) == 0 else "not an image"
 
 
 def _draft_box(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -117,18 +113,43 @@ def _draft_box(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.has_transparency_data:
+        # Composited on one fixed colour rather than dropped (the hidden colour under a
+        # transparent pixel is often white or black everywhere: pictures would look alike).
+        rgba = img.convert("RGBA")
+        out = Image.new("RGB", rgba.size, BACKGROUND)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
     if img.mode == "RGB":
         img.load()
         return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Composite transparency on white rather than on whatever the hidden colour is.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in ("CMYK", "LAB"):
+        return _managed(img)
+    if img.mode in SIXTEEN_BIT:
         # 16-bit greyscale: scale to 8 bits rather than clipping at 255.
         img = img.point(lambda v: v / 256).convert("L")
     return img.convert("RGB")
+
+
+@lru_cache(maxsize=1)
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _managed(img: Image.Image) -> Image.Image:
+    """A CMYK or Lab image in sRGB through its ICC profile (a printer's CMYK is far from the
+    naive 255 - C - K), else Pillow's plain conversion."""
+    icc = img.info.get("icc_profile")
+    try:
+        if img.mode == "LAB":
+            source = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+        elif icc:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        else:
+            return img.convert("RGB")
+        return ImageCms.profileToProfile(img, source, _srgb(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img.convert("RGB")
 
 
 def _size(path) -> int | None:

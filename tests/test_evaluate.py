@@ -24,7 +24,7 @@ from indexes.store import open_for_reading
 from retrieval.config import ExtractConfig
 from retrieval.datasets import make_shapes
 from retrieval.features import FeatureExtractor
-from retrieval.images import find_images
+from retrieval.walk import find_images
 from retrieval.pixels import pixel_vectors
 from retrieval.transforms import Preprocess, create_transform
 from retrieval.weights import Weights

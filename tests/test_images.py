@@ -9,7 +9,8 @@ from PIL import Image
 from conftest import draw_shape
 from hostile import EXIF_ORIENTATION, make_hostile
 from retrieval.errors import NotAnImage
-from retrieval.images import find_images, load_image
+from retrieval.images import load_image
+from retrieval.walk import find_images
 
 
 @pytest.fixture(scope="module")
