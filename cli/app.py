@@ -28,7 +28,7 @@ from cli.output import to_json
 from indexes import dup_report
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
-from retrieval import __version__
+from retrieval import __version__, formats
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
 from retrieval.images import load_image
 
@@ -39,6 +39,10 @@ MAX_QUERIES = 64  # images in one search request
 THUMBNAIL = 256  # pixels, the longer side
 THUMBNAIL_QUALITY = 85
 THUMBNAILS_CACHED = 4096  # about 10 KB each
+# What every current browser shows in an <img>; other files are sent as a JPEG rendition.
+BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif",
+                           "image/bmp"})
+RENDITION_QUALITY = 90
 STATUS = {UnknownItem: 404, ItemGone: 410, WeightsChanged: 409, NotAnImage: 400,
           FactoryError: 400, IndexCorrupt: 503}
 
@@ -144,10 +148,14 @@ def create_app(service: IndexService, token: str | None = None,
 
     @app.get("/api/items/{item}/image", dependencies=api, response_class=FileResponse)
     async def image(item: int = item_id):
-        """The indexed file itself, with its content type."""
+        """The indexed file itself, with its content type; a file browsers cannot show
+        (HEIC, RAW, TIFF, JPEG XL, ...) as a JPEG of the whole picture, decoded as indexed."""
         path = await run_in_threadpool(service.path, item)
         media_type = await run_in_threadpool(_media_type, item, path)
-        return FileResponse(path, media_type=media_type)
+        if media_type in BROWSER_TYPES:
+            return FileResponse(path, media_type=media_type)
+        data = await run_in_threadpool(_rendition, item, path)
+        return Response(data, media_type="image/jpeg")
 
     @app.get("/api/duplicates", dependencies=api)
     async def duplicates(threshold: float | None = Query(None, ge=0),
@@ -200,8 +208,23 @@ def _thumbnail(item: int, path: str, size: int, mtime_ns: int) -> bytes:
     return out.getvalue()
 
 
+def _rendition(item: int, path: str) -> bytes:
+    """The whole picture at ``path`` as JPEG bytes, through the one decode."""
+    try:
+        img = load_image(path)
+    except NotAnImage as e:
+        raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=RENDITION_QUALITY)
+    return out.getvalue()
+
+
 def _media_type(item: int, path: str) -> str:
-    """The file's type by its content (a PNG named .jpg is image/png)."""
+    """The file's type by its content (a PNG named .jpg is image/png); a RAW file's
+    own type is of no use to a browser (it is sent as a rendition)."""
+    if formats.is_raw(path):
+        return "image/x-raw"
+    formats.register()
     try:
         with Image.open(path) as img:
             return Image.MIME.get(img.format, "application/octet-stream")

@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import draw_shape
 from hostile import EXIF_ORIENTATION, make_hostile
 from retrieval.errors import NotAnImage
-from retrieval.images import load_image
+from retrieval.images import BACKGROUND, load_image
 from retrieval.walk import find_images
 
 
@@ -60,11 +60,13 @@ def test_exif_orientation_gives_the_upright_pixels(orientation):
     assert np.array_equal(np.asarray(load_image(buf)), np.asarray(upright))
 
 
-def test_transparent_pixels_are_composited_on_white():
+def test_transparent_pixels_are_composited_on_the_fixed_background():
     img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    img.putpixel((1, 1), (255, 0, 0, 255))
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    assert load_image(buf).getpixel((0, 0)) == (255, 255, 255)
+    decoded = load_image(buf)
+    assert decoded.getpixel((0, 0)) == BACKGROUND and decoded.getpixel((1, 1)) == (255, 0, 0)
 
 
 def test_sixteen_bit_grey_keeps_its_range():
