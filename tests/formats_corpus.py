@@ -81,10 +81,11 @@ def _save(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def write_dng(path: Path, preview: Image.Image | None, orientation: int = 1) -> None:
+def write_dng(path: Path, preview: Image.Image | None, orientation: int = 1,
+              size: tuple[int, int] = SIZE) -> None:
     """A DNG as cameras write them: IFD0 the JPEG preview (a reduced-resolution image), its
-    SubIFD the Bayer mosaic; without ``preview``, the mosaic alone in IFD0."""
-    w, h = SIZE
+    SubIFD the Bayer mosaic of ``size``; without ``preview``, the mosaic alone in IFD0."""
+    w, h = size
     mosaic = np.random.default_rng(7).integers(0, 4096, (h, w), dtype=np.uint16)
     dng = [(50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
            (50708, "s", 0, "retrieve test camera", True),  # UniqueCameraModel
