@@ -8,10 +8,12 @@ that its files are counted as skipped with the extra to install instead of being
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import os
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import BinaryIO
 
 from PIL import Image, ImageFile, features
@@ -25,6 +27,9 @@ RAW_EXTENSIONS = frozenset({
     ".rw2", ".rwl", ".pef", ".srw", ".3fr", ".iiq", ".erf", ".mos", ".mrw", ".kdc", ".dcr"})
 # What a camera writes beside a RAW file as its own rendering of the same picture.
 RENDERED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".heic", ".heif", ".hif"})
+# Extensions of the formats a query or a build meets most, none of them a RAW file's.
+_NOT_RAW = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".webp", ".bmp",
+                      ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif", ".jxl", ".jp2"})
 # Formats Pillow can name but that hold no picture it can decode by itself: a video's header,
 # PostScript documents (Ghostscript renders them), and its stubs (scientific data, WMF).
 NOT_PICTURES = frozenset({"MPEG", "EPS"})
@@ -72,15 +77,17 @@ _lock = threading.Lock()
 
 
 def register() -> None:
-    """Register the decoders of the installed extras with Pillow, once per process."""
+    """Register the decoders of the installed extras with Pillow, once per process. Not on
+    import: a query of a JPEG never pays for them (pillow-heif's import alone takes 0.1 s warm
+    and seconds cold); ``images.load_image`` calls this when Pillow alone cannot open a file."""
     if _registered:
         return
     with _lock:
         if _registered:
             return
-        found = {}
-        for fmt in OPTIONAL:
-            if fmt is AVIF and features.check("avif"):  # Pillow >= 11.3 reads AVIF itself
+        found = {RAW.extra: importlib.util.find_spec(RAW.module) is not None}  # used directly
+        for fmt in (HEIF, AVIF, JXL):
+            if fmt is AVIF and features.check("avif"):  # a Pillow built with libavif
                 found[fmt.extra] = True
                 continue
             try:
@@ -94,16 +101,21 @@ def register() -> None:
         _registered.update(found)
 
 
+def registered() -> bool:
+    """Whether ``register`` has run in this process."""
+    return bool(_registered)
+
+
 def available(fmt: Optional) -> bool:
     """Whether the decoder of ``fmt`` is installed."""
     register()
     return _registered[fmt.extra]
 
 
+@lru_cache(maxsize=1)
 def extensions() -> frozenset[str]:
-    """Every extension the walker takes for an image: those of the formats Pillow (with the
-    installed plugins) opens, and those of the optional formats whether installed or not."""
-    register()
+    """Every extension the walker takes for an image: those of the formats Pillow opens, and
+    those of the optional formats whether their decoders are installed or not."""
     Image.init()
     opened = {ext for ext, name in Image.registered_extensions().items()
               if name in Image.OPEN and name not in NOT_PICTURES
@@ -152,9 +164,12 @@ def is_raw(source: str | os.PathLike | BinaryIO) -> bool:
     """A camera RAW file, by its extension or (for the formats not built on TIFF) its
     signature. A DNG or NEF without its extension is read by Pillow as the TIFF it also is."""
     name = getattr(source, "name", source)
-    if isinstance(name, (str, os.PathLike)) and \
-            os.path.splitext(os.fsdecode(name))[1].lower() in RAW_EXTENSIONS:
-        return True
+    if isinstance(name, (str, os.PathLike)):
+        ext = os.path.splitext(os.fsdecode(name))[1].lower()
+        if ext in RAW_EXTENSIONS:
+            return True
+        if ext in _NOT_RAW:  # a JPEG named .jpg: no need to read its first bytes
+            return False
     return sniff(head_of(source)) is RAW
 
 

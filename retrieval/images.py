@@ -42,7 +42,6 @@ def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None
     decompression bombs (more pixels than Pillow's MAX_IMAGE_PIXELS) and formats whose
     decoder is not installed (the reason names the extra to install).
     """
-    formats.register()
     try:
         with _open(path) as img:
             return _decoded(img, draft_size)
@@ -70,6 +69,15 @@ def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None
 def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     """Pillow's image for ``path``, RAW files through rawpy."""
     if not formats.is_raw(path):
+        plugins = formats.registered()
+        try:
+            return Image.open(path)
+        except UnidentifiedImageError:
+            if plugins:
+                raise
+        formats.register()  # HEIC, JPEG XL, ...: the extras' decoders, once per process
+        if hasattr(path, "seek"):
+            path.seek(0)
         return Image.open(path)
     if not hasattr(path, "read"):
         os.stat(path)  # a missing file, a broken link, a loop: said as for any other file

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import pathspec
@@ -51,12 +50,7 @@ class Walked:
 def is_image_candidate(path: Path) -> bool:
     """An image extension (whatever the decode reads, installed or not), or a known image
     signature in the first bytes."""
-    return path.suffix.lower() in _extensions() or _looks_like_image(path)
-
-
-@lru_cache(maxsize=1)
-def _extensions() -> frozenset[str]:
-    return formats.extensions()
+    return path.suffix.lower() in formats.extensions() or _looks_like_image(path)
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -104,7 +98,7 @@ def _candidates(dirpath: str, filenames: list[str]) -> Iterator[Path]:
         if path.is_file():
             if is_image_candidate(path):
                 yield path
-        elif path.is_symlink() and path.suffix.lower() in _extensions():
+        elif path.is_symlink() and path.suffix.lower() in formats.extensions():
             yield path  # broken link or loop: reported by the decode, not lost silently
 
 
