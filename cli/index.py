@@ -16,6 +16,8 @@ from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
 from retrieval.config import RAW_CHOICES, ExtractConfig
 from retrieval.errors import RetrieveError
 
+RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
+
 
 @click.command("build-index")
 @click.argument("paths", nargs=-1, required=True, type=EXISTING)
@@ -193,3 +195,6 @@ def info(index_dir, as_json):
                f"{', inverted lists on disk' if facts.get('on_disk') else ''})\n"
                f"Size on disk: {facts['size_on_disk'] / 2**20:.1f} MiB\n"
                f"Last build:   {facts['built_at']}")
+    if facts.get("raw"):  # what the walk takes (an index built before --exclude, --raw: nothing)
+        excluded = ", ".join(map(printable, facts.get("exclude") or ())) or "nothing"
+        click.echo(f"Files:        RAW+JPEG pairs as {RAW_AS[facts['raw']]}; --exclude {excluded}")

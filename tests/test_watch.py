@@ -73,6 +73,8 @@ def test_excluded_patterns_and_retrieveignore_are_left_out_and_kept_by_re_runs(c
     assert "Not indexed: 3 files or folders excluded (--exclude, 1 .retrieveignore files)" \
         in built.stderr
     assert json.loads((idx / "manifest.json").read_text())["exclude"] == ["square/", "*.gif"]
+    assert run("info", "--index", idx).stdout.splitlines()[-1] == \
+        "Files:        RAW+JPEG pairs as the JPEG; --exclude square/, *.gif"
     again = run("build-index", photos, "--index", idx, *FAST)  # the patterns are kept
     assert again.stdout.startswith("Indexed 5 images (0 new, 0 changed, 0 removed, 0 skipped)")
     assert not any("/square/" in p or p.endswith(".gif") for p in indexed(idx))
