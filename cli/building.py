@@ -98,7 +98,7 @@ class Build:
             lines = "".join(f"{printable(p)}\t{printable(r)}\n" for p, r in skipped)
             self.errors_file.write_text(lines)
 
-    def watch(self, poll_seconds: float | None) -> None:
+    def watch(self, poll_seconds: float | None, rebuild: bool) -> None:
         """Build, then follow PATH... until Ctrl-C (exit 0: the index holds every change
         committed so far; one interrupted mid-build is resumed by the next run)."""
         from indexes.build import NothingIndexed
@@ -112,7 +112,7 @@ class Build:
             poll_ms = POLL_MS
         try:
             watch_index(self.index_dir, self.paths, self.images, self.extractor, self.config,
-                        self._generation(mount, poll_ms), poll_ms=poll_ms)
+                        self._generation(mount, poll_ms), poll_ms=poll_ms, rebuild=rebuild)
         except NothingIndexed as e:
             self.skipped(e.skipped)
             raise

@@ -90,7 +90,7 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
     try:
         build.prepare(weights, ExtractConfig(batch_size, workers, device), team)
         if watch:
-            return build.watch(poll)
+            return build.watch(poll, rebuild)
         report = build.run(rebuild, team)
     except RetrieveError as e:
         if team is None:

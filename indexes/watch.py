@@ -45,7 +45,7 @@ class Generation:
 def watch_index(folder: str | os.PathLike, roots: Sequence[str | os.PathLike],
                 images: Callable[[], Iterable], extractor: Extractor, config: BuildConfig,
                 on_build: Callable[[Generation], None], poll_ms: int | None = None,
-                stop=None, quiet_ms: int = QUIET_MS) -> None:
+                stop=None, quiet_ms: int = QUIET_MS, rebuild: bool = False) -> None:
     """Build the index at ``folder`` from ``images()`` (the walk of ``roots``), then again
     after every burst of changes under ``roots``, each time through ``build_index``'s
     incremental path (new, changed and vanished files only), until ``stop`` is set or Ctrl-C.
@@ -53,7 +53,8 @@ def watch_index(folder: str | os.PathLike, roots: Sequence[str | os.PathLike],
     Holds the build lock throughout as HOLDER: a build-index started meanwhile is refused
     with the watch's pid. ``poll_ms``: look at the folders that often instead of waiting for
     events (network mounts). Errors of the first build are raised; those of later builds go
-    to ``on_build`` and the watch goes on (the index keeps its last generation).
+    to ``on_build`` and the watch goes on (the index keeps its last generation). ``rebuild``:
+    the first build replaces the index (build-index --rebuild).
     """
     import watchfiles
 
@@ -62,7 +63,8 @@ def watch_index(folder: str | os.PathLike, roots: Sequence[str | os.PathLike],
     lock = BuildLock(folder)
     lock.acquire(holder=HOLDER)
     try:
-        on_build(Generation(build_index(folder, images(), extractor, config, lock=lock)))
+        on_build(Generation(build_index(folder, images(), extractor, config, rebuild=rebuild,
+                                        lock=lock)))
         for changes in watchfiles.watch(
                 *roots, watch_filter=relevant(folder, roots), debounce=BURST_MS, step=quiet_ms,
                 stop_event=stop, force_polling=poll_ms is not None,
@@ -81,11 +83,11 @@ def relevant(folder: Path, roots: Sequence[str | os.PathLike]) -> Callable[[obje
     """watchfiles' filter: a change that may change the index, i.e. not inside the index
     folder (its own commits) and not a hidden file or folder (the walk skips those), except
     a .retrieveignore."""
-    inside = str(folder) + os.sep
-    bases = [os.path.abspath(r) for r in roots]
+    index = {str(folder), os.path.realpath(folder)}  # the events may name either
+    bases = [os.path.abspath(r) for r in roots] + [os.path.realpath(r) for r in roots]
 
     def changed(change, path: str) -> bool:
-        if path == str(folder) or path.startswith(inside):
+        if any(path == i or path.startswith(i + os.sep) for i in index):
             return False
         if os.path.basename(path) == IGNORE_FILE:
             return True
