@@ -122,7 +122,7 @@ class Build:
 
     def _generation(self, mount: str | None, poll_ms: int | None):
         def said(generation) -> None:
-            if generation.changes == 0:  # the first build
+            if generation.first:
                 self.skipped(generation.report.skipped)
                 self.summary(generation.report)
                 how = (f"looking every {poll_ms / 1000:g} s" + (f" ({mount} mount)" if mount

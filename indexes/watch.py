@@ -22,6 +22,7 @@ HOLDER = "build-index --watch"  # what the lock says of a watch (files.BuildLock
 # comes rather than once it stops.
 QUIET_MS = 500
 BURST_MS = 10_000
+WAKE_MS = 1_000  # the watcher wakes this often without a change (to see ``stop``)
 POLL_MS = 5_000  # how often folders are looked at where file-system events do not arrive
 # File systems whose changes made by other machines raise no event here (inotify and FSEvents
 # see local writes only): network shares and FUSE mounts of remote storage.
@@ -35,11 +36,12 @@ MOUNTS = Path("/proc/self/mounts")
 class Generation:
     """One build of a watch: its ``report``, or the ``error`` that stopped it (the index keeps
     its last generation and the watch goes on); ``changes``: the events that started it (0
-    for the first build)."""
+    for the first build and for the one that catches up once the watcher runs)."""
 
     report: BuildReport | None
     error: RetrieveError | None = None
     changes: int = 0
+    first: bool = False
 
 
 def watch_index(folder: str | os.PathLike, roots: Sequence[str | os.PathLike],
@@ -64,19 +66,30 @@ def watch_index(folder: str | os.PathLike, roots: Sequence[str | os.PathLike],
     lock.acquire(holder=HOLDER)
     try:
         on_build(Generation(build_index(folder, images(), extractor, config, rebuild=rebuild,
-                                        lock=lock)))
+                                        lock=lock), first=True))
+        # The watcher starts with the first step of this loop, after the first build: its
+        # first wake (events or none) builds again, for what changed in between.
+        caught_up = False
         for changes in watchfiles.watch(
                 *roots, watch_filter=relevant(folder, roots), debounce=BURST_MS, step=quiet_ms,
-                stop_event=stop, force_polling=poll_ms is not None,
-                poll_delay_ms=poll_ms or POLL_MS, ignore_permission_denied=True):
-            try:
-                report = build_index(folder, images(), extractor, config, lock=lock)
-            except RetrieveError as e:  # nothing left to index, a full disk: said, and on
-                on_build(Generation(None, e, len(changes)))
-            else:
-                on_build(Generation(report, None, len(changes)))
+                stop_event=stop, rust_timeout=WAKE_MS, yield_on_timeout=True,
+                force_polling=poll_ms is not None, poll_delay_ms=poll_ms or POLL_MS,
+                ignore_permission_denied=True):
+            if changes or not caught_up:
+                caught_up = True
+                _generation(folder, images, extractor, config, lock, on_build, len(changes))
     finally:
         lock.release()
+
+
+def _generation(folder: Path, images, extractor: Extractor, config: BuildConfig,
+                lock: BuildLock, on_build, changes: int) -> None:
+    try:
+        report = build_index(folder, images(), extractor, config, lock=lock)
+    except RetrieveError as e:  # nothing left to index, a full disk: said, and the watch goes on
+        on_build(Generation(None, e, changes))
+    else:
+        on_build(Generation(report, None, changes))
 
 
 def relevant(folder: Path, roots: Sequence[str | os.PathLike]) -> Callable[[object, str], bool]:

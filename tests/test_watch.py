@@ -158,12 +158,19 @@ def check_restart(photos: Path, idx: Path) -> None:
     watcher = threading.Thread(target=watch_index, args=(
         idx, [photos], lambda: find_images([photos], exclude=[idx]), BytesExtractor(),
         BuildConfig(), builds.put), kwargs=dict(poll_ms=50, stop=stop, quiet_ms=QUIET_MS))
+
+    def next_change():  # the next build that changed the index
+        while True:
+            report = builds.get(timeout=WAIT).report
+            if report.new or report.changed or report.removed:
+                return report
+
     watcher.start()
     try:
-        caught_up = builds.get(timeout=WAIT).report
+        caught_up = next_change()
         assert (caught_up.new, caught_up.removed, caught_up.total) == (1, 1, 3)
         (photos / "5.jpg").write_bytes(b"image 5")
-        followed = builds.get(timeout=WAIT).report
+        followed = next_change()
         assert (followed.new, followed.total) == (1, 4)
     finally:
         stop.set()

@@ -1,6 +1,6 @@
 """A `build-index --watch` without the network, for tests/test_watch.py: run as
 `python tests/watch_worker.py PHOTOS INDEX QUIET_MS`, it watches PHOTOS into INDEX with
-vectors made from each file's bytes, printing `new changed removed skipped total` per build."""
+vectors made from each file's bytes, printing `new changed removed skipped total` per build that changed the index."""
 
 import sys
 import zlib
@@ -29,7 +29,8 @@ class BytesExtractor:
 
 def said(generation) -> None:
     r = generation.report
-    print(r.new, r.changed, r.removed, len(r.skipped), r.total, flush=True)
+    if generation.first or r.new or r.changed or r.removed:  # as build-index --watch says
+        print(r.new, r.changed, r.removed, len(r.skipped), r.total, flush=True)
 
 
 if __name__ == "__main__":
