@@ -19,7 +19,6 @@ to the transform's 256-pixel shorter side; the page's thumbnails ask the same), 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -50,7 +49,6 @@ def picture(megapixels: float, seed: int) -> Image.Image:
 def make_files(folder: Path, megapixels: float, n: int) -> dict[str, list[Path]]:
     """``n`` files of each kind, written once (HEVC encoding is slow)."""
     import pillow_heif
-
     from formats_corpus import write_dng
 
     pillow_heif.register_heif_opener()
@@ -60,7 +58,7 @@ def make_files(folder: Path, megapixels: float, n: int) -> dict[str, list[Path]]
     for i in range(n):
         names = [folder / f"{i}.jpg", folder / f"{i}.heic", folder / f"{i}-thumb.heic",
                  folder / f"{i}-preview.dng", folder / f"{i}-mosaic.dng"]
-        for kind, path in zip(kinds, names):
+        for kind, path in zip(kinds, names, strict=True):
             kinds[kind].append(path)
         if all(p.exists() for p in names):
             continue

@@ -21,7 +21,7 @@ from . import commit as commits
 from . import files, manifest
 from .config import DEFAULT_FACTORY, BuildConfig
 from .files import BuildLock
-from .staging import FileState, Staging, StagedRow
+from .staging import FileState, StagedRow, Staging
 from .store import IndexStore, Item
 
 

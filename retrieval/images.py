@@ -105,7 +105,8 @@ def _unidentified(path) -> str:
     """Why Pillow could not open ``path``: the extra to install for a known format whose
     decoder is absent, else an empty file or not an image."""
     name = getattr(path, "name", path)
-    ext = os.path.splitext(os.fsdecode(name))[1].lower() if isinstance(name, (str, os.PathLike)) else ""
+    named = isinstance(name, (str, os.PathLike))
+    ext = os.path.splitext(os.fsdecode(name))[1].lower() if named else ""
     fmt = next((f for f in formats.OPTIONAL if ext in f.extensions), None)
     sniffed = formats.sniff(formats.head_of(path))
     fmt = sniffed if isinstance(sniffed, formats.Optional) else fmt

@@ -34,7 +34,8 @@ class Selection:
         settings (a re-run keeps them), else none and DEFAULT_RAW."""
         if exclude is None:
             exclude = recorded.get("exclude") or ()
-        return cls(tuple(p for p in exclude if p.strip()), raw or recorded.get("raw") or DEFAULT_RAW)
+        raw = raw or recorded.get("raw") or DEFAULT_RAW
+        return cls(tuple(p for p in exclude if p.strip()), raw)
 
 
 @dataclass
@@ -160,7 +161,8 @@ def pair_raw(paths: list[Path], raw: str, walked: Walked) -> list[Path]:
     for p in paths:
         stems.setdefault(p.stem.lower(), set()).add(_kind(p))
     drop = "raw" if raw == "jpeg" else "rendered"
-    kept = [p for p in paths if not (_kind(p) == drop and stems[p.stem.lower()] >= {"raw", "rendered"})]
+    pair = {"raw", "rendered"}
+    kept = [p for p in paths if not (_kind(p) == drop and stems[p.stem.lower()] >= pair)]
     walked.paired += len(paths) - len(kept)
     return kept
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_checkpoint
 from fastapi.testclient import TestClient
+from formats_corpus import make_formats, photo, write_dng
 from PIL import Image
 
 from cli.app import BROWSER_TYPES, create_app
 from cli.main import cli
-from conftest import tiny_checkpoint
-from formats_corpus import make_formats, photo, write_dng
 from indexes.service import IndexService
 from retrieval import formats
 from retrieval.config import ExtractConfig

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import draw_shape, drawn_folder, tiny_checkpoint
+from watch_worker import BytesExtractor
 
 from cli.main import cli
-from conftest import draw_shape, drawn_folder, tiny_checkpoint
 from indexes.build import build_index
 from indexes.config import BuildConfig
 from indexes.files import BuildLock
@@ -25,7 +26,6 @@ from indexes.store import open_for_reading
 from indexes.watch import watch_index
 from retrieval.errors import RetrieveError
 from retrieval.walk import Selection, Walked, find_images
-from watch_worker import BytesExtractor
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--workers", "0", "--quiet"]
@@ -64,7 +64,8 @@ def test_excluded_patterns_and_retrieveignore_are_left_out_and_kept_by_re_runs(c
                             walked=walked))
     assert found == {photos / "circle" / "0.png", photos / "triangle" / "0.png",
                      photos / "triangle" / "1.png", photos / "stripes" / "1.png"}
-    assert (walked.excluded, walked.ignore_files) == (4, [str(photos / "circle" / ".retrieveignore")])
+    ignore = str(photos / "circle" / ".retrieveignore")
+    assert (walked.excluded, walked.ignore_files) == (4, [ignore])
 
     idx = tmp_path / "idx"
     built = run("build-index", photos, "--weights", checkpoint, "--index", idx, *FAST,
@@ -122,7 +123,8 @@ def test_a_watch_follows_created_changed_removed_files_and_restarts_after_a_kill
          str(QUIET_MS)], cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x.split()) for x in worker.stdout], daemon=True).start()
+    threading.Thread(target=lambda: [lines.put(x.split()) for x in worker.stdout],
+                     daemon=True).start()
 
     def next_build() -> list[str]:
         try:

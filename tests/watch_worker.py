@@ -1,6 +1,7 @@
 """A `build-index --watch` without the network, for tests/test_watch.py: run as
 `python tests/watch_worker.py PHOTOS INDEX QUIET_MS`, it watches PHOTOS into INDEX with
-vectors made from each file's bytes, printing `new changed removed skipped total` per build that changed the index."""
+vectors made from each file's bytes, printing `new changed removed skipped total` for each
+build that changed the index."""
 
 import sys
 import zlib
