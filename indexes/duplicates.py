@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from retrieval.copies import CHECK, Match, compare_files
 from retrieval.errors import NotAnImage
+from retrieval.images import image_size
 
 from . import faiss_ops
 from .config import DUPLICATE_K, DuplicatesConfig
@@ -404,10 +404,8 @@ def _pixels(match: Match | None) -> tuple[float | None, float | None]:
 def _facts(path: str) -> tuple[int, int, int]:
     """(width, height, bytes) of a file; zeros where it cannot be read."""
     try:
-        size = os.path.getsize(path)
-        with Image.open(path) as img:
-            return img.width, img.height, size
-    except (OSError, ValueError, SyntaxError):
+        return (*image_size(path), os.path.getsize(path))  # HEIC and RAW files too
+    except (OSError, NotAnImage):
         return 0, 0, 0
 
 

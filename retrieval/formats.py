@@ -212,3 +212,11 @@ def open_raw(source: str | os.PathLike | BinaryIO, half_size: bool = True) -> Im
         return img
     img.load()
     return img.transpose(turn)
+
+
+def raw_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a RAW file as LibRaw renders it (before its orientation)."""
+    import rawpy
+
+    with rawpy.imread(os.fspath(path)) as raw:
+        return raw.sizes.width, raw.sizes.height

@@ -66,6 +66,21 @@ def load_image(path: str | os.PathLike | BinaryIO, draft_size: int | None = None
         raise NotAnImage(path, f"corrupt or truncated image ({e})") from None
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the picture in ``path``, from its header where the format allows
+    (a RAW file: its sensor's, as LibRaw renders it), for comparing resolutions without a
+    decode. NotAnImage when it cannot be read."""
+    try:
+        if formats.is_raw(path) and formats.available(formats.RAW):
+            return formats.raw_size(path)
+        with _open(path) as img:
+            return img.size
+    except NotAnImage:
+        raise
+    except Exception as e:  # noqa: BLE001 (any reader's error: the file is no image to us)
+        raise NotAnImage(path, f"cannot read its size ({type(e).__name__})") from None
+
+
 def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     """Pillow's image for ``path``, RAW files through rawpy."""
     if not formats.is_raw(path):

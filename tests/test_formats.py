@@ -23,7 +23,7 @@ from retrieval import formats
 from retrieval.config import ExtractConfig
 from retrieval.errors import NotAnImage
 from retrieval.features import FeatureExtractor
-from retrieval.images import BACKGROUND, load_image
+from retrieval.images import BACKGROUND, image_size, load_image
 from retrieval.walk import Walked, find_images
 
 LOSSY = 12  # mean absolute error per channel (0-255) a lossy codec may leave on these pictures
@@ -69,6 +69,7 @@ def test_every_format_decodes_upright_in_rgb_on_the_one_background(corpus):
             assert img.size == c.size, case
             continue
         assert img.size == c.upright.size, case  # a wrong turn swaps width and height
+        assert sorted(image_size(c.path)) == sorted(img.size), case  # duplicates' keep-largest
         error = np.abs(np.asarray(img, float) - np.asarray(c.upright, float)).mean()
         assert error < LOSSY, (case, error)
     corner = load_image(cases["png logo 0"].path).getpixel((0, 0))
