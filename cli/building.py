@@ -82,8 +82,9 @@ class Build:
             left.append(f"{self.walked.paired} files of RAW+JPEG pairs left out, each pair "
                         f"indexed as {kept} (--raw)")
         if self.walked.excluded:
-            left.append(f"{self.walked.excluded} files or folders excluded (--exclude, "
-                        f"{len(self.walked.ignore_files)} .retrieveignore files)")
+            n = len(self.walked.ignore_files)
+            by = f", .retrieveignore in {n} folder{'s' if n > 1 else ''}" if n else ""
+            left.append(f"{self.walked.excluded} files or folders excluded (--exclude{by})")
         if left:
             click.echo("Not indexed: " + "; ".join(left), err=True)
 

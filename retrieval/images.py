@@ -118,7 +118,7 @@ def _decoded(img: Image.Image, draft_size: int | None) -> Image.Image:
 
 def _unidentified(path) -> str:
     """Why Pillow could not open ``path``: the extra to install for a known format whose
-    decoder is absent, else an empty file or not an image."""
+    decoder is absent, a damaged file of such a format, else an empty file or not an image."""
     name = getattr(path, "name", path)
     named = isinstance(name, (str, os.PathLike))
     ext = os.path.splitext(os.fsdecode(name))[1].lower() if named else ""
@@ -127,6 +127,8 @@ def _unidentified(path) -> str:
     fmt = sniffed if isinstance(sniffed, formats.Optional) else fmt
     if fmt is not None and not formats.available(fmt):
         return fmt.missing
+    if isinstance(sniffed, formats.Optional):  # its signature, and its decoder refused it
+        return f"corrupt or truncated image (a {sniffed.name} file its decoder cannot read)"
     return "empty file" if _size(path) == 0 else "not an image"
 
 

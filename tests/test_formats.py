@@ -83,8 +83,12 @@ def test_large_heic_decodes_from_its_thumbnail_when_small_is_enough():
     assert load_image(io.BytesIO(big.getvalue()), draft_size=100).size == (256, 192)
 
 
-def test_a_missing_decoder_skips_the_file_naming_the_extra(corpus, monkeypatch):
+def test_a_missing_decoder_skips_the_file_naming_the_extra(corpus, monkeypatch, tmp_path):
     _, cases = corpus
+    damaged = tmp_path / "damaged.heic"
+    damaged.write_bytes(cases["heic, turned"].path.read_bytes()[:40])  # its header only
+    with pytest.raises(NotAnImage, match="corrupt or truncated image"):
+        load_image(damaged)
     monkeypatch.setitem(formats._registered, "heif", False)  # as if pillow-heif were absent
     monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
     monkeypatch.setitem(formats._registered, "raw", False)

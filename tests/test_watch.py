@@ -71,7 +71,7 @@ def test_excluded_patterns_and_retrieveignore_are_left_out_and_kept_by_re_runs(c
     built = run("build-index", photos, "--weights", checkpoint, "--index", idx, *FAST,
                 "--exclude", "square/", "--exclude", "*.gif")
     assert built.stdout.startswith("Indexed 5 images (5 new, 0 changed, 0 removed, 0 skipped)")
-    assert "Not indexed: 3 files or folders excluded (--exclude, 1 .retrieveignore files)" \
+    assert "Not indexed: 3 files or folders excluded (--exclude, .retrieveignore in 1 folder)" \
         in built.stderr
     assert json.loads((idx / "manifest.json").read_text())["exclude"] == ["square/", "*.gif"]
     assert run("info", "--index", idx).stdout.splitlines()[-1] == \
