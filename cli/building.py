@@ -66,7 +66,20 @@ class Build:
         if not self.first:
             return None
         self.skipped(report.skipped)
+        self.export()
         return report
+
+    def export(self) -> None:
+        """The index's fc7 network in ONNX, so that `retrieve query` needs no torch; a build
+        goes on without it (queries then load torch, as before), saying why."""
+        from retrieval.errors import ExportError
+
+        try:
+            from retrieval.onnx_export import write_export
+
+            write_export(self.index_dir, self.extractor.weights)
+        except (ExportError, ImportError) as e:
+            click.echo(printable(f"note: {e}; `retrieve query` will load torch"), err=True)
 
     def summary(self, report) -> None:
         click.echo(
@@ -125,6 +138,7 @@ class Build:
         def said(generation) -> None:
             if generation.first:
                 self.skipped(generation.report.skipped)
+                self.export()
                 self.summary(generation.report)
                 how = (f"looking every {poll_ms / 1000:g} s" + (f" ({mount} mount)" if mount
                                                                 else "")) if poll_ms else "events"
