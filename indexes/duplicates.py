@@ -42,6 +42,7 @@ from retrieval.errors import NotAnImage
 from retrieval.images import image_size
 
 from . import faiss_ops
+from .closeness import nearest_other
 from .config import DUPLICATE_K, DuplicatesConfig
 from .store import IndexStore
 
@@ -275,8 +276,7 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
     found = I == np.array(originals)[:, None]
     copy_d = np.where(found.any(1), np.where(found, D, 0).sum(1), np.inf)  # inf: not among them
     used = np.unique(originals)
-    D, I = store.search(faiss_ops.stored_vectors(store.load_index(mmap=True), used), 2, nprobe)
-    other_d = np.where(I[:, 0] == used, D[:, 1] if D.shape[1] > 1 else np.inf, D[:, 0])
+    other_d = nearest_other(store, used, nprobe)
     finite = copy_d[np.isfinite(copy_d)]
     threshold = float(np.quantile(finite, COPY_QUANTILE)) * THRESHOLD_MARGIN if len(finite) else 0.0
     return Calibration(threshold, len(used), float((copy_d <= threshold).mean()),

@@ -21,7 +21,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage, RetrieveError
 
-from . import gone, manifest
+from . import browse, closeness, gone, manifest
 from .searcher import LoadExtractor
 from .store import describe, hits, open_for_reading
 
@@ -56,7 +56,7 @@ class _Job:
     nprobe: int | None
     max_distance: float | None = None
     image: Prepared | None = None  # an upload
-    item: int | None = None  # or the id of an indexed image
+    item: int | None = None  # or the id of an indexed image (left out of its own answer)
     future: Future = field(default_factory=Future)
 
 
@@ -79,6 +79,8 @@ class IndexService:
         self._duplicates_lock, self._duplicates = threading.Lock(), {}
         self._root: tuple[int, str] | None = None  # (generation, collection_root)
         self._honoured: tuple | None = None  # (what it depends on, the honoured report)
+        self._folders: tuple[int, list[tuple[str, int]]] | None = None  # (generation, folders)
+        self.scale: closeness.Scale | None = None  # of the generation last searched
         self.batches = 0  # forward passes and searches made, for tests and benchmarks
         self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
         self._worker.start()
@@ -107,7 +109,8 @@ class IndexService:
 
     def neighbours(self, item: int, k: int, nprobe: int | None = None,
                    max_distance: float | None = None) -> Future:
-        """A future of [hits] for the indexed image ``item`` (UnknownItem, ItemGone)."""
+        """A future of [hits] for the indexed image ``item``: the ``k`` nearest others (its
+        exact copies among them, itself not); UnknownItem, ItemGone."""
         return self._submit([_Job(k, nprobe, max_distance, item=item)])
 
     def duplicates(self, config) -> object:
@@ -161,10 +164,29 @@ class IndexService:
             self._follow()
             return describe(self.store)
 
-    def items(self, offset: int, limit: int) -> tuple[int, list[tuple[int, str]]]:
-        """(number of images, [(id, path)] of ``limit`` of them from ``offset`` on)."""
+    def items(self, offset: int, limit: int, folder: str | None = None,
+              text: str | None = None, sort: str = "path") -> tuple[int, list[tuple[int, str]]]:
+        """(number of matching images, [(id, path)] of ``limit`` of them from ``offset`` on):
+        ``browse.page`` of the committed generation."""
         with self._lock, self.store.snapshot():
-            return self.store.count, self.store.page(offset, limit)
+            return browse.page(self.store, offset, limit, folder, text, sort)
+
+    def folders(self) -> tuple[str, list[tuple[str, int]]]:
+        """(the folder that holds every image, [(folder, images directly in it)]), counted
+        once per generation."""
+        with self._lock, self.store.snapshot():
+            generation = self.store.generation
+            if self._folders is None or self._folders[0] != generation:
+                self._folders = generation, browse.folders(self.store)
+            return browse.root(self.store), self._folders[1]
+
+    def facts(self, item: int) -> browse.Facts:
+        """What the index holds of ``item`` (UnknownItem)."""
+        with self._lock:
+            found = browse.facts(self.store, item)
+        if found is None:
+            raise UnknownItem(f"no image with id {item} in the index")
+        return found
 
     def path(self, item: int) -> str:
         """The indexed path of ``item``: files are only ever read by id, from the database."""
@@ -220,15 +242,19 @@ class IndexService:
         try:
             with self._lock, self.store.snapshot():
                 self._follow()
+                if self.scale is None or self.scale.generation != self._generation:
+                    self.scale = closeness.measure(self.store)  # once per generation
                 xq, answered = self._vectors(batch)
                 for nprobe in {job.nprobe for job in answered}:
                     group = [n for n, job in enumerate(answered) if job.nprobe == nprobe]
-                    found = hits(self.store, xq[group], max(answered[n].k for n in group),
-                                 nprobe)
+                    # one more for an item's own vector, which is no answer to it
+                    k = max(answered[n].k + (answered[n].item is not None) for n in group)
+                    found = hits(self.store, xq[group], k, nprobe)
                     for n, row in zip(group, found):
                         job = answered[n]
                         near = np.inf if job.max_distance is None else job.max_distance
-                        job.future.set_result([h for h in row[:job.k] if h[2] <= near])
+                        job.future.set_result([h for h in row if h[0] != job.item
+                                               and h[2] <= near][:job.k])
             self.batches += 1
         except Exception as e:  # a damaged index, --nprobe on Flat...: every waiting client
             for job in batch:

@@ -206,6 +206,10 @@ class IndexStore:
                                 (limit, offset))
         return [(i, os.fsdecode(bytes(p))) for i, p in rows]
 
+    def select(self, sql: str, params: Sequence = ()) -> Iterator[tuple]:
+        """The rows of a read-only query of the tables above (browsing: indexes/browse.py)."""
+        return self._db.execute(sql, params)
+
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray | None:
         """The stored vectors of ``ids`` (n, d), as searched (normalised with --normalize);
         None when the index type does not keep them exactly (only Flat does)."""
