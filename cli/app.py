@@ -2,7 +2,9 @@
 
 Thin, like the click commands: each route parses, calls ``indexes.service.IndexService``
 (the model and the index, loaded once, queries batched) and formats. Files are only ever
-read by id, from the index's database; no route writes anything or fetches a URL.
+read by id, from the index's database; no route writes anything or fetches a URL. The
+interactive documentation (/docs, /redoc) is served from fastapi-offline's copy of Swagger UI
+and ReDoc: it works without a network.
 """
 
 from __future__ import annotations
@@ -10,41 +12,41 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
-import os
-from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as ItemId
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from cli import dup_api
+from cli import dup_api, previews
+from cli import schemas as s
 from cli.output import to_json
 from indexes import dup_report
+from indexes.browse import SORTS
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
-from retrieval import __version__, formats
+from retrieval import __version__
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
-from retrieval.images import load_image
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_K = 10
 MAX_K = 1000  # neighbours per query
 MAX_QUERIES = 64  # images in one search request
-THUMBNAIL = 256  # pixels, the longer side
-THUMBNAIL_QUALITY = 85
-THUMBNAILS_CACHED = 4096  # about 10 KB each
-# What every current browser shows in an <img>; other files are sent as a JPEG rendition.
-BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif",
-                           "image/bmp"})
-RENDITION_QUALITY = 90
+MAX_PAGE = 1000  # images in one page of /api/items
+# An upload over --max-upload-mb is still read, and dropped, up to this many bytes: a client
+# that sends its whole body before it reads the answer (urllib, requests, a browser's fetch)
+# then gets the 413 and its message, not a reset connection. Past it the connection closes.
+DRAIN_BYTES = 256 * 2**20
 STATUS = {UnknownItem: 404, ItemGone: 410, WeightsChanged: 409, NotAnImage: 400,
           FactoryError: 400, IndexCorrupt: 503}
+Sort = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
 class JSON(Response):
@@ -68,9 +70,12 @@ def create_app(service: IndexService, token: str | None = None,
     (which needs a token): duplicates plans may be applied, moves only into ``move_to``."""
     if allow_actions and not token:
         raise ValueError("applying plans from the page needs a token")
-    app = FastAPI(title="retrieve", version=__version__, default_response_class=JSON,
-                  description="Content-based image retrieval with AlexNet fc7 features and FAISS")
+    app = FastAPIOffline(title="retrieve", version=__version__, default_response_class=JSON,
+                         description="Content-based image retrieval with AlexNet fc7 features "
+                                     "and FAISS: the API of `retrieve serve`.",
+                         favicon_url="/favicon.ico")
     _errors(app)
+    _describe(app, token)
 
     def authorised(request: Request) -> None:
         if token is None:
@@ -84,34 +89,46 @@ def create_app(service: IndexService, token: str | None = None,
                                 headers={"WWW-Authenticate": "Bearer"})
 
     api = [Depends(authorised)]
+    limit = int(max_upload_mb * 2**20)
     k_query = Query(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per query")
     item_id = ItemId(ge=0, lt=2**63, description="an id from /api/items")
     nprobe_query = Query(None, ge=1, le=65536, description="IVF lists visited")
     near_query = Query(None, ge=0, description="only neighbours this close (fc7 distance)")
 
-    @app.get("/api/info", dependencies=api)
+    @app.get("/api/info", dependencies=api, responses={200: {"model": s.Info}, **s.errors(401, 503)})
     async def info():
         """What `retrieve info --json` prints."""
         return await run_in_threadpool(service.info)
 
-    @app.get("/api/items", dependencies=api)
-    async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
-        """The indexed images, in id order."""
-        total, page = await run_in_threadpool(service.items, offset, limit)
+    @app.get("/api/limits", dependencies=api, responses={200: {"model": s.Limits}, **s.errors(401)})
+    async def limits():
+        """What this server accepts (the page checks an upload's size before sending it)."""
+        return {"max_upload_bytes": limit, "max_k": MAX_K, "max_queries": MAX_QUERIES}
+
+    @app.get("/api/folders", dependencies=api, responses={200: {"model": s.Folders}, **s.errors(401)})
+    async def folders():
+        """Every folder that holds indexed images, with how many it holds itself."""
+        root, found = await run_in_threadpool(service.folders)
+        return {"root": root, "folders": [{"path": f, "images": n} for f, n in found]}
+
+    @app.get("/api/items", dependencies=api, responses={200: {"model": s.Items}, **s.errors(401)})
+    async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
+                    folder: str | None = Query(None, description="only under this folder"),
+                    name: str | None = Query(None, description="only paths that hold this "
+                                             "text below the root (case-insensitive for A-Z)"),
+                    sort: Sort = Query("path", description="the order of the images")):
+        """The indexed images, a page at a time, filtered and sorted."""
+        total, page = await run_in_threadpool(service.items, offset, limit, folder, name, sort)
         return {"total": total, "offset": offset, "limit": limit,
                 "items": [{"id": i, "path": p} for i, p in page]}
 
-    @app.post("/api/search", dependencies=api)
+    @app.post("/api/search", dependencies=api, openapi_extra=s.UPLOAD,
+              responses={200: {"model": s.Search}, **s.errors(401, 409, 411, 413, 503)})
     async def search(request: Request, k: int = k_query, nprobe: int | None = nprobe_query,
                      max_distance: float | None = near_query):
         """The k nearest indexed images of each uploaded image (multipart field `image`,
         repeated for several)."""
-        length = request.headers.get("content-length")
-        if length is None:
-            raise HTTPException(411, "the upload needs a Content-Length")
-        if int(length) > max_upload_mb * 2**20:
-            raise HTTPException(413, f"the upload is larger than {max_upload_mb:g} MB "
-                                     "(--max-upload-mb)")
+        await _refuse_large(request, limit, max_upload_mb)
         form = await request.form(max_files=MAX_QUERIES)
         uploads = [f for f in form.getlist("image") if hasattr(f, "read")]
         if not uploads:
@@ -126,38 +143,53 @@ def create_app(service: IndexService, token: str | None = None,
                 raise HTTPException(400, f"{names[-1]}: {e.reason}") from None
         found = await asyncio.wrap_future(service.search(prepared, k, nprobe, max_distance))
         if len(found) == 1:
-            return {"k": k, "results": _results(found[0])}
-        return {"k": k, "queries": [{"query": n, "results": _results(r)}
+            return {"k": k, "results": _results(found[0], service)}
+        return {"k": k, "queries": [{"query": n, "results": _results(r, service)}
                                     for n, r in zip(names, found)]}
 
-    @app.get("/api/items/{item}/neighbours", dependencies=api)
+    @app.get("/api/items/{item}", dependencies=api,
+             responses={200: {"model": s.ItemFacts}, **s.errors(401, 404, 410)})
+    async def item_facts(item: int = item_id):
+        """An indexed image: its path, name, folder, size, dates and pixels."""
+        facts = await run_in_threadpool(service.facts, item)
+        return await run_in_threadpool(previews.describe, item, facts)
+
+    @app.get("/api/items/{item}/neighbours", dependencies=api,
+             responses={200: {"model": s.Neighbours}, **s.errors(401, 404, 410, 503)})
     async def neighbours(item: int = item_id, k: int = k_query,
                          nprobe: int | None = nprobe_query,
                          max_distance: float | None = near_query):
-        """The k nearest indexed images of an indexed one (itself first)."""
+        """The k nearest other indexed images of an indexed one (its exact copies among them,
+        itself not)."""
         found = await asyncio.wrap_future(service.neighbours(item, k, nprobe, max_distance))
-        return {"k": k, "id": item, "results": _results(found[0])}
+        return {"k": k, "id": item, "results": _results(found[0], service)}
 
-    @app.get("/api/items/{item}/thumbnail", dependencies=api, response_class=Response)
-    async def thumbnail(item: int = item_id):
-        """A small JPEG of the indexed image (cached)."""
-        path = await run_in_threadpool(service.path, item)
-        data = await run_in_threadpool(_thumbnail_of, item, path)
-        return Response(data, media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=3600"})
+    def picture(route: str, media_type: str, what: str, make):
+        @app.get(f"/api/items/{{item}}/{route}", dependencies=api, response_class=Response,
+                 responses={**s.image(media_type, what), **s.errors(401, 404, 410)},
+                 summary=route.capitalize(), description=what)
+        async def answer(item: int = item_id):
+            path = await run_in_threadpool(service.path, item)
+            data = await run_in_threadpool(make, item, path)
+            return Response(data, media_type=media_type,
+                            headers={"Cache-Control": "private, max-age=3600"})
 
-    @app.get("/api/items/{item}/image", dependencies=api, response_class=FileResponse)
+    picture("thumbnail", "image/jpeg", f"A JPEG of at most {previews.THUMBNAIL} pixels a side "
+            "(cached).", previews.thumbnail)
+    picture("preview", "image/jpeg", f"A JPEG of at most {previews.PREVIEW} pixels a side, "
+            "whatever the file's format (cached).", previews.preview)
+
+    @app.get("/api/items/{item}/image", dependencies=api, response_class=FileResponse,
+             responses={**s.image("image/*", "the file itself, its type by content"),
+                        **s.errors(401, 404, 410)})
     async def image(item: int = item_id):
-        """The indexed file itself, with its content type; a file browsers cannot show
-        (HEIC, RAW, TIFF, JPEG XL, ...) as a JPEG of the whole picture, decoded as indexed."""
+        """The indexed file itself, with its content type."""
         path = await run_in_threadpool(service.path, item)
-        media_type = await run_in_threadpool(_media_type, item, path)
-        if media_type in BROWSER_TYPES:
-            return FileResponse(path, media_type=media_type)
-        data = await run_in_threadpool(_rendition, item, path)
-        return Response(data, media_type="image/jpeg")
+        media_type = await run_in_threadpool(previews.media_type, item, path)
+        return FileResponse(path, media_type=media_type)
 
-    @app.get("/api/duplicates", dependencies=api)
+    @app.get("/api/duplicates", dependencies=api,
+             responses={200: {"model": s.Duplicates}, **s.errors(401, 503)})
     async def duplicates(threshold: float | None = Query(None, ge=0),
                          verify: bool = True,
                          min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
@@ -169,68 +201,73 @@ def create_app(service: IndexService, token: str | None = None,
         return dup_report.to_json(report)
 
     app.include_router(dup_api.router(service, allow_actions, move_to), dependencies=api)
+    _page(app)
+    return app
+
+
+async def _refuse_large(request: Request, limit: int, max_upload_mb: float) -> None:
+    """411 without a Content-Length, 413 over ``limit`` bytes: the body read and dropped up
+    to DRAIN_BYTES first, so that the answer reaches a client still sending it."""
+    length = request.headers.get("content-length")
+    if length is None:
+        raise HTTPException(411, "the upload needs a Content-Length")
+    if not length.isdigit():
+        raise HTTPException(400, f"Content-Length: not a number ({length[:40]!r})")
+    if int(length) <= limit:
+        return
+    if int(length) <= DRAIN_BYTES:
+        async for _ in request.stream():
+            pass
+    raise HTTPException(413, f"the upload is larger than {max_upload_mb:g} MB (--max-upload-mb)",
+                        headers={"Connection": "close"})
+
+
+def _results(found, service: IndexService) -> list[dict]:
+    scale = service.scale
+    return [{"rank": r, "id": i, "path": p, "distance": d,
+             "closer_than": None if scale is None else scale.closer_than(d)}
+            for r, (i, p, d) in enumerate(found, 1)]
+
+
+def _page(app: FastAPI) -> None:
+    """The page (cli/static), its icon, and its files."""
 
     @app.get("/", include_in_schema=False, response_class=FileResponse)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.get("/favicon.ico", include_in_schema=False, response_class=FileResponse)
+    async def icon():
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
-def _results(found) -> list[dict]:
-    return [{"rank": r, "id": i, "path": p, "distance": d}
-            for r, (i, p, d) in enumerate(found, 1)]
+def _describe(app: FastAPI, token: str | None) -> None:
+    """/openapi.json as the server answers: errors as their ``{"error"}`` with the statuses
+    each route declares (no 422: a bad parameter is a 400), the token as a bearer scheme."""
 
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        for path, operations in doc["paths"].items():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+                if token is None:
+                    operation["responses"].pop("401", None)
+                elif path.startswith("/api/"):
+                    operation["security"] = [{"token": []}]
+        components = doc.setdefault("components", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(name, None)
+        if token is not None:
+            components["securitySchemes"] = {"token": {"type": "http", "scheme": "bearer"}}
+        app.openapi_schema = doc
+        return doc
 
-def _stamp(item: int, path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise ItemGone(f"item {item}: {path} can no longer be read ({e.strerror})") from None
-    return st.st_size, st.st_mtime_ns
-
-
-def _thumbnail_of(item: int, path: str) -> bytes:
-    return _thumbnail(item, path, *_stamp(item, path))
-
-
-@lru_cache(maxsize=THUMBNAILS_CACHED)
-def _thumbnail(item: int, path: str, size: int, mtime_ns: int) -> bytes:
-    """JPEG bytes of the image at ``path`` (as it is at ``size``, ``mtime_ns``)."""
-    try:
-        img = load_image(path, draft_size=THUMBNAIL)
-    except NotAnImage as e:
-        raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
-    img = ImageOps.contain(img, (THUMBNAIL, THUMBNAIL))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=THUMBNAIL_QUALITY)
-    return out.getvalue()
-
-
-def _rendition(item: int, path: str) -> bytes:
-    """The whole picture at ``path`` as JPEG bytes, through the one decode."""
-    try:
-        img = load_image(path)
-    except NotAnImage as e:
-        raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=RENDITION_QUALITY)
-    return out.getvalue()
-
-
-def _media_type(item: int, path: str) -> str:
-    """The file's type by its content (a PNG named .jpg is image/png); a RAW file's
-    own type is of no use to a browser (it is sent as a rendition)."""
-    if formats.is_raw(path):
-        return "image/x-raw"
-    formats.register()
-    try:
-        with Image.open(path) as img:
-            return Image.MIME.get(img.format, "application/octet-stream")
-    except (OSError, ValueError, SyntaxError):
-        _stamp(item, path)  # ItemGone if it cannot be read at all
-        return "application/octet-stream"
+    app.openapi = openapi
 
 
 def _errors(app: FastAPI) -> None:

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cli import serve as serve_command
-from cli.app import THUMBNAIL, create_app
+from cli.app import create_app
+from cli.previews import THUMBNAIL
 from cli.main import cli
 from conftest import SMALL, draw_shape, drawn_folder, tiny_checkpoint
 from indexes.service import IndexService
@@ -90,16 +91,21 @@ def test_items_are_paged_in_id_order(client, index):
 def test_search_and_neighbours_equal_retrieve_query(client, index):
     photos, idx = index
     a, b = photos / "circle" / "1.png", photos / "square" / "2.jpg"
-    want = json.loads(run("query", a, b, "--index", idx, "-k", 4, "--json"))["queries"]
-    one = client.post("/api/search", params={"k": 4}, files=upload(a)).json()
-    assert one["k"] == 4 and same_results(one["results"], want[0]["results"])
-    two = client.post("/api/search", params={"k": 4}, files=upload(a, b)).json()
+    want = json.loads(run("query", a, b, "--index", idx, "-k", 5, "--json"))["queries"]
+    one = client.post("/api/search", params={"k": 5}, files=upload(a)).json()
+    assert one["k"] == 5 and same_results(one["results"], want[0]["results"])
+    two = client.post("/api/search", params={"k": 5}, files=upload(a, b)).json()
     assert [q["query"] for q in two["queries"]] == ["1.png", "2.jpg"]
     assert all(same_results(q["results"], w["results"]) for q, w in zip(two["queries"], want))
     item = one["results"][0]["id"]  # the image itself, at distance ~0
     by_id = client.get(f"/api/items/{item}/neighbours", params={"k": 4}).json()
-    assert by_id["id"] == item and by_id["results"][0]["id"] == item
-    assert same_results(by_id["results"], want[0]["results"])
+    assert by_id["id"] == item and item not in [r["id"] for r in by_id["results"]]
+    assert same_results(by_id["results"], others(want[0]["results"]))  # k others, not itself
+
+
+def others(results):
+    """`query --json`'s results for an indexed image without the image itself, ranked anew."""
+    return [dict(r, rank=r["rank"] - 1) for r in results[1:]]
 
 
 def test_thumbnails_and_originals_are_served_by_id(client, index):
@@ -274,8 +280,8 @@ def test_neighbours_of_an_item_in_a_compressed_index_embed_its_file_again(built,
         with TestClient(create_app(service)) as c:
             item = c.get("/api/items").json()["items"][4]
             got = c.get(f"/api/items/{item['id']}/neighbours", params={"k": 3}).json()
-        want = json.loads(run("query", item["path"], "--index", idx, "-k", 3, "--json"))
-        assert same_results(got["results"], want["queries"][0]["results"])
-        assert got["results"][0]["id"] == item["id"]
+        want = json.loads(run("query", item["path"], "--index", idx, "-k", 4, "--json"))
+        assert want["queries"][0]["results"][0]["path"] == item["path"]
+        assert same_results(got["results"], others(want["queries"][0]["results"]))
     finally:
         service.close()

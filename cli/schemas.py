@@ -1,0 +1,167 @@
+"""The answers of `retrieve serve`'s API as OpenAPI schemas (pydantic models), and the errors
+each route can send: what /openapi.json and /docs describe, checked against the real answers
+by the tests. Documentation only: the routes build their JSON themselves (cli/app.py's JSON,
+which keeps the bytes of file names that are not UTF-8)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    """A JSON object that may gain fields in later versions."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(BaseModel):
+    """Every error: one line that says what went wrong, with the HTTP status that says what
+    kind of error it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(examples=["no image with id 99999 in the index"])
+
+
+class Info(Open):
+    """What `retrieve info --json` prints: the manifest, with the size on disk."""
+
+    format: str
+    version: int
+    generation: int
+    count: int = Field(description="images in the index")
+    dim: int
+    factory: str
+    index: str = Field(description="the index folder")
+    size_on_disk: int = Field(description="bytes")
+
+
+class Limits(Open):
+    """What this server accepts."""
+
+    max_upload_bytes: int = Field(description="the largest upload (--max-upload-mb)")
+    max_k: int = Field(description="the most neighbours a query may ask for")
+    max_queries: int = Field(description="the most images one search may send")
+
+
+class Folder(Open):
+    path: str
+    images: int = Field(description="images directly in it (not in its subfolders)")
+
+
+class Folders(Open):
+    root: str = Field(description="the deepest folder that holds every image")
+    folders: list[Folder]
+
+
+class Item(Open):
+    id: int
+    path: str
+
+
+class Items(Open):
+    total: int = Field(description="images that match the filters")
+    offset: int
+    limit: int
+    items: list[Item]
+
+
+class ItemFacts(Open):
+    """An indexed image and its file as it is now."""
+
+    id: int
+    path: str
+    name: str
+    folder: str
+    bytes: int
+    modified: str = Field(description="the file's modification time, ISO 8601 UTC")
+    indexed: str = Field(description="when the image was indexed, ISO 8601 UTC")
+    width: int | None = Field(description="pixels; null when the header cannot be read")
+    height: int | None
+    media_type: str
+
+
+class Result(Open):
+    rank: int
+    id: int
+    path: str
+    distance: float = Field(description="Euclidean distance of the fc7 vectors")
+    closer_than: float | None = Field(
+        description="the share (0 to 1) of the index's images whose nearest other image is "
+                    "farther than this one: 1 closer than any, 0.5 a typical nearest "
+                    "neighbour (from a sample of 256; null before it is measured)")
+
+
+class Neighbours(Open):
+    k: int
+    id: int = Field(description="the image asked about, which its results leave out")
+    results: list[Result]
+
+
+class Query(Open):
+    query: str = Field(description="the uploaded file's name")
+    results: list[Result]
+
+
+class Search(Open):
+    """``results`` for one uploaded image; ``queries`` for several."""
+
+    k: int
+    results: list[Result] | None = None
+    queries: list[Query] | None = None
+
+
+class Member(Open):
+    id: int
+    path: str
+    distance: float = Field(description="fc7 distance to the file to keep")
+    similarity: float | None = Field(description="pixel correlation with the file to keep")
+    difference: float | None
+    width: int
+    height: int
+    bytes: int
+
+
+class Group(Open):
+    tier: str = Field(description="exact (the same bytes) or near")
+    paths: list[str]
+    members: list[Member] = Field(description="the file to keep first")
+
+
+class Duplicates(Open):
+    """What `retrieve duplicates --json` prints."""
+
+    index: str
+    images: int
+    threshold: float
+    threshold_source: str
+    candidates: int
+    verified: int
+    groups: list[Group]
+
+
+WHY = {400: "a bad parameter, or an upload that is not an image",
+       401: "no token, or a wrong one (serve --token)",
+       404: "no image with this id in the index",
+       409: "the index was rebuilt with other weights during the request",
+       410: "the indexed file can no longer be read",
+       411: "an upload without a Content-Length",
+       413: "an upload larger than --max-upload-mb",
+       503: "the index is damaged"}
+
+
+def errors(*statuses: int) -> dict:
+    """The ``responses`` of a route that can answer with these error statuses."""
+    return {s: {"model": Error, "description": WHY[s]} for s in (400, *statuses)}
+
+
+def image(media_type: str, description: str) -> dict:
+    """The 200 ``responses`` entry of a route that answers with an image."""
+    return {200: {"description": description,
+                  "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "the image to search with; repeat the field "
+                                            "for several (64 at most)"}}}}}}}
