@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as ItemId
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
@@ -49,10 +49,9 @@ STATUS = {UnknownItem: 404, ItemGone: 410, WeightsChanged: 409, NotAnImage: 400,
 Sort = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
-class JSON(Response):
-    """JSON as `query --json` writes it: file names that are not UTF-8 keep their bytes."""
-
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """JSON as `query --json` writes it: file names that are not UTF-8 keep their bytes (a
+    JSONResponse, so that OpenAPI declares answers by their schema, not as strings)."""
 
     def render(self, content) -> bytes:
         return to_json(content).encode()

@@ -8,7 +8,7 @@ import os
 import time
 from functools import lru_cache
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from indexes.browse import Facts
 from indexes.service import ItemGone
@@ -36,7 +36,7 @@ def _jpeg(item: int, path: str, side: int, quality: int) -> bytes:
         img = load_image(path, draft_size=side)
     except NotAnImage as e:
         raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
-    img = ImageOps.contain(img, (side, side))
+    img.thumbnail((side, side))  # smaller only: a small image is sent as it is
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality)
     return out.getvalue()

@@ -99,3 +99,80 @@ def write_malicious_checkpoint(path, marker) -> None:
             return (open, (str(marker), "w"))
 
     torch.save({"format": "retrieve-checkpoint", "evil": Exploit()}, path, pickle_module=pickle)
+
+
+# -- `retrieve serve` and a browser, once per session (tests/test_page.py, tests/test_serve.py)
+SERVED_MAX_UPLOAD_MB = 1
+WAIT_S = 30  # the most a test waits for a server or a page
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """`retrieve serve --max-upload-mb 1` on a free port (uvicorn in a thread) over 17 drawn
+    images: photos/<class>/<class>-<n>.png, 4 of each of the 4 CLASSES, and an exact copy of
+    circle-0.png in photos/circle/copies/. Yields (address, photos folder, the IndexService)."""
+    import threading
+    import time
+    from functools import partial
+    from shutil import copyfile
+
+    import uvicorn
+    from click.testing import CliRunner
+
+    from cli.app import create_app
+    from cli.main import cli
+    from cli.serve import bind
+    from indexes.service import IndexService
+    from retrieval.config import ExtractConfig
+    from retrieval.features import FeatureExtractor
+
+    torch.manual_seed(0)  # session fixtures run before the autouse seeding of each test
+    root = tmp_path_factory.mktemp("served")
+    photos = drawn_folder(root / "photos", 4, lambda cls, i: f"{cls}-{i}.png")
+    (photos / "circle" / "copies").mkdir()
+    copyfile(photos / "circle" / "circle-0.png", photos / "circle" / "copies" / "circle-0.png")
+    ckpt = tiny_checkpoint(root / "tiny.pt")
+    built = CliRunner().invoke(cli, ["build-index", str(photos), "--weights", str(ckpt),
+                                     "--index", str(root / "idx"), "--workers", "0", "-q"])
+    assert built.exit_code == 0, built.output
+    service = IndexService(root / "idx", partial(FeatureExtractor.load,
+                                                 config=ExtractConfig(1, 0, "cpu")))
+    sock = bind("127.0.0.1", 0)
+    app = create_app(service, max_upload_mb=SERVED_MAX_UPLOAD_MB)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/", photos, service
+    server.should_exit = True
+    thread.join(timeout=WAIT_S)
+    service.close()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Chromium through Selenium (Debian's chromium and chromium-driver); skips the
+    test where they are not installed."""
+    import os
+    import shutil
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1200,800",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()

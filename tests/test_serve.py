@@ -221,10 +221,15 @@ def test_a_build_committing_while_serving_is_picked_up(client, index, built):
     photos, idx = index
     _, _, ckpt = built
     before = client.get("/api/info").json()
-    new = photos / "new.png"
+    new, removed = photos / "new.png", photos / "circle" / "0.png"
+    kept, stamp = removed.read_bytes(), removed.stat()
     draw_shape(1, size=SMALL, seed=123).save(new)
-    (photos / "circle" / "0.png").unlink()
-    run("build-index", photos, "--weights", ckpt, "--index", idx, *FAST)
+    removed.unlink()
+    try:
+        run("build-index", photos, "--weights", ckpt, "--index", idx, *FAST)
+    finally:  # the photos as the other tests of this module know them
+        removed.write_bytes(kept)
+        os.utime(removed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     after = client.get("/api/info").json()
     assert (before["generation"], after["generation"], after["count"]) == (1, 2, 12)
     found = client.post("/api/search", params={"k": 1}, files=upload(new)).json()["results"]
@@ -233,6 +238,7 @@ def test_a_build_committing_while_serving_is_picked_up(client, index, built):
     assert str(new) in paths and str(photos / "circle" / "0.png") not in paths
     gone = client.get(f"/api/items/{before['count'] - 12}/neighbours")  # id 0 left the index
     assert gone.status_code == 404
+    new.unlink()
 
 
 def test_serve_warns_when_open_to_the_network_without_a_token(index, monkeypatch):
@@ -285,3 +291,159 @@ def test_neighbours_of_an_item_in_a_compressed_index_embed_its_file_again(built,
         assert same_results(got["results"], others(want["queries"][0]["results"]))
     finally:
         service.close()
+
+
+def conforms(spec: dict, method: str, route: str, response) -> tuple[str, str, int]:
+    """Assert that ``response`` is an answer /openapi.json declares for ``method route``:
+    its status, its content type, and a JSON body valid against the declared schema."""
+    from fnmatch import fnmatch
+
+    from jsonschema import Draft202012Validator
+
+    declared = spec["paths"][route][method]["responses"]
+    status = response.status_code
+    assert str(status) in declared, f"{method.upper()} {route} answered {status}, undeclared"
+    content = declared[str(status)]["content"]
+    kind = response.headers["content-type"].split(";")[0]
+    assert any(fnmatch(kind, k) for k in content), f"{method.upper()} {route}: {kind}"
+    if kind == "application/json":
+        schema = {**content["application/json"]["schema"], "components": spec["components"]}
+        Draft202012Validator(schema).validate(response.json())
+    return method, route, status
+
+
+def test_the_openapi_description_is_what_the_server_answers(client, index, tmp_path):
+    photos, _ = index
+    spec = client.get("/openapi.json").json()
+    ids = {i["path"]: i["id"] for i in client.get("/api/items").json()["items"]}
+    item, png = ids[str(photos / "circle" / "1.png")], photos / "circle" / "1.png"
+    (tmp_path / "notes.png").write_text("not an image")
+
+    def chunks():
+        yield png.read_bytes()
+
+    asked = [
+        ("get", "/api/info", client.get("/api/info")),
+        ("get", "/api/limits", client.get("/api/limits")),
+        ("get", "/api/folders", client.get("/api/folders")),
+        ("get", "/api/items", client.get("/api/items", params={"folder": photos, "sort": "newest"})),
+        ("get", "/api/items", client.get("/api/items", params={"sort": "random"})),
+        ("get", "/api/items/{item}", client.get(f"/api/items/{item}")),
+        ("get", "/api/items/{item}", client.get("/api/items/99999")),
+        ("get", "/api/items/{item}", client.get("/api/items/abc")),
+        ("get", "/api/items/{item}/neighbours", client.get(f"/api/items/{item}/neighbours")),
+        ("get", "/api/items/{item}/neighbours", client.get("/api/items/99999/neighbours")),
+        ("get", "/api/items/{item}/neighbours",
+         client.get(f"/api/items/{item}/neighbours", params={"nprobe": 2})),
+        ("post", "/api/search", client.post("/api/search", files=upload(png))),
+        ("post", "/api/search", client.post("/api/search", files=upload(png, png))),
+        ("post", "/api/search", client.post("/api/search", files=upload(tmp_path / "notes.png"))),
+        ("post", "/api/search", client.post("/api/search", content=chunks(),
+                                            headers={"content-type": "multipart/form-data"})),
+        ("post", "/api/search", client.post("/api/search",
+                                            files={"image": ("big.png", b"\0" * (2 << 20))})),
+        ("get", "/api/duplicates",
+         client.get("/api/duplicates", params={"threshold": 1.0, "verify": False})),
+        ("get", "/api/duplicates", client.get("/api/duplicates", params={"threshold": -1})),
+    ]
+    for route in ("thumbnail", "preview", "image"):
+        asked += [("get", f"/api/items/{{item}}/{route}", client.get(f"/api/items/{item}/{route}")),
+                  ("get", f"/api/items/{{item}}/{route}", client.get(f"/api/items/999/{route}"))]
+    png.rename(tmp_path / "away.png")  # indexed, and gone
+    try:
+        asked += [("get", f"/api/items/{{item}}/{route}", client.get(f"/api/items/{item}/{route}"))
+                  for route in ("thumbnail", "preview", "image")]
+        asked.append(("get", "/api/items/{item}", client.get(f"/api/items/{item}")))
+    finally:
+        (tmp_path / "away.png").rename(png)
+    checked = {conforms(spec, *a) for a in asked}
+    statuses = {s for _, _, s in checked}
+    assert statuses == {200, 400, 404, 410, 411, 413}
+    operations = {(m, r) for r, ops in spec["paths"].items() for m in ops}
+    assert {(m, r) for m, r, s in checked if s == 200} == operations  # every route, answered
+    assert {(m, r) for m, r, s in checked if s >= 400} == operations - {
+        ("get", "/api/info"), ("get", "/api/limits"), ("get", "/api/folders")}  # and refusing
+    assert "422" not in json.dumps(spec["paths"])  # a bad parameter is a 400, as answered
+    search = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
+    assert search["multipart/form-data"]["schema"]["properties"]["image"]["items"] == {
+        "type": "string", "format": "binary"}  # /docs can send a file
+
+
+def test_the_token_is_declared_and_its_401_as_described(index):
+    service = IndexService(index[1], LOAD)
+    try:
+        with TestClient(create_app(service, token="s3cret")) as c:
+            spec = c.get("/openapi.json").json()
+            assert spec["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+            conforms(spec, "get", "/api/info", c.get("/api/info"))
+    finally:
+        service.close()
+
+
+def test_browsing_by_folder_name_and_order(client, index):
+    photos, _ = index
+    folders = client.get("/api/folders").json()
+    assert folders["root"] == str(photos)
+    assert folders["folders"] == [{"path": str(photos / c), "images": 3}
+                                  for c in sorted(["circle", "square", "triangle", "stripes"])]
+
+    def paths(**params):
+        return [i["path"] for i in client.get("/api/items", params=params).json()["items"]]
+
+    assert paths(folder=photos / "circle") == [str(photos / "circle" / f"{i}.png") for i in range(3)]
+    assert paths(folder=photos / "circ") == []  # a folder, not the start of a name
+    assert paths(name="STRIPES") == [str(photos / "stripes" / f"{i}.png") for i in range(3)]
+    assert paths(name="2.", folder=photos / "square") == [str(photos / "square" / "2.jpg")]
+    everything = paths(limit=100)
+    assert everything == sorted(everything)  # by path unless told
+    for order, key, reverse in (("largest", "st_size", True), ("oldest", "st_mtime_ns", False)):
+        found = [getattr(os.stat(p), key) for p in paths(sort=order, limit=100)]
+        assert found == sorted(found, reverse=reverse)
+    page = client.get("/api/items", params={"name": "png", "offset": 2, "limit": 3}).json()
+    assert (page["total"], len(page["items"])) == (11, 3)  # square/2.jpg holds no "png"
+
+
+def test_an_item_facts_preview_and_the_page_icon(client, index):
+    photos, _ = index
+    png_as_jpg = photos / "square" / "2.jpg"
+    item = {i["path"]: i["id"] for i in client.get("/api/items").json()["items"]}[str(png_as_jpg)]
+    facts = client.get(f"/api/items/{item}").json()
+    assert {k: facts[k] for k in ("id", "path", "name", "folder", "bytes", "width", "height",
+                                  "media_type")} == {
+        "id": item, "path": str(png_as_jpg), "name": "2.jpg", "folder": str(photos / "square"),
+        "bytes": png_as_jpg.stat().st_size, "width": 96, "height": 96, "media_type": "image/png"}
+    preview = client.get(f"/api/items/{item}/preview")
+    with Image.open(io.BytesIO(preview.content)) as img:
+        assert (img.format, img.size) == ("JPEG", (96, 96))  # never larger than the file
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+
+
+def test_results_say_how_close_they_are(client, index):
+    photos, _ = index
+    found = client.post("/api/search", params={"k": 12}, files=upload(
+        photos / "triangle" / "0.png")).json()["results"]
+    shares = [r["closer_than"] for r in found]
+    assert found[0]["distance"] < 1e-3 and shares[0] == 1.0  # itself: closer than anything
+    assert shares == sorted(shares, reverse=True) and 0 <= shares[-1] < 1
+
+
+def test_an_upload_over_the_limit_gets_its_413_from_a_real_server(served):
+    """A client that sends the whole body before reading (urllib) gets the 413 and its
+    message, not a reset connection: the server reads the body and drops it."""
+    import urllib.error
+    import urllib.request
+
+    from conftest import SERVED_MAX_UPLOAD_MB
+
+    address, _, _ = served
+    big = 16 << 20  # past what the sockets' buffers take in before the server reads
+    body = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
+            + b"\0" * big + b"\r\n--x--\r\n")
+    ask = urllib.request.Request(address + "api/search", data=body,
+                                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(ask)
+    assert refused.value.code == 413
+    assert json.load(refused.value) == {
+        "error": f"the upload is larger than {SERVED_MAX_UPLOAD_MB} MB (--max-upload-mb)"}
