@@ -94,23 +94,27 @@ def create_app(service: IndexService, token: str | None = None,
     nprobe_query = Query(None, ge=1, le=65536, description="IVF lists visited")
     near_query = Query(None, ge=0, description="only neighbours this close (fc7 distance)")
 
-    @app.get("/api/info", dependencies=api, responses={200: {"model": s.Info}, **s.errors(401, 503)})
+    @app.get("/api/info", dependencies=api,
+             responses={200: {"model": s.Info}, **s.errors(401, 503)})
     async def info():
         """What `retrieve info --json` prints."""
         return await run_in_threadpool(service.info)
 
-    @app.get("/api/limits", dependencies=api, responses={200: {"model": s.Limits}, **s.errors(401)})
+    @app.get("/api/limits", dependencies=api,
+             responses={200: {"model": s.Limits}, **s.errors(401)})
     async def limits():
         """What this server accepts (the page checks an upload's size before sending it)."""
         return {"max_upload_bytes": limit, "max_k": MAX_K, "max_queries": MAX_QUERIES}
 
-    @app.get("/api/folders", dependencies=api, responses={200: {"model": s.Folders}, **s.errors(401)})
+    @app.get("/api/folders", dependencies=api,
+             responses={200: {"model": s.Folders}, **s.errors(401)})
     async def folders():
         """Every folder that holds indexed images, with how many it holds itself."""
         root, found = await run_in_threadpool(service.folders)
         return {"root": root, "folders": [{"path": f, "images": n} for f, n in found]}
 
-    @app.get("/api/items", dependencies=api, responses={200: {"model": s.Items}, **s.errors(401)})
+    @app.get("/api/items", dependencies=api,
+             responses={200: {"model": s.Items}, **s.errors(401)})
     async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
                     folder: str | None = Query(None, description="only under this folder"),
                     name: str | None = Query(None, description="only paths that hold this "

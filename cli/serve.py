@@ -67,7 +67,7 @@ def serve(index_dir, host, port, token, max_upload_mb, allow_actions, move_to, d
 
     Loads the weights and the index once; queries that arrive together go through the
     network and the index as one batch; a build-index on the same index is picked up by
-    the next request. The API is documented at /docs.
+    the next request. The API is described at /docs (served offline, as the page is).
 
     \b
     retrieve serve --index retrieve-index            # then open http://127.0.0.1:8000/

@@ -326,7 +326,8 @@ def test_the_openapi_description_is_what_the_server_answers(client, index, tmp_p
         ("get", "/api/info", client.get("/api/info")),
         ("get", "/api/limits", client.get("/api/limits")),
         ("get", "/api/folders", client.get("/api/folders")),
-        ("get", "/api/items", client.get("/api/items", params={"folder": photos, "sort": "newest"})),
+        ("get", "/api/items", client.get("/api/items", params={"folder": photos,
+                                                                "sort": "newest"})),
         ("get", "/api/items", client.get("/api/items", params={"sort": "random"})),
         ("get", "/api/items/{item}", client.get(f"/api/items/{item}")),
         ("get", "/api/items/{item}", client.get("/api/items/99999")),
@@ -390,7 +391,8 @@ def test_browsing_by_folder_name_and_order(client, index):
     def paths(**params):
         return [i["path"] for i in client.get("/api/items", params=params).json()["items"]]
 
-    assert paths(folder=photos / "circle") == [str(photos / "circle" / f"{i}.png") for i in range(3)]
+    assert paths(folder=photos / "circle") == [str(photos / "circle" / f"{i}.png")
+                                               for i in range(3)]
     assert paths(folder=photos / "circ") == []  # a folder, not the start of a name
     assert paths(name="STRIPES") == [str(photos / "stripes" / f"{i}.png") for i in range(3)]
     assert paths(name="2.", folder=photos / "square") == [str(photos / "square" / "2.jpg")]

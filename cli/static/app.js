@@ -94,7 +94,9 @@ function setup() {
   results.setup(router.go);
   duplicates.setup();
   detail.setup();
-  for (const back of document.querySelectorAll("#back, .back")) back.addEventListener("click", leave);
+  for (const back of document.querySelectorAll("#back, .back")) {
+    back.addEventListener("click", leave);
+  }
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape" || detail.isOpen() || e.defaultPrevented) return;
     if (e.target.matches("input[type=search]") && e.target.value) return;  // clears the box

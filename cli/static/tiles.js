@@ -114,8 +114,8 @@ function toward(key, from, all) {
     const rowTop = down ? Math.min(...beyond.map((a) => box(a).top))
                         : Math.max(...beyond.map((a) => box(a).top));
     const row = beyond.filter((a) => Math.abs(box(a).top - rowTop) < 1);
-    target = row.reduce((best, a) => (Math.abs(box(a).left + here.width / 2 - mid)
-                                      < Math.abs(box(best).left + here.width / 2 - mid) ? a : best));
+    const off = (a) => Math.abs(box(a).left + here.width / 2 - mid);
+    target = row.reduce((best, a) => (off(a) < off(best) ? a : best));
   }
   return target;
 }

@@ -17,8 +17,8 @@ let state = null;  // the grid of one filter: see start()
 let folderCounts = null;
 
 export function key(route) {
-  const p = route.params;
-  return `?name=${p.get("name") || ""}&folder=${p.get("folder") || ""}&sort=${p.get("sort") || "path"}`;
+  const { name, folder, sort } = filters(route);
+  return `?name=${name}&folder=${folder}&sort=${sort}`;
 }
 
 export function title() { return "retrieve"; }
@@ -47,8 +47,8 @@ export function setFolders(folders) {
 }
 
 function filters(route) {
-  const p = route.params;
-  return { name: p.get("name") || "", folder: p.get("folder") || "", sort: p.get("sort") || "path" };
+  const p = (key) => route.params.get(key) || "";
+  return { name: p("name"), folder: p("folder"), sort: p("sort") || "path" };
 }
 
 export async function enter(route, live) {
@@ -187,9 +187,9 @@ function position() {
   const at = firstVisible();
   const item = state.items.get(at);
   const folder = item && state.filters.sort === "path" ? where(item.path) : "";
+  const place = folder ? ` · ${folder}` : "";
   $("position").textContent = state.total
-    ? `${(at + 1).toLocaleString()} of ${state.total.toLocaleString()}${folder ? ` · ${folder}` : ""}`
-    : "";
+    ? `${(at + 1).toLocaleString()} of ${state.total.toLocaleString()}${place}` : "";
   // The grid's one tab stop follows the window when the focused tile scrolled away.
   const stop = grid.querySelector("a.tile[tabindex='0']");
   const box = stop?.getBoundingClientRect();

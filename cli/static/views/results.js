@@ -27,7 +27,8 @@ export function preset(uploadKey, k, results) {
 export async function search(file, k, limits) {
   if (limits && file.size > limits.max_upload_bytes) {
     throw new ApiError(`${file.name} is ${megabytes(file.size)}: this server takes images up `
-                       + `to ${megabytes(limits.max_upload_bytes)} (retrieve serve --max-upload-mb)`, 413);
+                       + `to ${megabytes(limits.max_upload_bytes)} `
+                       + "(retrieve serve --max-upload-mb)", 413);
   }
   const form = new FormData();
   form.append("image", file, file.name);
