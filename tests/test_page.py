@@ -11,8 +11,6 @@ import re
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from conftest import SERVED_MAX_UPLOAD_MB, WAIT_S
 
 # RETRIEVE_SCREENSHOTS=DIR keeps the page's pictures (docs/serve-*.png come from there).

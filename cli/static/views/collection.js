@@ -13,7 +13,8 @@ const NAME_WAIT_MS = 300;  // typing in the name box: the filter follows once th
 const $ = (id) => document.getElementById(id);
 export const section = $("collection");
 const grid = $("grid");
-let state = null;  // the grid of one filter: see start()
+// The grid of one filter: its images by position (fetched so far), its blocks, its layout.
+let state = null;
 let folderCounts = null;
 
 export function key(route) {
@@ -36,7 +37,8 @@ export function setFolders(folders) {
   const select = $("folder");
   const chosen = select.value;
   select.replaceChildren(new Option("All folders", ""));
-  for (const [path, count] of [...folderCounts].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  const tree = (path) => path.replaceAll("/", "\0");  // a folder, then what is inside it
+  for (const [path, count] of [...folderCounts].sort(([a], [b]) => (tree(a) < tree(b) ? -1 : 1))) {
     const inside = where(`${path}/x`);
     if (!inside) continue;  // the root: "All folders"
     const depth = inside.split("/").length - 1;
@@ -54,7 +56,7 @@ function filters(route) {
 export async function enter(route, live) {
   const k = key(route);
   const f = filters(route);
-  $("name").value = f.name;
+  if (document.activeElement !== $("name")) $("name").value = f.name;  // not while typing
   $("sort").value = f.sort;
   if (f.folder && ![...$("folder").options].some((o) => o.value === f.folder)) {
     $("folder").append(new Option(where(`${f.folder}/x`) || f.folder, f.folder));

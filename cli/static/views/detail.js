@@ -68,6 +68,7 @@ export async function show(id, route, context) {
     dialog.showModal();
     rehome();
   }
+  $("detail-copy").dataset.path = "";  // until this image's facts come
   const at = shown.order.indexOf(shown.id);
   $("previous").disabled = at <= 0;
   $("next").disabled = at < 0 || at >= shown.order.length - 1;

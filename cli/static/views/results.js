@@ -84,6 +84,7 @@ function list(route, results) {
 
 export async function enter(route, live) {
   const k = route.params.get("k") || DEFAULT_K;
+  if (![...$("k").options].some((o) => o.value === k)) $("k").append(new Option(k));
   $("k").value = k;
   $("neighbours").replaceChildren();
   $("query").replaceChildren();
