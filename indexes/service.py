@@ -80,10 +80,15 @@ class IndexService:
         self._root: tuple[int, str] | None = None  # (generation, collection_root)
         self._honoured: tuple | None = None  # (what it depends on, the honoured report)
         self._folders: tuple[int, list[tuple[str, int]]] | None = None  # (generation, folders)
-        self.scale: closeness.Scale | None = None  # of the generation last searched
+        # How close is close (closeness.py), measured beside the batcher: its 256 searches
+        # of a large Flat index on a CPU take minutes, which no query should wait for.
+        self.scale: closeness.Scale | None = None
+        self.measured = threading.Event()  # set once a scale is there (tests, benchmarks)
+        self._scale_lock, self._measuring = threading.Lock(), False
         self.batches = 0  # forward passes and searches made, for tests and benchmarks
         self._worker = threading.Thread(target=self._serve, name="retrieve-batcher", daemon=True)
         self._worker.start()
+        self._measure_soon()
 
     def _extractor_for(self, settings: dict):
         extractor = self._load(*manifest.weights_ref(settings))
@@ -219,6 +224,35 @@ class IndexService:
                 self._root = (key, collection_root(os.fsdecode(p) for p in self.store.items()))
             return self._root[1]
 
+    # -- the closeness scale, beside the batcher ----------------------------------------------
+    def _measure_soon(self) -> None:
+        """Measure the committed generation's scale in a thread of its own (one at a time: a
+        measurement under way goes on to the newest generation when it is done)."""
+        with self._scale_lock:
+            if self._measuring:
+                return
+            self._measuring = True
+        threading.Thread(target=self._measure, name="retrieve-closeness", daemon=True).start()
+
+    def _measure(self) -> None:
+        while True:
+            scale = None
+            try:
+                store = open_for_reading(self.store.folder)  # its own connection and index
+                try:
+                    scale = closeness.measure(store)
+                finally:
+                    store.close()
+            except Exception:  # a damaged index: searches say so, results go without closeness
+                pass
+            with self._scale_lock:
+                if scale is not None:
+                    self.scale = scale
+                    self.measured.set()
+                if scale is None or scale.generation >= self._generation:
+                    self._measuring = False
+                    return
+
     # -- the worker ---------------------------------------------------------------------------
     def _serve(self) -> None:
         while True:
@@ -242,8 +276,6 @@ class IndexService:
         try:
             with self._lock, self.store.snapshot():
                 self._follow()
-                if self.scale is None or self.scale.generation != self._generation:
-                    self.scale = closeness.measure(self.store)  # once per generation
                 xq, answered = self._vectors(batch)
                 for nprobe in {job.nprobe for job in answered}:
                     group = [n for n, job in enumerate(answered) if job.nprobe == nprobe]
@@ -273,6 +305,7 @@ class IndexService:
                    for k in ("sha256", "layer", "dim")):
             self.extractor = self._extractor_for(settings)  # rebuilt with other weights
         self._generation = generation
+        self._measure_soon()
 
     def _vectors(self, batch: list[_Job]) -> tuple[np.ndarray, list[_Job]]:
         """Query vectors (n, d) of the jobs that have one, in one forward pass; the others'

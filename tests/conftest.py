@@ -137,6 +137,7 @@ def served(tmp_path_factory):
     assert built.exit_code == 0, built.output
     service = IndexService(root / "idx", partial(FeatureExtractor.load,
                                                  config=ExtractConfig(1, 0, "cpu")))
+    assert service.measured.wait(WAIT_S)  # results say how close they are from the first
     sock = bind("127.0.0.1", 0)
     app = create_app(service, max_upload_mb=SERVED_MAX_UPLOAD_MB)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

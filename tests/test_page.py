@@ -217,7 +217,7 @@ def test_the_keyboard_alone_uploads_moves_opens_and_goes_back(served, browser):
             break
     first = focused(browser)
     assert first.get_attribute("data-index") == "0"
-    assert first.accessible_name == "circle-0.png, in circle"
+    assert (first.aria_role, first.accessible_name) == ("link", "circle-0.png, in circle")
     cols = js(browser, "getComputedStyle(document.getElementById('grid')).getPropertyValue("
                        "'--cols')")
     moves = [(Keys.ARROW_RIGHT, 1), (Keys.ARROW_DOWN, 1 + int(cols)), (Keys.END, IMAGES - 1),

@@ -159,6 +159,7 @@ async function loadBlock(n) {
     block.element.replaceChildren(...cells);
     block.element.style.height = "";
     block.loaded = true;
+    position();  // the folder of the first image shown, now that it is known
   })();
   return block.loading;
 }

@@ -7,6 +7,7 @@ import * as uploads from "../uploads.js";
 
 const $ = (id) => document.getElementById(id);
 export const section = $("results");
+const legend = $("legend");  // moved into the query's card, kept here when that is emptied
 const DEFAULT_K = "10";
 let shown = null;  // {route, name, results}
 let objectUrl = null;  // of the upload shown, released at the next one
@@ -67,6 +68,7 @@ function queryCard(src, path, detailsHref) {
     details.textContent = "Details";
     words.append(details);
   }
+  words.append(legend);  // what the percentages say, beside the query
   card.replaceChildren(img, words);
 }
 
@@ -79,7 +81,7 @@ function list(route, results) {
     return li;
   }));
   ul.querySelectorAll("a.tile").forEach((a, n) => { a.tabIndex = n ? -1 : 0; });
-  $("legend").hidden = !results.some((r) => r.closer_than !== null);
+  legend.hidden = !results.some((r) => r.closer_than !== null);
 }
 
 export async function enter(route, live) {
@@ -88,7 +90,7 @@ export async function enter(route, live) {
   $("k").value = k;
   $("neighbours").replaceChildren();
   $("query").replaceChildren();
-  $("legend").hidden = true;
+  legend.hidden = true;
   shown = null;
   if (route.view === "similar") {
     $("results-title").textContent = "Similar images";
