@@ -114,7 +114,7 @@ def create_app(service: IndexService, token: str | None = None,
         return {"root": root, "folders": [{"path": f, "images": n} for f, n in found]}
 
     @app.get("/api/items", dependencies=api,
-             responses={200: {"model": s.Items}, **s.errors(401)})
+             responses={200: {"model": s.Items}, **s.errors(400, 401)})
     async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
                     folder: str | None = Query(None, description="only under this folder"),
                     name: str | None = Query(None, description="only paths that hold this "
@@ -126,7 +126,8 @@ def create_app(service: IndexService, token: str | None = None,
                 "items": [{"id": i, "path": p} for i, p in page]}
 
     @app.post("/api/search", dependencies=api, openapi_extra=s.UPLOAD,
-              responses={200: {"model": s.Search}, **s.errors(401, 409, 411, 413, 503)})
+              responses={200: {"model": s.Search},
+                         **s.errors(400, 401, 409, 411, 413, 503)})
     async def search(request: Request, k: int = k_query, nprobe: int | None = nprobe_query,
                      max_distance: float | None = near_query):
         """The k nearest indexed images of each uploaded image (multipart field `image`,
@@ -151,14 +152,15 @@ def create_app(service: IndexService, token: str | None = None,
                                     for n, r in zip(names, found)]}
 
     @app.get("/api/items/{item}", dependencies=api,
-             responses={200: {"model": s.ItemFacts}, **s.errors(401, 404, 410)})
+             responses={200: {"model": s.ItemFacts}, **s.errors(400, 401, 404, 410)})
     async def item_facts(item: int = item_id):
         """An indexed image: its path, name, folder, size, dates and pixels."""
         facts = await run_in_threadpool(service.facts, item)
         return await run_in_threadpool(previews.describe, item, facts)
 
     @app.get("/api/items/{item}/neighbours", dependencies=api,
-             responses={200: {"model": s.Neighbours}, **s.errors(401, 404, 410, 503)})
+             responses={200: {"model": s.Neighbours},
+                        **s.errors(400, 401, 404, 410, 503)})
     async def neighbours(item: int = item_id, k: int = k_query,
                          nprobe: int | None = nprobe_query,
                          max_distance: float | None = near_query):
@@ -169,7 +171,7 @@ def create_app(service: IndexService, token: str | None = None,
 
     def picture(route: str, media_type: str, what: str, make):
         @app.get(f"/api/items/{{item}}/{route}", dependencies=api, response_class=Response,
-                 responses={**s.image(media_type, what), **s.errors(401, 404, 410)},
+                 responses={**s.image(media_type, what), **s.errors(400, 401, 404, 410)},
                  summary=route.capitalize(), description=what)
         async def answer(item: int = item_id):
             path = await run_in_threadpool(service.path, item)
@@ -184,7 +186,7 @@ def create_app(service: IndexService, token: str | None = None,
 
     @app.get("/api/items/{item}/image", dependencies=api, response_class=FileResponse,
              responses={**s.image("image/*", "the file itself, its type by content"),
-                        **s.errors(401, 404, 410)})
+                        **s.errors(400, 401, 404, 410)})
     async def image(item: int = item_id):
         """The indexed file itself, with its content type."""
         path = await run_in_threadpool(service.path, item)
@@ -192,7 +194,7 @@ def create_app(service: IndexService, token: str | None = None,
         return FileResponse(path, media_type=media_type)
 
     @app.get("/api/duplicates", dependencies=api,
-             responses={200: {"model": s.Duplicates}, **s.errors(401, 503)})
+             responses={200: {"model": s.Duplicates}, **s.errors(400, 401, 503)})
     async def duplicates(threshold: float | None = Query(None, ge=0),
                          verify: bool = True,
                          min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),

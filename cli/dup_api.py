@@ -11,11 +11,12 @@ import re
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from cli import schemas as s
 from cli.output import to_json
 from indexes import actions, gone, journal, plans
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
@@ -52,6 +53,13 @@ class Files(BaseModel):
 
 class Undo(BaseModel):
     journal: str = Field(description="a journal's name, as /apply returned it: plan-ID")
+
+
+class JSONDownload(JSONResponse):
+    """JSON text made by to_json, sent as it is (a JSONResponse: OpenAPI declares its schema)."""
+
+    def render(self, content: str) -> bytes:
+        return content.encode("utf-8")
 
 
 def _plan_query(threshold: float | None = Query(None, ge=0), verify: bool = True,
@@ -91,7 +99,8 @@ def _review(api: APIRouter, service: IndexService) -> None:
                                   max_difference=req.max_difference)
         return service.duplicates(config), rules, service.collection_root()
 
-    @api.get("/groups")
+    @api.get("/groups",
+             responses={200: {"model": s.GroupsPage}, **s.errors(400, 401, 503)})
     async def groups(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_GROUPS),
                      req: PlanRequest = Depends(_plan_query)):
         """The groups from ``offset`` on, each as a plan has it: every file with its action,
@@ -105,7 +114,9 @@ def _review(api: APIRouter, service: IndexService) -> None:
         return {"total": len(report.groups), "offset": offset, "limit": limit,
                 "images": report.images, "threshold": report.threshold, "groups": page}
 
-    @api.post("/plan", response_class=Response)
+    @api.post("/plan", response_class=JSONDownload, responses={
+        200: {"model": s.Plan, "description": "the plan, as a download (plan.json)"},
+        **s.errors(400, 401, 503)})
     async def plan(req: PlanRequest):
         """The plan of every group, as `retrieve duplicates --plan` writes it (a download)."""
         def make():
@@ -113,15 +124,15 @@ def _review(api: APIRouter, service: IndexService) -> None:
             return plans.make_plan(report, rules, root)
 
         doc = await run_in_threadpool(make)
-        return Response(to_json(doc), media_type="application/json",
-                        headers={"Content-Disposition": 'attachment; filename="plan.json"'})
+        return JSONDownload(to_json(doc),
+                            headers={"Content-Disposition": 'attachment; filename="plan.json"'})
 
 
 def _decisions(api: APIRouter, service: IndexService) -> None:
     """"Not duplicates": listed, marked, forgotten; and what applied plans took away."""
     folder = service.store.folder
 
-    @api.get("/decisions")
+    @api.get("/decisions", responses={200: {"model": s.Decisions}, **s.errors(401)})
     async def decisions():
         """The pairs of files marked "not duplicates"."""
         rows = await run_in_threadpool(Decisions(folder).listing)
@@ -131,7 +142,8 @@ def _decisions(api: APIRouter, service: IndexService) -> None:
         return [*[await run_in_threadpool(service.path, i) for i in files.ids],
                 *[os.path.abspath(p) for p in files.paths]]
 
-    @api.post("/not-duplicates")
+    @api.post("/not-duplicates", responses={200: {"model": s.Marked},
+                                            **s.errors(400, 401, 404, 410)})
     async def not_duplicates(files: Files):
         """Mark the files as not duplicates of each other: every later run keeps them apart."""
         paths = await paths_of(files)
@@ -139,7 +151,8 @@ def _decisions(api: APIRouter, service: IndexService) -> None:
             raise HTTPException(400, "give two files or more (ids or paths)")
         return {"marked": await run_in_threadpool(Decisions(folder).mark, paths)}
 
-    @api.post("/forget-decision")
+    @api.post("/forget-decision",
+              responses={200: {"model": s.Forgotten}, **s.errors(400, 401)})
     async def forget_decision(files: Files):
         """Forget the decisions among the files (one file: every decision about it)."""
         indexed = await run_in_threadpool(service.paths, files.ids)  # gone ones too
@@ -148,7 +161,7 @@ def _decisions(api: APIRouter, service: IndexService) -> None:
             raise HTTPException(400, "give one file or more (ids or paths)")
         return {"forgotten": await run_in_threadpool(Decisions(folder).forget, paths)}
 
-    @api.get("/gone")
+    @api.get("/gone", responses={200: {"model": s.Gone}, **s.errors(401)})
     async def gone_files():
         """The indexed files an applied plan took away, until the next build-index."""
         taken = await run_in_threadpool(service.gone)
@@ -179,7 +192,8 @@ def _actions(api: APIRouter, service: IndexService, allow_actions: bool,
                 raise HTTPException(403, f"{f['to']}: this server moves files only into "
                                          f"{move_to or 'a folder given with serve --move-to'}")
 
-    @api.post("/apply")
+    @api.post("/apply",
+              responses={200: {"model": s.Outcome}, **s.errors(400, 401, 403, 409)})
     async def apply(plan: dict):
         """Do what the plan says (the JSON /plan gave, decided in the page); refused when a
         file changed since. Only with `retrieve serve --allow-actions`."""
@@ -197,7 +211,8 @@ def _actions(api: APIRouter, service: IndexService, allow_actions: bool,
         name, outcome = await run_in_threadpool(run)
         return _outcome(name, outcome)
 
-    @api.post("/undo")
+    @api.post("/undo",
+              responses={200: {"model": s.Outcome}, **s.errors(400, 401, 403, 404)})
     async def undo(req: Undo):
         """Put back every file an applied plan touched. Only with --allow-actions."""
         may_act()

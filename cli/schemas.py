@@ -139,10 +139,91 @@ class Duplicates(Open):
     groups: list[Group]
 
 
+class PlannedFile(Open):
+    path: str
+    id: int
+    action: str = Field(description="keep, trash, move, hardlink or symlink")
+    reason: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    distance: float
+    similarity: float | None
+    difference: float | None
+
+
+class PlannedGroup(Open):
+    tier: str
+    files: list[PlannedFile] = Field(description="the file to keep first")
+
+
+class GroupsPage(Open):
+    """Groups of duplicates a page at a time, each as a plan has it."""
+
+    total: int
+    offset: int
+    limit: int
+    images: int
+    threshold: float
+    groups: list[PlannedGroup]
+
+
+class Plan(Open):
+    """What `retrieve duplicates --plan` writes and `--apply` takes."""
+
+    format: str
+    version: int
+    index: str
+    action: str
+    groups: list[PlannedGroup]
+
+
+class Decision(Open):
+    a: str
+    b: str
+    at: float = Field(description="seconds since the epoch")
+
+
+class Decisions(Open):
+    not_duplicates: list[Decision]
+
+
+class Marked(Open):
+    marked: int = Field(description="pairs newly marked")
+
+
+class Forgotten(Open):
+    forgotten: int = Field(description="pairs forgotten")
+
+
+class GoneFile(Open):
+    id: int
+    path: str
+    action: str
+    message: str
+
+
+class Gone(Open):
+    gone: list[GoneFile]
+
+
+class Outcome(Open):
+    """What applying or undoing a plan did."""
+
+    journal: str = Field(description="its name, for /undo")
+    files: dict[str, int] = Field(description="files per action")
+    bytes: int
+    earlier: int = Field(description="steps an earlier run of the same plan had done")
+    problems: list[str]
+
+
 WHY = {400: "a bad parameter, or an upload that is not an image",
        401: "no token, or a wrong one (serve --token)",
-       404: "no image with this id in the index",
-       409: "the index was rebuilt with other weights during the request",
+       403: "applying or undoing a plan needs serve --allow-actions, and only for this index",
+       404: "no image with this id in the index (or no such journal)",
+       409: "the index was rebuilt with other weights during the request (or, for a plan, "
+            "a file changed since it was made)",
        410: "the indexed file can no longer be read",
        411: "an upload without a Content-Length",
        413: "an upload larger than --max-upload-mb",
@@ -151,7 +232,7 @@ WHY = {400: "a bad parameter, or an upload that is not an image",
 
 def errors(*statuses: int) -> dict:
     """The ``responses`` of a route that can answer with these error statuses."""
-    return {s: {"model": Error, "description": WHY[s]} for s in (400, *statuses)}
+    return {s: {"model": Error, "description": WHY[s]} for s in statuses}
 
 
 def image(media_type: str, description: str) -> dict:

@@ -183,14 +183,17 @@ class IndexService:
             generation = self.store.generation
             if self._folders is None or self._folders[0] != generation:
                 self._folders = generation, browse.folders(self.store)
-            return browse.root(self.store), self._folders[1]
+            return browse.root(self.store) or os.sep, self._folders[1]
 
     def facts(self, item: int) -> browse.Facts:
         """What the index holds of ``item`` (UnknownItem)."""
         with self._lock:
             found = browse.facts(self.store, item)
+            taken = gone.items(self.store.folder, self.store.generation).get(item)
         if found is None:
             raise UnknownItem(f"no image with id {item} in the index")
+        if taken is not None:
+            raise ItemGone(f"item {item}: {gone.describe(taken)}")
         return found
 
     def path(self, item: int) -> str:
@@ -216,12 +219,10 @@ class IndexService:
 
     def collection_root(self) -> str:
         """The folder holding every indexed file (moves keep the paths below it)."""
-        from .plans import collection_root
-
         with self._lock, self.store.snapshot():
             key = self.store.generation
             if self._root is None or self._root[0] != key:
-                self._root = (key, collection_root(os.fsdecode(p) for p in self.store.items()))
+                self._root = (key, browse.root(self.store) or os.sep)  # in SQL: any size
             return self._root[1]
 
     # -- the closeness scale, beside the batcher ----------------------------------------------

@@ -302,6 +302,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
 
     from cli.app import create_app
     from conftest import tiny_checkpoint
+    from openapi_check import conforms
     from indexes.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
@@ -353,11 +354,15 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
             refused = c.post("/api/duplicates/apply", headers=h, json=download.json())
             assert refused.status_code == 403 and "--allow-actions" in refused.json()["error"]
         with TestClient(create_app(service, token="t", allow_actions=True)) as c:
+            spec = c.get("/openapi.json").json()  # what they answer is what it declares
             moving = c.post("/api/duplicates/plan", headers=h, json={
                 "threshold": 1e9, "action": "move", "move_to": str(tmp_path / "dups")}).json()
             refused = c.post("/api/duplicates/apply", headers=h, json=moving)
             assert refused.status_code == 403 and "moves files only into" in refused.text
-            applied = c.post("/api/duplicates/apply", headers=h, json=download.json()).json()
+            applied = c.post("/api/duplicates/apply", headers=h, json=download.json())
+            assert conforms(spec, "post", "/api/duplicates/apply", refused)[2] == 403
+            assert conforms(spec, "post", "/api/duplicates/apply", applied)[2] == 200
+            applied = applied.json()
             assert applied["files"] == {"trash": 2} and applied["problems"] == []
             q = CliRunner().invoke(cli, ["query", str(files["E"]), "--index", str(idx), "--json"])
             found = [Path(x["path"]).name for x in json.loads(q.stdout)["queries"][0]["results"]]
@@ -370,6 +375,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
             assert duplicates(idx, "--json", "-q").stdout.count('"paths"') == 0
             undone = c.post("/api/duplicates/undo", headers=h, json={"journal": applied["journal"]})
             assert undone.json()["files"] == {"trash": 2}
+            assert conforms(spec, "post", "/api/duplicates/undo", undone)[2] == 200
             assert c.get("/api/duplicates/groups", headers=h,
                          params={"threshold": 1e9}).json()["total"] == 2
     finally:

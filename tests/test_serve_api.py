@@ -16,6 +16,7 @@ from PIL import Image
 
 from cli.app import create_app
 from conftest import SERVED_MAX_UPLOAD_MB
+from openapi_check import conforms
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +32,6 @@ def upload(*paths):
 
 def ids(client) -> dict[str, int]:
     return {i["path"]: i["id"] for i in client.get("/api/items").json()["items"]}
-
-
-def conforms(spec: dict, method: str, route: str, response) -> tuple[str, str, int]:
-    """Assert that ``response`` is an answer /openapi.json declares for ``method route``:
-    its status, its content type, and a JSON body valid against the declared schema."""
-    from fnmatch import fnmatch
-
-    from jsonschema import Draft202012Validator
-
-    declared = spec["paths"][route][method]["responses"]
-    status = response.status_code
-    assert str(status) in declared, f"{method.upper()} {route} answered {status}, undeclared"
-    content = declared[str(status)]["content"]
-    kind = response.headers["content-type"].split(";")[0]
-    assert any(fnmatch(kind, k) for k in content), f"{method.upper()} {route}: {kind}"
-    if kind == "application/json":
-        schema = {**content["application/json"]["schema"], "components": spec["components"]}
-        Draft202012Validator(schema).validate(response.json())
-    return method, route, status
 
 
 def test_the_openapi_description_is_what_the_server_answers(served, client, tmp_path):
@@ -86,6 +68,7 @@ def test_the_openapi_description_is_what_the_server_answers(served, client, tmp_
         ("get", "/api/duplicates", get("/api/duplicates", params={"threshold": 1.0,
                                                                   "verify": False})),
         ("get", "/api/duplicates", get("/api/duplicates", params={"threshold": -1})),
+        *duplicates_routes(client, item, ids(client)[str(photos / "square" / "square-1.png")]),
     ]
     pictures = [f"/api/items/{{item}}/{route}" for route in ("thumbnail", "preview", "image")]
     asked += [("get", p, get(p.format(item=item))) for p in pictures]
@@ -98,15 +81,45 @@ def test_the_openapi_description_is_what_the_server_answers(served, client, tmp_
         (tmp_path / "away.png").rename(png)
 
     checked = {conforms(spec, *a) for a in asked}
-    assert {s for _, _, s in checked} == {200, 400, 404, 410, 411, 413}
+    assert {s for _, _, s in checked} == {200, 400, 403, 404, 410, 411, 413}
     operations = {(m, r) for r, ops in spec["paths"].items() for m in ops}
-    assert {(m, r) for m, r, s in checked if s == 200} == operations  # every route answers
+    acting = {("post", "/api/duplicates/apply"), ("post", "/api/duplicates/undo")}
+    # every route answers (applying and undoing a plan: in test_dup_actions.py)...
+    assert {(m, r) for m, r, s in checked if s == 200} == operations - acting
+    # ...and refuses as it says, all but those with nothing to refuse (no parameter)
     assert {(m, r) for m, r, s in checked if s >= 400} == operations - {
-        ("get", "/api/info"), ("get", "/api/limits"), ("get", "/api/folders")}  # and refuses
+        ("get", "/api/info"), ("get", "/api/limits"), ("get", "/api/folders"),
+        ("get", "/api/duplicates/decisions"), ("get", "/api/duplicates/gone")}
     assert "422" not in json.dumps(spec["paths"])  # a bad parameter is a 400, as answered
     body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["items"] == {
         "type": "string", "format": "binary"}  # so that /docs can send a file
+
+
+def duplicates_routes(client, a: int, b: int) -> list[tuple]:
+    """The duplicates routes' answers and errors, as (method, route, response); decisions
+    marked and forgotten again, nothing applied (this server has no --allow-actions)."""
+    get, post = client.get, client.post
+    route = "/api/duplicates/"
+    fast = {"threshold": 1.0, "verify": False}
+    return [
+        ("get", route + "groups", get(route + "groups", params=fast)),
+        ("get", route + "groups", get(route + "groups", params={"limit": 0})),
+        ("post", route + "plan", post(route + "plan", json=fast)),
+        ("post", route + "plan", post(route + "plan", json={**fast, "action": "move"})),
+        ("post", route + "not-duplicates", post(route + "not-duplicates", json={"ids": [a, b]})),
+        ("post", route + "not-duplicates", post(route + "not-duplicates", json={"ids": [a]})),
+        ("post", route + "not-duplicates", post(route + "not-duplicates",
+                                               json={"ids": [a, 99999]})),
+        ("get", route + "decisions", get(route + "decisions")),
+        ("post", route + "forget-decision", post(route + "forget-decision", json={"ids": [a, b]})),
+        ("post", route + "forget-decision", post(route + "forget-decision", json={})),
+        ("get", route + "gone", get(route + "gone")),
+        ("post", route + "apply", post(route + "apply", json={})),
+        ("post", route + "apply", post(route + "apply", json=[])),
+        ("post", route + "undo", post(route + "undo", json={"journal": "plan-0"})),
+        ("post", route + "undo", post(route + "undo", json={})),
+    ]
 
 
 def test_the_token_is_declared_and_its_401_as_described(served):

@@ -37,6 +37,10 @@ export function tile(id, path, href, { share = null, keep = false, index = null 
   img.decoding = "async";
   img.alt = "";  // the link's name says what it is
   img.src = thumbnail(id);
+  img.addEventListener("error", () => {  // a file gone since it was indexed
+    link.classList.add("missing");
+    link.title = `${path}: can no longer be read`;
+  });
   const caption = document.createElement("span");
   caption.className = "caption";
   const label = document.createElement("span");
