@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as ItemId
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -61,6 +61,12 @@ def error(status: int, message: str, headers: dict | None = None) -> JSON:
     return JSON({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
 
+K = Query(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per query")
+ITEM = ItemId(ge=0, lt=2**63, description="an id from /api/items")
+NPROBE = Query(None, ge=1, le=65536, description="IVF lists visited")
+NEAR = Query(None, ge=0, description="only neighbours this close (fc7 distance)")
+
+
 def create_app(service: IndexService, token: str | None = None,
                max_upload_mb: float = 20.0, allow_actions: bool = False,
                move_to: str | None = None) -> FastAPI:
@@ -88,51 +94,53 @@ def create_app(service: IndexService, token: str | None = None,
                                 headers={"WWW-Authenticate": "Bearer"})
 
     api = [Depends(authorised)]
-    limit = int(max_upload_mb * 2**20)
-    k_query = Query(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per query")
-    item_id = ItemId(ge=0, lt=2**63, description="an id from /api/items")
-    nprobe_query = Query(None, ge=1, le=65536, description="IVF lists visited")
-    near_query = Query(None, ge=0, description="only neighbours this close (fc7 distance)")
+    for router in (_index_routes(service, max_upload_mb), _search_routes(service, max_upload_mb),
+                   _browse_routes(service), dup_api.router(service, allow_actions, move_to)):
+        app.include_router(router, dependencies=api)
+    _page(app)
+    return app
 
-    @app.get("/api/info", dependencies=api,
-             responses={200: {"model": s.Info}, **s.errors(401, 503)})
+
+def _index_routes(service: IndexService, max_upload_mb: float) -> APIRouter:
+    """What the index is, what this server accepts, and the duplicates among the images."""
+    api = APIRouter(prefix="/api")
+
+    @api.get("/info", responses={200: {"model": s.Info}, **s.errors(401, 503)})
     async def info():
         """What `retrieve info --json` prints."""
         return await run_in_threadpool(service.info)
 
-    @app.get("/api/limits", dependencies=api,
-             responses={200: {"model": s.Limits}, **s.errors(401)})
+    @api.get("/limits", responses={200: {"model": s.Limits}, **s.errors(401)})
     async def limits():
         """What this server accepts (the page checks an upload's size before sending it)."""
-        return {"max_upload_bytes": limit, "max_k": MAX_K, "max_queries": MAX_QUERIES}
+        return {"max_upload_bytes": int(max_upload_mb * 2**20), "max_k": MAX_K,
+                "max_queries": MAX_QUERIES}
 
-    @app.get("/api/folders", dependencies=api,
-             responses={200: {"model": s.Folders}, **s.errors(401)})
-    async def folders():
-        """Every folder that holds indexed images, with how many it holds itself."""
-        root, found = await run_in_threadpool(service.folders)
-        return {"root": root, "folders": [{"path": f, "images": n} for f, n in found]}
+    @api.get("/duplicates", responses={200: {"model": s.Duplicates}, **s.errors(400, 401, 503)})
+    async def duplicates(threshold: float | None = Query(None, ge=0),
+                         verify: bool = True,
+                         min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
+                         max_difference: float = Query(MAX_DIFFERENCE, ge=0)):
+        """What `retrieve duplicates --json` prints (computed once per generation)."""
+        config = DuplicatesConfig(threshold=threshold, verify=verify,
+                                  min_similarity=min_similarity, max_difference=max_difference)
+        report = await run_in_threadpool(service.duplicates, config)
+        return dup_report.to_json(report)
 
-    @app.get("/api/items", dependencies=api,
-             responses={200: {"model": s.Items}, **s.errors(400, 401)})
-    async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
-                    folder: str | None = Query(None, description="only under this folder"),
-                    name: str | None = Query(None, description="only paths that hold this "
-                                             "text below the root (case-insensitive for A-Z)"),
-                    sort: Sort = Query("path", description="the order of the images")):
-        """The indexed images, a page at a time, filtered and sorted."""
-        total, page = await run_in_threadpool(service.items, offset, limit, folder, name, sort)
-        return {"total": total, "offset": offset, "limit": limit,
-                "items": [{"id": i, "path": p} for i, p in page]}
+    return api
 
-    @app.post("/api/search", dependencies=api, openapi_extra=s.UPLOAD,
-              responses={200: {"model": s.Search},
-                         **s.errors(400, 401, 409, 411, 413, 503)})
-    async def search(request: Request, k: int = k_query, nprobe: int | None = nprobe_query,
-                     max_distance: float | None = near_query):
+
+def _search_routes(service: IndexService, max_upload_mb: float) -> APIRouter:
+    """The nearest images of uploaded ones, and of indexed ones."""
+    api = APIRouter(prefix="/api")
+
+    @api.post("/search", openapi_extra=s.UPLOAD, responses={
+        200: {"model": s.Search}, **s.errors(400, 401, 409, 411, 413, 503)})
+    async def search(request: Request, k: int = K, nprobe: int | None = NPROBE,
+                     max_distance: float | None = NEAR):
         """The k nearest indexed images of each uploaded image (multipart field `image`,
         repeated for several)."""
-        await _refuse_large(request, limit, max_upload_mb)
+        await _refuse_large(request, int(max_upload_mb * 2**20), max_upload_mb)
         form = await request.form(max_files=MAX_QUERIES)
         uploads = [f for f in form.getlist("image") if hasattr(f, "read")]
         if not uploads:
@@ -151,63 +159,71 @@ def create_app(service: IndexService, token: str | None = None,
         return {"k": k, "queries": [{"query": n, "results": _results(r, service)}
                                     for n, r in zip(names, found)]}
 
-    @app.get("/api/items/{item}", dependencies=api,
-             responses={200: {"model": s.ItemFacts}, **s.errors(400, 401, 404, 410)})
-    async def item_facts(item: int = item_id):
-        """An indexed image: its path, name, folder, size, dates and pixels."""
-        facts = await run_in_threadpool(service.facts, item)
-        return await run_in_threadpool(previews.describe, item, facts)
-
-    @app.get("/api/items/{item}/neighbours", dependencies=api,
-             responses={200: {"model": s.Neighbours},
-                        **s.errors(400, 401, 404, 410, 503)})
-    async def neighbours(item: int = item_id, k: int = k_query,
-                         nprobe: int | None = nprobe_query,
-                         max_distance: float | None = near_query):
+    @api.get("/items/{item}/neighbours", responses={
+        200: {"model": s.Neighbours}, **s.errors(400, 401, 404, 410, 503)})
+    async def neighbours(item: int = ITEM, k: int = K, nprobe: int | None = NPROBE,
+                         max_distance: float | None = NEAR):
         """The k nearest other indexed images of an indexed one (its exact copies among them,
         itself not)."""
         found = await asyncio.wrap_future(service.neighbours(item, k, nprobe, max_distance))
         return {"k": k, "id": item, "results": _results(found[0], service)}
 
-    def picture(route: str, media_type: str, what: str, make):
-        @app.get(f"/api/items/{{item}}/{route}", dependencies=api, response_class=Response,
-                 responses={**s.image(media_type, what), **s.errors(400, 401, 404, 410)},
-                 summary=route.capitalize(), description=what)
-        async def answer(item: int = item_id):
+    return api
+
+
+def _browse_routes(service: IndexService) -> APIRouter:
+    """The collection a page at a time, its folders, and each image: facts and pictures."""
+    api = APIRouter(prefix="/api")
+
+    @api.get("/folders", responses={200: {"model": s.Folders}, **s.errors(401)})
+    async def folders():
+        """Every folder that holds indexed images, with how many it holds itself."""
+        root, found = await run_in_threadpool(service.folders)
+        return {"root": root, "folders": [{"path": f, "images": n} for f, n in found]}
+
+    @api.get("/items", responses={200: {"model": s.Items}, **s.errors(400, 401)})
+    async def items(offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
+                    folder: str | None = Query(None, description="only under this folder"),
+                    name: str | None = Query(None, description="only paths that hold this "
+                                             "text below the root (case-insensitive for A-Z)"),
+                    sort: Sort = Query("path", description="the order of the images")):
+        """The indexed images, a page at a time, filtered and sorted."""
+        total, page = await run_in_threadpool(service.items, offset, limit, folder, name, sort)
+        return {"total": total, "offset": offset, "limit": limit,
+                "items": [{"id": i, "path": p} for i, p in page]}
+
+    @api.get("/items/{item}", responses={
+        200: {"model": s.ItemFacts}, **s.errors(400, 401, 404, 410)})
+    async def item_facts(item: int = ITEM):
+        """An indexed image: its path, name, folder, size, dates and pixels."""
+        facts = await run_in_threadpool(service.facts, item)
+        return await run_in_threadpool(previews.describe, item, facts)
+
+    def picture(route: str, what: str, make):
+        @api.get(f"/items/{{item}}/{route}", response_class=Response, summary=route.title(),
+                 description=what, responses={**s.image("image/jpeg", what),
+                                              **s.errors(400, 401, 404, 410)})
+        async def answer(item: int = ITEM):
             path = await run_in_threadpool(service.path, item)
             data = await run_in_threadpool(make, item, path)
-            return Response(data, media_type=media_type,
+            return Response(data, media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=3600"})
 
-    picture("thumbnail", "image/jpeg", f"A JPEG of at most {previews.THUMBNAIL} pixels a side "
-            "(cached).", previews.thumbnail)
-    picture("preview", "image/jpeg", f"A JPEG of at most {previews.PREVIEW} pixels a side, "
-            "whatever the file's format (cached).", previews.preview)
+    picture("thumbnail", f"A JPEG of at most {previews.THUMBNAIL} pixels a side (cached).",
+            previews.thumbnail)
+    picture("preview", f"A JPEG of at most {previews.PREVIEW} pixels a side, whatever the "
+            "file's format (cached).", previews.preview)
 
-    @app.get("/api/items/{item}/image", dependencies=api, response_class=FileResponse,
-             responses={**s.image("image/*", "the file itself, its type by content"),
-                        **s.errors(400, 401, 404, 410)})
-    async def image(item: int = item_id):
+    @api.get("/items/{item}/image", response_class=FileResponse, responses={
+        **s.image("image/*", "the file itself, its type by content"),
+        **s.errors(400, 401, 404, 410)})
+    async def image(item: int = ITEM):
         """The indexed file itself, with its content type."""
         path = await run_in_threadpool(service.path, item)
         media_type = await run_in_threadpool(previews.media_type, item, path)
         return FileResponse(path, media_type=media_type)
 
-    @app.get("/api/duplicates", dependencies=api,
-             responses={200: {"model": s.Duplicates}, **s.errors(400, 401, 503)})
-    async def duplicates(threshold: float | None = Query(None, ge=0),
-                         verify: bool = True,
-                         min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
-                         max_difference: float = Query(MAX_DIFFERENCE, ge=0)):
-        """What `retrieve duplicates --json` prints (computed once per generation)."""
-        config = DuplicatesConfig(threshold=threshold, verify=verify,
-                                  min_similarity=min_similarity, max_difference=max_difference)
-        report = await run_in_threadpool(service.duplicates, config)
-        return dup_report.to_json(report)
-
-    app.include_router(dup_api.router(service, allow_actions, move_to), dependencies=api)
-    _page(app)
-    return app
+    return api
 
 
 async def _refuse_large(request: Request, limit: int, max_upload_mb: float) -> None:
