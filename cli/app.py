@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from cli import dup_api, previews
+from cli.previews import BROWSER_TYPES
 from cli import schemas as s
 from cli.output import to_json
 from indexes import dup_report
@@ -215,13 +216,18 @@ def _browse_routes(service: IndexService) -> APIRouter:
             "file's format (cached).", previews.preview)
 
     @api.get("/items/{item}/image", response_class=FileResponse, responses={
-        **s.image("image/*", "the file itself, its type by content"),
+        **s.image("image/*", "the file itself, its type by content; a JPEG of the whole "
+                             "picture where browsers cannot show the file"),
         **s.errors(400, 401, 404, 410)})
     async def image(item: int = ITEM):
-        """The indexed file itself, with its content type."""
+        """The indexed file itself, with its content type; a file browsers cannot show
+        (HEIC, RAW, TIFF, JPEG XL, ...) as a JPEG of the whole picture, decoded as indexed."""
         path = await run_in_threadpool(service.path, item)
         media_type = await run_in_threadpool(previews.media_type, item, path)
-        return FileResponse(path, media_type=media_type)
+        if media_type in BROWSER_TYPES:
+            return FileResponse(path, media_type=media_type)
+        data = await run_in_threadpool(previews.rendition, item, path)
+        return Response(data, media_type="image/jpeg")
 
     return api
 

@@ -1,5 +1,6 @@
 """What `retrieve serve` shows of an indexed file: JPEG thumbnails and previews (cached while
-the file is unchanged), its type by content, and its facts as it is now."""
+the file is unchanged), the whole picture as a JPEG where browsers cannot show the file, its
+type by content, and its facts as it is now."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from PIL import Image
 
 from indexes.browse import Facts
 from indexes.service import ItemGone
+from retrieval import formats
 from retrieval.errors import NotAnImage
-from retrieval.images import load_image
+from retrieval.images import image_size, load_image
 
 THUMBNAIL = 256  # pixels, the longer side: a tile of the page's grid
 THUMBNAIL_QUALITY = 85
@@ -21,6 +23,10 @@ THUMBNAILS_CACHED = 4096  # about 10 KB each
 PREVIEW = 1600  # pixels, the longer side: the page's detail view on most screens
 PREVIEW_QUALITY = 90
 PREVIEWS_CACHED = 32  # about 300 KB each
+# What every current browser shows in an <img>; other files are sent as a JPEG rendition.
+BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif",
+                           "image/bmp"})
+RENDITION_QUALITY = 90
 
 
 def _stamp(item: int, path: str) -> os.stat_result:
@@ -30,13 +36,15 @@ def _stamp(item: int, path: str) -> os.stat_result:
         raise ItemGone(f"item {item}: {path} can no longer be read ({e.strerror})") from None
 
 
-def _jpeg(item: int, path: str, side: int, quality: int) -> bytes:
-    """JPEG bytes of the image at ``path``, at most ``side`` pixels on its longer side."""
+def _jpeg(item: int, path: str, side: int | None, quality: int) -> bytes:
+    """JPEG bytes of the image at ``path``, at most ``side`` pixels on its longer side (None:
+    the whole picture), through the one decode."""
     try:
         img = load_image(path, draft_size=side)
     except NotAnImage as e:
         raise ItemGone(f"item {item}: {path} can no longer be read ({e.reason})") from None
-    img.thumbnail((side, side))  # smaller only: a small image is sent as it is
+    if side is not None:
+        img.thumbnail((side, side))  # smaller only: a small image is sent as it is
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality)
     return out.getvalue()
@@ -64,19 +72,27 @@ def preview(item: int, path: str) -> bytes:
     return _preview(item, path, st.st_size, st.st_mtime_ns)
 
 
-def _header(path: str) -> tuple[int | None, int | None, str]:
-    """(width, height, media type) from the file's header; the type by content."""
+def rendition(item: int, path: str) -> bytes:
+    """The whole picture at ``path`` as JPEG bytes (for files browsers cannot show)."""
+    return _jpeg(item, path, None, RENDITION_QUALITY)
+
+
+def _kind(path: str) -> str:
+    """The file's type by its content; a RAW file's own type is of no use to a browser."""
+    if formats.is_raw(path):
+        return "image/x-raw"
+    formats.register()
     try:
         with Image.open(path) as img:
-            return img.width, img.height, Image.MIME.get(img.format, "application/octet-stream")
+            return Image.MIME.get(img.format, "application/octet-stream")
     except (OSError, ValueError, SyntaxError):
-        return None, None, "application/octet-stream"
+        return "application/octet-stream"
 
 
 def media_type(item: int, path: str) -> str:
     """The file's type by its content (a PNG named .jpg is image/png); ItemGone."""
     _stamp(item, path)
-    return _header(path)[2]
+    return _kind(path)
 
 
 def _iso(seconds: float) -> str:
@@ -86,7 +102,11 @@ def _iso(seconds: float) -> str:
 def describe(item: int, facts: Facts) -> dict:
     """The facts the page's detail view shows of ``item`` (ItemGone when unreadable)."""
     st = _stamp(item, facts.path)
-    width, height, kind = _header(facts.path)
+    try:
+        width, height = image_size(facts.path)  # from the header, HEIC and RAW too
+    except NotAnImage:
+        width = height = None
+    kind = _kind(facts.path)
     folder, _, name = facts.path.rpartition(os.sep)
     return {"id": item, "path": facts.path, "name": name, "folder": folder or os.sep,
             "bytes": st.st_size, "modified": _iso(st.st_mtime), "indexed": _iso(facts.indexed_at),
