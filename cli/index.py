@@ -12,7 +12,7 @@ from cli.building import Build
 from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
                          query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
-from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
+from indexes.config import COMMIT_EVERY, DEFAULT_FACTORY, DEFAULT_K, BuildConfig
 from retrieval.config import RAW_CHOICES, ExtractConfig
 from retrieval.errors import RetrieveError
 
@@ -39,8 +39,12 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
               show_default="the index's own, else no",
               help="L2-normalise every vector (and each query) before indexing.")
 @click.option("--on-disk", "on_disk", is_flag=True, default=None,
-              help="IVF indexes: keep the inverted lists in a memory-mapped file, built in "
-                   "parts of bounded memory (for indexes larger than memory). Kept by re-runs.")
+              help="IVF indexes: keep the inverted lists in a memory-mapped file, grown in "
+                   "place round by round (for indexes larger than memory). Kept by re-runs.")
+@click.option("--commit-every", type=click.IntRange(min=1), default=COMMIT_EVERY,
+              show_default=True, metavar="N",
+              help="Extract N images, then commit them as a generation, and so on: bounds "
+                   "the staged vectors (disk) and the work a killed build loses.")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Leave out the files and folders GLOB matches (gitignore syntax, relative to "
                    "each PATH; repeatable). Kept by re-runs; --exclude '' forgets them. A "
@@ -61,7 +65,7 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
 def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, on_disk,
-                exclude, raw, watch, poll, device, rebuild, errors_file, quiet):
+                commit_every, exclude, raw, watch, poll, device, rebuild, errors_file, quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
     Runs again: only new or changed files go through the network, vanished ones leave
@@ -85,7 +89,7 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
         team.leave()
         raise click.UsageError("--watch runs in one process, not under torchrun")
     build = Build(paths, index_dir, BuildConfig(factory, normalize, on_disk,
-                                                tuple(exclude) or None, raw),
+                                                tuple(exclude) or None, raw, commit_every),
                   errors_file, quiet)
     try:
         build.prepare(weights, ExtractConfig(batch_size, workers, device), team)

@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -269,7 +269,8 @@ class IndexStore:
         return np.sqrt(np.maximum(D, 0)), I
 
     def size_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        """Bytes the folder's files take (blocks: the lists file of --on-disk is sparse)."""
+        return sum(p.stat().st_blocks * 512 for p in self.folder.rglob("*") if p.is_file())
 
     # -- writing (call with the build lock held) ----------------------------------------------
     def reset_staging(self, settings: dict) -> None:
@@ -280,26 +281,28 @@ class IndexStore:
         with self.atomic():
             self.set_meta("staging_settings", settings)
 
-    def commit_generation(self, settings: dict, rows: Sequence[tuple[int, FileState]],
-                          remove_ids: Sequence[int], fresh: bool, next_id: int) -> int:
-        """One transaction: the item changes (``rows`` of (id, file) added, ``remove_ids``
-        gone; every item replaced when ``fresh``), the settings and generation + 1, which
-        index-<generation+1>.faiss must already hold. Returns the new generation."""
+    def commit_generation(self, settings: dict, apply: Callable[[sqlite3.Connection, float], None],
+                          fresh: bool, next_id: int) -> int:
+        """One transaction: the item changes (``apply(db, now)``, the plan's SQL: see
+        ``indexes.plan``; every item replaced when ``fresh``), the settings and generation + 1,
+        which index-<generation+1>.faiss must already hold. Returns the new generation."""
         now, generation = time.time(), self.generation + 1
         with self.atomic():
             if fresh:
                 self._db.execute("DELETE FROM items")
-            else:
-                self._db.executemany("DELETE FROM items WHERE id = ?",
-                                     [(int(i),) for i in remove_ids])
-            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                                 [(i, s.path, s.size, s.mtime_ns, now) for i, s in rows])
+            apply(self._db, now)
             self.set_meta("staging_settings", None)  # staging/ is spent: the next open clears it
             self.set_meta("settings", settings)
             self.set_meta("next_id", next_id)
             self.set_meta("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             self.set_meta("generation", generation)
         return generation
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for a build's plan (``indexes.plan``), which attaches its scratch
+        database to it and reads the items table in SQL."""
+        return self._db
 
     def tidy(self) -> None:
         """Remove strays of interrupted builds and bring a stale manifest up to date."""
