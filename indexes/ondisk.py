@@ -61,7 +61,10 @@ def follow(index: faiss.Index, lists_path: Path) -> None:
 
 
 class Growth:
-    """One round's changes to the on-disk lists of IVF ``index``; ``finish`` applies them."""
+    """One round's changes to the on-disk lists of IVF ``index``; ``finish`` applies them.
+
+    The file is read and written with pread/pwrite, not through FAISS's mapping: the pages a
+    build writes stay in the page cache, not in its resident memory."""
 
     def __init__(self, index: faiss.Index) -> None:
         self.index, self.ivf, self.od = index, faiss.extract_index_ivf(index), lists_of(index)
@@ -72,27 +75,29 @@ class Growth:
         self.offset = np.array([e.offset for e in entries], np.uint64)
         self.freed: list[tuple[int, int]] = []  # (offset, bytes) of slots left this round
         self.delta = 0  # vectors added minus removed
+        self._fd: int | None = None
 
-    def _view(self) -> np.ndarray:
-        """The whole file, mapped (anew after each growth of the file), as bytes."""
-        return faiss.rev_swig_ptr(self.od.ptr, self.od.totsize)
+    def _file(self) -> int:
+        if self._fd is None:  # after the first slot: a new file exists only from then on
+            self._fd = os.open(self.od.filename, os.O_RDWR)
+        return self._fd
 
-    def _entries(self, view: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(codes (size, code_size), ids (size,)) of list ``i``: views into the file."""
+    def _entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(codes (size, code_size) uint8, ids (size,) int64) of list ``i``, read."""
         off, cap, n, cs = int(self.offset[i]), int(self.capacity[i]), int(self.size[i]), self.code_size
-        codes = view[off:off + n * cs].reshape(n, cs)
-        ids = view[off + cap * cs:off + cap * cs + n * ID_BYTES].view(np.int64)
+        codes = np.frombuffer(os.pread(self._file(), n * cs, off), np.uint8).reshape(n, cs)
+        ids = np.frombuffer(os.pread(self._file(), n * ID_BYTES, off + cap * cs), np.int64)
         return codes, ids
 
-    def _write(self, view, i: int, at: int, codes: np.ndarray, ids: np.ndarray) -> None:
+    def _write(self, i: int, at: int, codes: np.ndarray, ids: np.ndarray) -> None:
+        """Entries ``at``... of list ``i`` become ``codes`` and ``ids``."""
         off, cap, cs = int(self.offset[i]), int(self.capacity[i]), self.code_size
-        view[off + at * cs:off + (at + len(ids)) * cs] = codes.reshape(-1)
-        start = off + cap * cs + at * ID_BYTES
-        view[start:start + len(ids) * ID_BYTES] = np.ascontiguousarray(ids, np.int64).view(np.uint8)
+        _pwrite(self._file(), np.ascontiguousarray(codes, np.uint8), off + at * cs)
+        _pwrite(self._file(), np.ascontiguousarray(ids, np.int64), off + cap * cs + at * ID_BYTES)
 
     def _move(self, i: int, codes: np.ndarray, ids: np.ndarray) -> None:
-        """List ``i`` becomes ``codes`` and ``ids`` (copies), in a new slot; its old slot is
-        freed at ``finish``."""
+        """List ``i`` becomes ``codes`` and ``ids``, in a new slot; its old slot is freed at
+        ``finish``."""
         if self.capacity[i]:
             self.freed.append((int(self.offset[i]), int(self.capacity[i]) * (self.code_size + ID_BYTES)))
         n = len(ids)
@@ -103,7 +108,7 @@ class Growth:
         with quiet_c_stdout():  # "resizing ..." when the file grows
             offset = self.od.allocate_slot(capacity * (self.code_size + ID_BYTES))
         self.size[i], self.capacity[i], self.offset[i] = n, capacity, offset
-        self._write(self._view(), i, 0, codes, ids)
+        self._write(i, 0, codes, ids)
 
     def append(self, part: faiss.Index) -> None:
         """Add the vectors of ``part``, an in-memory IVF index like ``index`` (same
@@ -117,10 +122,10 @@ class Growth:
             codes = faiss.rev_swig_ptr(src.get_codes(i), n * cs).reshape(n, cs)
             ids = faiss.rev_swig_ptr(src.get_ids(i), n)
             if self.size[i] + n <= self.capacity[i]:  # past what the committed generation reads
-                self._write(self._view(), i, int(self.size[i]), codes, ids)
+                self._write(i, int(self.size[i]), codes, ids)
                 self.size[i] += n
             else:
-                old_codes, old_ids = self._entries(self._view(), i)
+                old_codes, old_ids = self._entries(i) if self.size[i] else (codes[:0], ids[:0])
                 self._move(i, np.concatenate([old_codes, codes]), np.concatenate([old_ids, ids]))
         self.delta += part.ntotal
 
@@ -130,10 +135,10 @@ class Growth:
         if not len(ids):
             return
         for i in np.flatnonzero(self.size):
-            codes, listed = self._entries(self._view(), int(i))
+            codes, listed = self._entries(int(i))
             hit = np.isin(listed, ids)
             if hit.any():
-                self._move(int(i), codes[~hit], listed[~hit])  # boolean indexing copies
+                self._move(int(i), codes[~hit], listed[~hit])
                 self.delta -= int(hit.sum())
 
     def finish(self) -> None:
@@ -151,9 +156,14 @@ class Growth:
         self.ivf.ntotal += self.delta
         self.index.ntotal = self.ivf.ntotal
         self.delta = 0
-        if self.od.totsize:
-            fd = os.open(self.od.filename, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # written through a shared mapping
-            finally:
-                os.close(fd)
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _pwrite(fd: int, data: np.ndarray, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
