@@ -42,9 +42,10 @@ BLAS_MARGIN = 16
 RERANK_FLOATS = 1 << 24  # candidate vectors held at once for re-ranking (64 MiB)
 FAISS_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold
 ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
-# An index built --on-disk fills parts of at most this many bytes of codes and ids in memory,
-# writes each aside and merges them into one file of inverted lists (FAISS's
-# OnDiskInvertedLists, as faiss.contrib.ondisk.merge_ondisk does).
+# An index built --on-disk encodes parts of at most this many bytes of codes and ids in memory
+# and appends each to its file of inverted lists (indexes/ondisk.py; ``fill_on_disk`` below,
+# which merges parts into a new file as faiss.contrib.ondisk.merge_ondisk does, is what
+# benchmarks/index_scale.py measures).
 ON_DISK_PART_BYTES = 512 << 20
 
 

@@ -4,14 +4,16 @@ Layout of an index directory::
 
     items.sqlite         items (id, path BLOB, size, mtime_ns), settings, generation
     index-<gen>.faiss    the vectors of the committed generation, ids = items.id (IDMap2)
-    index-<gen>.ivfdata  its inverted lists, for an index built --on-disk (memory-mapped)
+    index-<gen>.ivfdata  its inverted lists, for an index built --on-disk (memory-mapped; one
+                         file grown in place, each generation's name a hard link to it)
     manifest.json        what the index holds, for people and tools (rewritten after each commit)
-    staging/<r>-<n>.npz  extracted, not yet committed batches of process r (a killed build
-                         resumes from them; see staging.py)
+    staging/<r>-<n>.npz  extracted, not yet committed batches of process r: at most a round
+                         (a killed build resumes from them; see staging.py)
+    plan.sqlite          the running build's plan (plan.py), removed when it ends
     lock                 flock held by the running build-index (its rank 0 under torchrun)
 
-A commit writes index-<gen+1>.faiss aside, then one SQLite transaction applies the item
-changes and sets the generation to gen+1; only then is the old file deleted. A crash at
+A commit (one per round of a build) writes index-<gen+1>.faiss aside, then one SQLite
+transaction applies the item changes and sets the generation to gen+1; only then is the old file deleted. A crash at
 any point leaves either generation whole, and the next open removes the other one.
 """
 
