@@ -166,19 +166,10 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
             while (todo := team.broadcast(None)) is not None:
                 _extract_share(folder, extractor, todo, report, team, skip)
         else:
-            folder.mkdir(parents=True, exist_ok=True)
-            lock = BuildLock(folder)
-            lock.acquire()
-            try:
-                store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
-                try:
-                    _build(store, paths, extractor, config, rebuild, team, report, skip)
-                finally:
-                    store.close()
-                    if team is not None:
-                        _dismiss(team)
-            finally:
-                lock.release()
+            _locked(folder, paths, extractor, config, rebuild, team, report, skip)
+            if team is not None:
+                team.broadcast(None)  # no more rounds (a failed rank 0 just exits: its peers
+                # then stop on the closed connection, wherever they wait)
     except (OSError, sqlite3.OperationalError) as e:  # a full disk, a read-only folder, ...
         where = getattr(e, "filename", None) or folder
         why = getattr(e, "strerror", None) or str(e)
@@ -186,6 +177,22 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
                               "this and run build-index again (it resumes)") from None
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _locked(folder: Path, paths, extractor: Extractor, config: BuildConfig, rebuild: bool,
+            team: Team | None, report: BuildReport, skip: Skip) -> None:
+    """``_build`` holding the build lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = BuildLock(folder)
+    lock.acquire()
+    try:
+        store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
+        try:
+            _build(store, paths, extractor, config, rebuild, team, report, skip)
+        finally:
+            store.close()
+    finally:
+        lock.release()
 
 
 def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig, rebuild: bool,
@@ -213,15 +220,6 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig, 
     if rounds.fresh:  # nothing was committed: the index would be empty
         raise _nothing(store, report)
     report.total = store.count
-
-
-def _dismiss(team: Team) -> None:
-    """Tell the other ranks that there is no more to extract (also when rank 0 failed: they
-    then end without waiting); nothing to tell when one of them is gone already."""
-    try:
-        team.broadcast(None)
-    except RetrieveError:
-        pass
 
 
 def _round(store: IndexStore, plan: Plan, r: int, last: bool, rounds: commits.Rounds,

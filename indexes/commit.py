@@ -51,7 +51,8 @@ class Rounds:
 
     @property
     def needs_training(self) -> bool:
-        return self.fresh and not faiss_ops.make_index(self.factory, self.settings["dim"]).is_trained
+        index = faiss_ops.make_index(self.factory, self.settings["dim"])
+        return self.fresh and not index.is_trained
 
     def due(self, plan: Plan, r: int, last: bool) -> bool:
         """Whether round ``r`` changes anything worth a generation."""

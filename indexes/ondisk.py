@@ -84,7 +84,8 @@ class Growth:
 
     def _entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(codes (size, code_size) uint8, ids (size,) int64) of list ``i``, read."""
-        off, cap, n, cs = int(self.offset[i]), int(self.capacity[i]), int(self.size[i]), self.code_size
+        off, cap, n = int(self.offset[i]), int(self.capacity[i]), int(self.size[i])
+        cs = self.code_size
         codes = np.frombuffer(os.pread(self._file(), n * cs, off), np.uint8).reshape(n, cs)
         ids = np.frombuffer(os.pread(self._file(), n * ID_BYTES, off + cap * cs), np.int64)
         return codes, ids
@@ -99,7 +100,8 @@ class Growth:
         """List ``i`` becomes ``codes`` and ``ids``, in a new slot; its old slot is freed at
         ``finish``."""
         if self.capacity[i]:
-            self.freed.append((int(self.offset[i]), int(self.capacity[i]) * (self.code_size + ID_BYTES)))
+            slot = int(self.capacity[i]) * (self.code_size + ID_BYTES)
+            self.freed.append((int(self.offset[i]), slot))
         n = len(ids)
         if n == 0:
             self.size[i], self.capacity[i], self.offset[i] = 0, 0, INVALID_OFFSET

@@ -188,7 +188,8 @@ class Plan:
             yield np.array([i for i, in chunk], np.int64)
 
     def removal_count(self, r: int, last: bool) -> int:
-        changed = self._one("SELECT count(*) FROM plan.todo WHERE round = ? AND old_id IS NOT NULL", r)
+        changed = self._one("SELECT count(*) FROM plan.todo WHERE round = ? "
+                            "AND old_id IS NOT NULL", r)
         return changed + (self.gone if last else 0)
 
     def counts(self) -> tuple[int, int]:

@@ -82,7 +82,8 @@ def test_changes_and_removals_across_rounds(tmp_path):
         p.unlink()
     make_files(img, 4, start=100)
     report = build_index(tmp_path / "idx", all_files(img), FakeExtractor(), every)
-    assert (report.total, report.new, report.changed, report.removed, report.rounds) == (20, 4, 2, 4, 2)
+    assert (report.total, report.new, report.changed, report.removed, report.rounds) == \
+        (20, 4, 2, 4, 2)
     store = open_for_reading(tmp_path / "idx")
     try:
         assert sorted(store.items()) == sorted(bytes(str(p), "utf8") for p in all_files(img))
@@ -130,7 +131,8 @@ def test_on_disk_lists_grow_in_place_and_answer_as_in_memory(tmp_path):
     img = tmp_path / "img"
     paths = make_files(img, 200)
     for name, on_disk in (("mem", False), ("disk", True)):  # the sample (156), then 44
-        build_index(tmp_path / name, all_files(img), FakeExtractor(), BuildConfig("IVF4,Flat", on_disk=on_disk))
+        build_index(tmp_path / name, all_files(img), FakeExtractor(),
+                    BuildConfig("IVF4,Flat", on_disk=on_disk))
     first = (tmp_path / "disk" / "index-2.ivfdata").stat()
     make_files(img, 50, start=1000)
     paths[3].write_bytes(b"changed")
