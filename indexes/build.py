@@ -213,7 +213,8 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig, 
         plan.walk(paths, skip)
         plan.compare(rebuild)
         if rounds.needs_training:
-            plan.take_sample(training.sample_size(config.factory))
+            staged = settings["dim"] * (2 if half else 4)  # bytes a staged vector takes
+            plan.take_sample(training.sample_size(config.factory, settings["dim"], staged))
         for r, last in plan.rounds(config.commit_every):
             store.reset_staging(staging_key)
             _round(store, plan, r, last, rounds, extractor, report, team, skip, half)

@@ -22,12 +22,21 @@ TRAIN_BYTES = 1 << 30
 # Vectors a transform in front of the index (PCA, OPQ) is trained on, at the input dimension:
 # 32k of 4096-d, 8 per dimension for the covariance PCA256 is taken from.
 TRANSFORM_TRAIN_BYTES = 512 << 20
+# The most the sample may take in staging, where it waits whole (393k vectors of 4096-d in
+# float16): staging stays under 4 GB whatever the factory.
+SAMPLE_STAGING_BYTES = 3 << 30
 
 
-def sample_size(factory: str) -> int:
-    """Vectors a new index of ``factory`` is trained on: TRAIN_PER_CENTROID for each list
-    (or codebook centroid)."""
-    return TRAIN_PER_CENTROID * faiss_ops.min_training_vectors(factory)
+def sample_size(factory: str, dim: int, staged_bytes: int) -> int:
+    """Vectors a new index of ``factory`` over ``dim``-d vectors is trained on:
+    TRAIN_PER_CENTROID for each list (or codebook centroid), at most what training holds
+    (TRAIN_BYTES at the trained part's dimension) and what staging may hold
+    (SAMPLE_STAGING_BYTES at ``staged_bytes`` a vector)."""
+    index = faiss_ops.make_index(factory, dim)
+    inner = faiss.downcast_index(index)
+    trained_dim = inner.index.d if isinstance(inner, faiss.IndexPreTransform) else index.d
+    return min(TRAIN_PER_CENTROID * faiss_ops.min_training_vectors(factory),
+               TRAIN_BYTES // (4 * trained_dim), SAMPLE_STAGING_BYTES // staged_bytes)
 
 
 def train(index: faiss.Index, chunks: Callable[[], Iterable[np.ndarray]], factory: str) -> None:

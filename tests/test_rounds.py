@@ -109,15 +109,17 @@ def test_vectors_are_staged_in_float16_where_the_codes_are_lossy(tmp_path, facto
 
 
 def test_a_new_index_trains_on_its_sample_streamed_through_the_transform(tmp_path, monkeypatch):
-    assert training.sample_size("PCA256,IVF4096,SQ8") == 39 * 4096
-    assert training.sample_size("IVF1024,PQ64x4") == 39 * 1024
+    assert training.sample_size("PCA256,IVF4096,SQ8", 4096, 2 * 4096) == 39 * 4096
+    assert training.sample_size("PCA256,IVF65536,SQ8", 4096, 2 * 4096) == (3 << 30) // 8192
+    assert training.sample_size("IVF4096,PQ64", 4096, 4 * 4096) == (1 << 30) // 16384
     monkeypatch.setattr(training, "TRANSFORM_TRAIN_BYTES", 4 * DIM * 60)  # PCA: 60 vectors
     monkeypatch.setattr(training, "TRAIN_BYTES", 4 * 16 * 150)  # IVF: 150 of 16-d
     img = tmp_path / "img"
     paths = make_files(img, 200)
     report = build_index(tmp_path / "idx", all_files(img), FakeExtractor(),
                          BuildConfig("PCA16,IVF4,Flat", commit_every=100))
-    # round 0: the 156-file sample (39 x 4 lists) spread over all; then the 44 left
+    # round 0: the sample (39 x 4 lists, held to the 150 TRAIN_BYTES allows) spread over all,
+    # then the 50 left
     assert (report.total, report.rounds) == (200, 2)
     store = open_for_reading(tmp_path / "idx")
     try:
