@@ -131,7 +131,10 @@ def one(code: str, n: int, work: Path, factory: str, commit_every: int, batch_si
     """One build-index --on-disk of the first ``n`` files, in this process."""
     from indexes.build import build_index
     from indexes.config import BuildConfig
-    from retrieval.images import find_images
+    try:
+        from retrieval.walk import find_images
+    except ImportError:  # the code before issue 25 (the old code)
+        from retrieval.images import find_images
 
     folders = make_files(work / "files", n)
     index = work / f"index-{code}-{n}"

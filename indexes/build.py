@@ -166,7 +166,7 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
             while (todo := team.broadcast(None)) is not None:
                 _extract_share(folder, extractor, todo, report, team, skip)
         else:
-            _locked(folder, paths, extractor, config, rebuild, team, report, skip)
+            _locked(folder, paths, extractor, config, rebuild, team, report, skip, lock)
             if team is not None:
                 team.broadcast(None)  # no more rounds (a failed rank 0 just exits: its peers
                 # then stop on the closed connection, wherever they wait)
@@ -180,11 +180,13 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
 
 
 def _locked(folder: Path, paths, extractor: Extractor, config: BuildConfig, rebuild: bool,
-            team: Team | None, report: BuildReport, skip: Skip) -> None:
-    """``_build`` holding the build lock."""
+            team: Team | None, report: BuildReport, skip: Skip, lock: BuildLock | None) -> None:
+    """``_build`` holding the build lock (``lock``, held by the caller, or taken here)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock = BuildLock(folder)
-    lock.acquire()
+    own = lock is None
+    if own:
+        lock = BuildLock(folder)
+        lock.acquire()
     try:
         store = IndexStore.open(folder, create=True, discard_damaged=rebuild)
         try:
@@ -192,7 +194,8 @@ def _locked(folder: Path, paths, extractor: Extractor, config: BuildConfig, rebu
         finally:
             store.close()
     finally:
-        lock.release()
+        if own:
+            lock.release()
 
 
 def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig, rebuild: bool,
@@ -220,6 +223,10 @@ def _build(store: IndexStore, paths, extractor: Extractor, config: BuildConfig, 
             _round(store, plan, r, last, rounds, extractor, report, team, skip, half)
     if rounds.fresh:  # nothing was committed: the index would be empty
         raise _nothing(store, report)
+    if not report.rounds and store.settings != json.loads(json.dumps(settings)):
+        with store.atomic():  # e.g. other --exclude patterns that changed no file: recorded,
+            store.set_meta("settings", settings)  # no new generation needed
+        manifest.write(store)
     report.total = store.count
 
 
