@@ -116,7 +116,7 @@ def test_a_new_index_trains_on_its_sample_streamed_through_the_transform(tmp_pat
     monkeypatch.setattr(training, "TRAIN_BYTES", 4 * 16 * 150)  # IVF: 150 of 16-d
     img = tmp_path / "img"
     paths = make_files(img, 200)
-    report = build_index(tmp_path / "idx", all_files(img), FakeExtractor(),
+    report = build_index(tmp_path / "idx", all_files(img), FakeExtractor(batch_size=50),
                          BuildConfig("PCA16,IVF4,Flat", commit_every=100))
     # round 0: the sample (39 x 4 lists, held to the 150 TRAIN_BYTES allows) spread over all,
     # then the 50 left
@@ -133,7 +133,7 @@ def test_on_disk_lists_grow_in_place_and_answer_as_in_memory(tmp_path):
     img = tmp_path / "img"
     paths = make_files(img, 200)
     for name, on_disk in (("mem", False), ("disk", True)):  # the sample (156), then 44
-        build_index(tmp_path / name, all_files(img), FakeExtractor(),
+        build_index(tmp_path / name, all_files(img), FakeExtractor(batch_size=50),
                     BuildConfig("IVF4,Flat", on_disk=on_disk))
     first = (tmp_path / "disk" / "index-2.ivfdata").stat()
     make_files(img, 50, start=1000)
@@ -141,7 +141,7 @@ def test_on_disk_lists_grow_in_place_and_answer_as_in_memory(tmp_path):
     for p in paths[10:30]:
         p.unlink()
     for name, on_disk in (("mem", False), ("disk", True)):
-        report = build_index(tmp_path / name, all_files(img), FakeExtractor(),
+        report = build_index(tmp_path / name, all_files(img), FakeExtractor(batch_size=50),
                              BuildConfig("IVF4,Flat", on_disk=on_disk, commit_every=20))
         assert (report.total, report.new, report.changed, report.removed, report.rounds) == \
             (230, 50, 1, 20, 3)
