@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from cli.building import Build
-from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
-                         query_batch_size_option, quiet_option)
+from cli.options import (EXISTING, default, device_option, faiss_on, index_option,
+                         nprobe_option, query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
 from indexes.config import COMMIT_EVERY, DEFAULT_FACTORY, DEFAULT_K, BuildConfig
 from retrieval.config import RAW_CHOICES, ExtractConfig
@@ -84,6 +84,7 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
 
     if poll is not None and not watch:
         raise click.UsageError("--poll goes with --watch")
+    faiss_on(device)
     team = Team.join(resolve_device(device))  # None unless started by torchrun
     if team is not None and watch:
         team.leave()
@@ -139,6 +140,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, ba
     paths = [str(p) for p in find_images(images)]
     if not paths:
         raise RetrieveError(f"no images in {', '.join(map(str, images))}")
+    faiss_on(device)
     config = ExtractConfig.for_queries(len(paths), batch_size, device)
     # one batch on the CPU: the ONNX export build-index wrote, without torch (onnx_fc7)
     with Searcher.open(index_dir, partial(load_extractor, index_dir, config=config)) as searcher:

@@ -10,7 +10,7 @@ import numpy as np
 
 from retrieval.errors import FactoryError
 
-from . import faiss_ops, files, manifest, ondisk, training
+from . import faiss_ops, files, gpu, manifest, ondisk, training
 from .plan import Plan
 from .staging import Staging
 from .store import IndexStore
@@ -77,8 +77,9 @@ class Rounds:
             if not self.fresh:
                 for ids in removals:
                     index = faiss_ops.remove(index, ids, self.factory)
-            for x, ids in self._vectors(plan, r):
-                faiss_ops.add(index, x, ids)
+            with gpu.adding(index) as add:  # IVF lists assigned on the GPU where FAISS has one
+                for x, ids in self._vectors(plan, r):
+                    add(index, x, ids)
         faiss_ops.write(index, files.index_file(store.folder, generation))
         store.commit_generation(self.settings, plan.apply(r, last, self.fresh), self.fresh,
                                 self.next_id)
@@ -100,7 +101,9 @@ class Rounds:
         if self.fresh:
             index = faiss_ops.make_index(self.factory, self.settings["dim"])
             if not index.is_trained:
-                training.train(index, lambda: (x for x, _ in self._staged(plan, r)), self.factory)
+                with gpu.training(index):  # k-means on the GPU where FAISS has one
+                    training.train(index, lambda: (x for x, _ in self._staged(plan, r)),
+                                   self.factory)
         else:
             index = faiss_ops.read(self.store.index_path, mmap=False) if not self.on_disk or \
                 self.moved else None

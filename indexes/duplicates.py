@@ -289,8 +289,6 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
     """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
-    if config.nprobe is not None:
-        faiss_ops.set_nprobe(index, config.nprobe)
     wanted = set(ids)
     done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
     starts = range(0, len(ids), BATCH)
@@ -298,8 +296,8 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
         if start in done:
             continue
         batch = np.asarray(ids[start:start + BATCH], dtype=np.int64)
-        D, I = faiss_ops.search(index, faiss_ops.stored_vectors(index, batch), config.k + 1)
-        D = np.sqrt(np.maximum(D, 0))  # FAISS's squared L2 -> the distances query prints
+        D, I = store.search(faiss_ops.stored_vectors(index, batch), config.k + 1, config.nprobe,
+                            inner=True)  # Euclidean, as query prints; on the GPU where it is used
         found = {}
         for a, d_row, i_row in zip(batch.tolist(), D, I):
             for d, b in zip(d_row.tolist(), i_row.tolist()):

@@ -67,6 +67,7 @@ class IndexService:
     def __init__(self, folder: str | os.PathLike, load: LoadExtractor,
                  max_batch: int = MAX_BATCH, wait_s: float = BATCH_WAIT_S) -> None:
         self.store = open_for_reading(folder)
+        self.store.use_gpu(wait=False)  # a new generation goes to the GPU while the CPU answers
         self._load, self.max_batch, self.wait_s = load, max_batch, wait_s
         self._lock = threading.Lock()  # one thread at a time on the database and the index
         self._generation = self.store.generation
@@ -129,6 +130,7 @@ class IndexService:
         folder = self.store.folder
         with self._duplicates_lock:
             store = open_for_reading(folder)
+            store.use_gpu()  # the batcher's copy when it is of this generation (indexes.gpu)
             try:
                 key = (store.generation, repr(config))
                 if key not in self._duplicates:

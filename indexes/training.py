@@ -59,7 +59,7 @@ def train(index: faiss.Index, chunks: Callable[[], Iterable[np.ndarray]], factor
             if not t.is_trained:
                 t.train(first)
         except RuntimeError as e:
-            why = faiss_ops._faiss_reason(e)
+            why = faiss_ops.faiss_reason(e)
             raise FactoryError(f"--factory {factory!r}: training failed on {len(first)} vectors "
                                f"({why}); index more images or use Flat") from None
         first = t.apply(first)
