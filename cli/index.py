@@ -13,7 +13,7 @@ from cli.options import (EXISTING, default, device_option, faiss_on, index_optio
                          nprobe_option, query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
 from indexes.config import COMMIT_EVERY, DEFAULT_FACTORY, DEFAULT_K, BuildConfig
-from retrieval.config import RAW_CHOICES, ExtractConfig
+from retrieval.config import EXTRACT_WORKERS, RAW_CHOICES, ExtractConfig
 from retrieval.errors import RetrieveError
 
 RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
@@ -30,8 +30,11 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
               default=default(ExtractConfig, "batch_size"), show_default=True,
               help="Images per forward pass (memory use grows with it).")
 @click.option("--workers", type=click.IntRange(min=0), default=default(ExtractConfig, "workers"),
-              show_default=True,
+              show_default=f"{EXTRACT_WORKERS} on the CPU, one per core with a GPU",
               help="Processes decoding images while the network runs (0: in this process).")
+@click.option("--gpu-decode", is_flag=True,
+              help="Decode JPEG files on the GPU (nvJPEG) and resize them there; vectors differ "
+                   "slightly from the CPU decode's.")
 @click.option("--factory", metavar="FAISS_FACTORY",
               show_default=f"the index's own, else {DEFAULT_FACTORY}",
               help="FAISS index type, e.g. Flat (exact), IVF1024,PQ64 (compressed), HNSW32.")
@@ -64,8 +67,9 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
-def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, on_disk,
-                commit_every, exclude, raw, watch, poll, device, rebuild, errors_file, quiet):
+def build_index(paths, weights, index_dir, batch_size, workers, gpu_decode, factory, normalize,
+                on_disk, commit_every, exclude, raw, watch, poll, device, rebuild, errors_file,
+                quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
     Runs again: only new or changed files go through the network, vanished ones leave
@@ -93,7 +97,7 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
                                                 tuple(exclude) or None, raw, commit_every),
                   errors_file, quiet)
     try:
-        build.prepare(weights, ExtractConfig(batch_size, workers, device), team)
+        build.prepare(weights, ExtractConfig(batch_size, workers, device, gpu_decode), team)
         if watch:
             return build.watch(poll, rebuild)
         report = build.run(rebuild, team)

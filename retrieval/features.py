@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -10,15 +11,31 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .config import ExtractConfig
+from . import gpu_decode
+from .config import ExtractConfig, loader_workers
 from .copies import copies
 from .data import collate_skipping
-from .errors import NotAnImage
+from .errors import NotAnImage, RetrieveError
 from .images import load_image
 from .weights import Weights, load_weights, resolve_device
 
 LAYER = "fc7"  # section 6.1: the last hidden layer, 4096 units in the paper's network
 PREFETCH_BATCHES = 2  # per worker: enough to keep the model busy, bounded memory
+
+
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """cuDNN convolutions and cuBLAS products in IEEE float32 meanwhile, not TF32 (10-bit
+    mantissas: ~1e-3 relative on fc7, on by default for cuDNN): vectors extracted on a GPU
+    then stay within float32 rounding of the CPU's, and an image found again on the other
+    device is at ~0 from itself. AlexNet's forward is far from the GPU's float32 limit."""
+    cudnn, cublas = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, cublas.allow_tf32
+    cudnn.allow_tf32 = cublas.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, cublas.allow_tf32 = saved
 
 
 class ImageDataset(Dataset):
@@ -48,7 +65,9 @@ class FeatureExtractor:
 
     Memory is bounded by the batch size (times the prefetch depth), whatever the number of
     images. channels_last on every device (measured faster on CPU too, see
-    benchmarks/extract_throughput.py); on CUDA also pinned host memory, non-blocking copies.
+    benchmarks/extract_throughput.py); on CUDA also pinned host memory, non-blocking copies,
+    float32 without TF32 (``full_float32``) and, with ``config.gpu_decode``, JPEGs decoded by
+    nvJPEG (``retrieval.gpu_decode``).
     """
 
     def __init__(self, weights: Weights, config: ExtractConfig | None = None,
@@ -57,6 +76,10 @@ class FeatureExtractor:
         self.device = resolve_device(self.config.device)
         self.progress = progress
         self.cuda = self.device.type == "cuda"
+        self.gpu_decode = self.config.gpu_decode
+        if self.gpu_decode and not self.cuda:
+            raise RetrieveError("--gpu-decode decodes on the GPU (nvJPEG): it needs --device cuda "
+                                "and a CUDA GPU")
         self.model = weights.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.dim = self.model.feature_dim
 
@@ -78,13 +101,24 @@ class FeatureExtractor:
         }
 
     def loader(self, paths: Sequence[str]) -> DataLoader:
-        dataset = ImageDataset(paths, self.weights.transform,
-                               draft_size=self.weights.preprocess.resize_size)
+        kind = gpu_decode.EncodedImages if self.gpu_decode else ImageDataset
+        dataset = kind(paths, self.weights.transform, draft_size=self.weights.preprocess.resize_size)
         workers = self.config.workers
+        if workers is None:
+            workers = loader_workers(self.cuda)
         return DataLoader(
             dataset, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
-            collate_fn=collate_skipping, pin_memory=self.cuda,
-            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None, persistent_workers=False)
+            collate_fn=gpu_decode.collate if self.gpu_decode else collate_skipping,
+            pin_memory=self.cuda, prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+            persistent_workers=False)
+
+    def batches(self, paths: Sequence[str]) -> Iterator[tuple]:
+        """``collate_skipping``'s (images or None, positions, [(position, reason)]) per batch,
+        the images decoded on the GPU with ``gpu_decode``."""
+        pre = self.weights.preprocess
+        for batch in self.loader(paths):
+            yield (gpu_decode.decode(batch, pre, self.weights.transform, self.device)
+                   if self.gpu_decode else batch)
 
     def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
         """Per batch: (positions in ``paths`` that decoded, (b, dim) float32 C-contiguous
@@ -93,7 +127,7 @@ class FeatureExtractor:
         bar = tqdm(total=len(paths), unit="images", disable=not self.progress, dynamic_ncols=True,
                    desc="fc7", leave=False)
         try:
-            for images, positions, errors in self.loader(paths):
+            for images, positions, errors in self.batches(paths):
                 named = [(paths[i], reason) for i, reason in errors]
                 if images is None:
                     yield [], np.zeros((0, self.dim), np.float32), named
@@ -123,6 +157,7 @@ class FeatureExtractor:
 
     def _fc7(self, images: torch.Tensor) -> np.ndarray:
         images = images.to(self.device, non_blocking=self.cuda, memory_format=torch.channels_last)
-        x = self.model.fc7(images)  # (b, dim), inference_mode, dropout off
+        with full_float32():
+            x = self.model.fc7(images)  # (b, dim), inference_mode, dropout off
         return np.ascontiguousarray(x.float().cpu().numpy(), dtype=np.float32)
 
