@@ -102,7 +102,10 @@ def boot_faiss(carry: Path | None):
     target = Path(tempfile.gettempdir()) / "gpucheck"
     if not (target / "faiss_boot.py").is_file():
         with tarfile.open(bundle) as tar:
-            tar.extractall(target.parent)
+            try:
+                tar.extractall(target.parent, filter="data")  # Python >= 3.11.4
+            except TypeError:
+                tar.extractall(target.parent)
     os.environ["FAISS_BUNDLE_DIR"] = str(target)  # gpu_boot_run.py boots torchrun's children
     sys.path.insert(0, str(target))
     import faiss_boot

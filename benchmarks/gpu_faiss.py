@@ -200,7 +200,7 @@ def limits(ctx) -> dict:
             return x[rows], list(range(len(rows))), []
 
         report = evaluate(store, [str(p) for p in paths[:20]], embed, EvalConfig())
-    return {"k_big": big, "k_big_ids_equal_exact": float((I_big == I_ref).mean()),
+    return {"k_big": big, "k_big_recall": recall(I_big, I_ref),  # far ranks swap near-ties
             "k10_ids_equal_exact": float((I_ten == I_ref[:, :K]).mean()),
             "nprobe4096_recall": recall(many, I_ref[:, :K]), "nprobe_small_recall": recall(few, I_ref[:, :K]),
             "evaluate_map": float(report.methods["fc7"].metrics.mean_ap), "faiss_lines": lines}

@@ -104,7 +104,8 @@ def pays_for(queries: int) -> bool:
     where = placement()
     if queries >= GPU_FROM_QUERIES or where.gpu is None:
         return True
-    say(f"searching on the CPU: {queries} queries do not pay for copying the index to GPU "
+    verb = "query does" if queries == 1 else "queries do"
+    say(f"searching on the CPU: {queries} {verb} not pay for copying the index to GPU "
         f"{where.gpu} (from {GPU_FROM_QUERIES} on they do)")
     return False
 
