@@ -118,7 +118,8 @@ def run_section(ctx: Ctx, name: str, need: float, target: str) -> None:
     import importlib
 
     if ctx.left() < ctx.size(need, 0):
-        ctx.emit(name, status="skipped", why=f"needs ~{need} s, {ctx.left():.0f} s left: --only {name}")
+        ctx.emit(name, status="skipped",
+                 why=f"needs ~{need} s, {ctx.left():.0f} s left: --only {name}")
         return
     ctx.emit(name, status="started")
     start, cpu = time.perf_counter(), time.process_time()
@@ -219,7 +220,8 @@ def _short(v) -> str:
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path, help="folder for gpu_check.jsonl, gpu_check.md, kernels-gpu.png")
+    ap.add_argument("out", type=Path,
+                    help="folder for gpu_check.jsonl, gpu_check.md, kernels-gpu.png")
     ap.add_argument("--carry", type=Path, help="the folder benchmarks/gpu_carry.sh assembled")
     ap.add_argument("--deadline-s", type=float, default=DEADLINE_S, help="the whole run's budget")
     ap.add_argument("--only", help="comma-separated sections (default: all, in order)")

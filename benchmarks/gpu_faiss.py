@@ -129,7 +129,8 @@ def smoke(ctx) -> dict:
     res = faiss.StandardGpuResources()
     flat = faiss.IndexFlatL2(64)
     flat.add(xb)
-    same_flat = float((flat.search(xq, K)[1] == faiss.index_cpu_to_gpu(res, 0, flat).search(xq, K)[1]).mean())
+    on_gpu = faiss.index_cpu_to_gpu(res, 0, flat)
+    same_flat = float((flat.search(xq, K)[1] == on_gpu.search(xq, K)[1]).mean())
     ivf = faiss.index_factory(64, "IVF64,Flat")
     ivf.train(xb)
     ivf.add(xb)
@@ -155,7 +156,8 @@ def exact_100k(ctx) -> dict:
     D_ref, I_ref = torch_exact(x, x[:nq], K)
     (D, I), cpu_ms = timed(faiss_ops.search, index, xq, K)
     facts = {"n": n, "d": d, "queries": nq, "exact_self_max": float(np.sqrt(D_ref[:, 0]).max()),
-             "cpu_self_max": float(np.sqrt(D[:, 0]).max()), "cpu_ids_equal_exact": float((I == I_ref).mean()),
+             "cpu_self_max": float(np.sqrt(D[:, 0]).max()),
+             "cpu_ids_equal_exact": float((I == I_ref).mean()),
              "cpu_ms": round(cpu_ms, 1)}
     if not ctx.faiss_gpu:
         return {**facts, "gpu": "faiss-gpu unavailable: torch's exact search is the reference"}
@@ -202,7 +204,8 @@ def limits(ctx) -> dict:
         report = evaluate(store, [str(p) for p in paths[:20]], embed, EvalConfig())
     return {"k_big": big, "k_big_recall": recall(I_big, I_ref),  # far ranks swap near-ties
             "k10_ids_equal_exact": float((I_ten == I_ref[:, :K]).mean()),
-            "nprobe4096_recall": recall(many, I_ref[:, :K]), "nprobe_small_recall": recall(few, I_ref[:, :K]),
+            "nprobe4096_recall": recall(many, I_ref[:, :K]),
+            "nprobe_small_recall": recall(few, I_ref[:, :K]),
             "evaluate_map": float(report.methods["fc7"].metrics.mean_ap), "faiss_lines": lines}
 
 

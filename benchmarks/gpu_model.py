@@ -79,7 +79,8 @@ def train_throughput(ctx) -> dict:
         return {"gpu": "no CUDA"}
     device, batch, size = ctx.device, ctx.size(256, 4), ctx.size(224, 64)
     steps, warm = ctx.size((30, 5), (2, 1))
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
     facts = {"batch": batch, "size": size}
 
@@ -270,12 +271,13 @@ def torchrun(ctx) -> dict:
     from indexes.store import open_for_reading
 
     if ctx.dry:
-        return {"dry_run": "torchrun is launched on the GPU run only (tests/test_distributed_build.py "
-                           "launches it on the CPU)"}
+        return {"dry_run": "torchrun is launched on the GPU run only "
+                           "(tests/test_distributed_build.py launches it on the CPU)"}
     data = ctx.work / "tiny-shapes"
     if not data.exists():
         _tiny(ctx, ctx.work / "warm", 1)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     boot = [str(ROOT / "benchmarks" / "gpu_boot_run.py")]
     facts = {}
     for procs in (1, 2):

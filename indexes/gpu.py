@@ -300,7 +300,7 @@ def forget(folder: str | None = None) -> None:
             _copies.pop(key, None)
 
 
-# -- building: k-means and list assignment on the GPU ------------------------------------------------
+# -- building: k-means and list assignment on the GPU -----------------------------------------
 def _gpu_ivf(index: faiss.Index):
     """(gpu, the IVF of ``index``) when building it may use the GPU, else None."""
     gpu = placement().gpu
@@ -310,21 +310,34 @@ def _gpu_ivf(index: faiss.Index):
 
 @contextmanager
 def training(index: faiss.Index) -> Iterator[None]:
-    """IVF training's k-means on the GPU (FAISS's ``clustering_index``: its assignment step on a
-    GPU Flat index), the rest as on the CPU; nothing changes without a GPU."""
+    """IVF training's k-means on the GPU: the assignment step of the coarse k-means (FAISS's
+    ``clustering_index``) and of an IVFPQ's sub-quantizers (``pq.assign_index``) on GPU Flat
+    indexes, the rest as on the CPU. Nothing changes without a GPU, or when the GPU cannot
+    take them (said in one line)."""
     found = _gpu_ivf(index)
     if found is None or index.is_trained:
         yield
         return
     gpu, ivf = found
+    ivf = faiss.downcast_index(ivf)
+    pq = ivf.pq if isinstance(ivf, faiss.IndexIVFPQ) else None
     _, lock = resources(gpu)
     with lock:
-        ivf.clustering_index = to_gpu(faiss.IndexFlatL2(ivf.d), gpu)
-        say(f"k-means of {ivf.nlist} lists on GPU {gpu}")
+        try:
+            ivf.clustering_index = to_gpu(faiss.IndexFlatL2(ivf.d), gpu)
+            if pq is not None:
+                pq.assign_index = to_gpu(faiss.IndexFlatL2(pq.dsub), gpu)
+        except RuntimeError as e:
+            ivf.clustering_index = None
+            say(f"k-means on the CPU: GPU {gpu} could not take it ({faiss_ops.faiss_reason(e)})")
+        else:
+            say(f"k-means of {ivf.nlist} lists on GPU {gpu}")
         try:
             yield
         finally:
             ivf.clustering_index = None  # never written with the index
+            if pq is not None:
+                pq.assign_index = None
 
 
 Add = Callable[[faiss.Index, np.ndarray, np.ndarray], None]
@@ -344,7 +357,13 @@ def adding(index: faiss.Index) -> Iterator[Add]:
     gpu, ivf = found
     _, lock = resources(gpu)
     with lock:
-        centroids = to_gpu(quantizer, gpu)
+        try:
+            centroids = to_gpu(quantizer, gpu)
+        except RuntimeError as e:
+            say(f"adding on the CPU: GPU {gpu} could not take the centroids "
+                f"({faiss_ops.faiss_reason(e)})")
+            yield faiss_ops.add
+            return
         say(f"assigning added vectors to {ivf.nlist} lists on GPU {gpu}")
 
         def add(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from retrieval.errors import IndexCorrupt
+from retrieval.errors import IndexCorrupt, SearchError
 
 from . import faiss_ops, files, gone, gpu, manifest
 from .staging import FileState, Staging, StagedRow
@@ -284,13 +284,16 @@ class IndexStore:
             copy = copy.inner()
         why = None if copy is None else copy.refuses(k, nprobe, cpu.ntotal, exact)
         if copy is not None and why is None:
-            D, I = copy.search(xq, k, nprobe, vectors=cpu if exact else None)
-        else:
-            if why is not None:
-                gpu.say(f"{why}: such searches run on the CPU")
-            if nprobe is not None:
-                faiss_ops.set_nprobe(cpu, nprobe)
-            D, I = faiss_ops.search(cpu, xq, k)
+            try:
+                D, I = copy.search(xq, k, nprobe, vectors=cpu if exact else None)
+                return np.sqrt(np.maximum(D, 0)), I
+            except SearchError as e:  # e.g. out of GPU memory for this batch
+                why = f"a search failed on GPU {copy.gpu} ({e})"
+        if why is not None:
+            gpu.say(f"{why}: such searches run on the CPU")
+        if nprobe is not None:
+            faiss_ops.set_nprobe(cpu, nprobe)
+        D, I = faiss_ops.search(cpu, xq, k)
         return np.sqrt(np.maximum(D, 0)), I
 
     def _gpu_copy(self) -> gpu.GpuCopy | None:

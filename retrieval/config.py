@@ -143,7 +143,7 @@ class TrainConfig:
     image_size: int = IMAGE_SIZE
     groups: int = 1
     width: float = 1.0  # ModelConfig.width: 1 is the paper's network
-    workers: int | None = None  # DataLoader processes; None: ``loader_workers`` with CUDA, 0 on the CPU
+    workers: int | None = None  # DataLoader processes; None: ``loader_workers`` on CUDA, else 0
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False  # start afresh in an OUT that already holds a run

@@ -102,7 +102,7 @@ class FeatureExtractor:
 
     def loader(self, paths: Sequence[str]) -> DataLoader:
         kind = gpu_decode.EncodedImages if self.gpu_decode else ImageDataset
-        dataset = kind(paths, self.weights.transform, draft_size=self.weights.preprocess.resize_size)
+        dataset = kind(paths, self.weights.transform, self.weights.preprocess.resize_size)
         workers = self.config.workers
         if workers is None:
             workers = loader_workers(self.cuda)

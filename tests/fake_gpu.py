@@ -41,6 +41,7 @@ class FakeGpu:
         self.limit, self.devices, self.copies, self.searches = limit, [], [], 0
         self.refused = 0  # clone calls FAISS would have failed: none may reach it
         self.fail: str | None = None  # e.g. an out-of-memory message for the next copies
+        self.search_fail: str | None = None  # the same for the next searches
         self.gate: threading.Event | None = None  # held shut: copying waits for it
         monkeypatch.setattr(faiss, "get_num_gpus", lambda: gpus)
         monkeypatch.setattr(faiss, "StandardGpuResources", Resources)
@@ -66,6 +67,8 @@ class FakeGpu:
                 raise RuntimeError(K_LIMIT.format(limit=self.limit, k=k))
             if ivf is not None and ivf.nprobe > self.limit:
                 raise RuntimeError(NPROBE_LIMIT.format(limit=self.limit, nprobe=ivf.nprobe))
+            if self.search_fail is not None:
+                raise RuntimeError(self.search_fail)
             self.searches += 1
             saved = faiss.cvar.distance_compute_blas_threshold
             faiss.cvar.distance_compute_blas_threshold = 1  # how the GPU computes Flat distances
@@ -77,7 +80,8 @@ class FakeGpu:
         def no_reconstruct(*args, **kw):
             raise AssertionError("a vector was reconstructed through the GPU copy")
 
-        copy.search, copy.reconstruct_batch, copy.reconstruct = search, no_reconstruct, no_reconstruct
+        copy.search = search
+        copy.reconstruct_batch = copy.reconstruct = no_reconstruct
         self.devices.append(device)
         self.copies.append(copy)
         return copy

@@ -149,6 +149,15 @@ def test_out_of_gpu_memory_falls_back_with_one_line(flat, monkeypatch, capsys):
     [line] = lines(capsys)
     assert line.startswith(f"FAISS: searching {folder} on the CPU: GPU 0 could not take it "
                            "(StandardGpuResources: alloc fail") and "out of memory" in line
+    fake.fail, fake.search_fail = None, fake.fail  # the copy is made; a batch runs out
+    store = open_for_reading(folder)
+    store.use_gpu()
+    gpu.forget()
+    assert (store.search(xb[:3], 3)[1] == brute_force(xb, xb[:3], 3)[1]).all()
+    [line] = lines(capsys)[-1:]
+    assert line.startswith("FAISS: a search failed on GPU 0 (FAISS could not search the index "
+                           "(StandardGpuResources: alloc fail") and line.endswith(
+                               "such searches run on the CPU")
 
 
 def test_device_cpu_keeps_faiss_on_the_cpu_and_cuda_n_picks_the_gpu(flat, monkeypatch, capsys):
@@ -183,7 +192,8 @@ def test_device_cpu_keeps_faiss_on_the_cpu_and_cuda_n_picks_the_gpu(flat, monkey
         click.echo(device)
 
     assert runner.invoke(show, ["--device", "CUDA:1"]).output == "cuda:1\n"
-    assert "'gpu' is not auto, cpu, cuda or cuda:N" in runner.invoke(show, ["--device", "gpu"]).output
+    refused = runner.invoke(show, ["--device", "gpu"])
+    assert refused.exit_code == 2 and "'gpu' is not auto, cpu, cuda or cuda:N" in refused.output
 
 
 def test_one_copy_per_process_made_in_the_background_for_a_server(flat, monkeypatch, capsys):
@@ -224,7 +234,7 @@ def test_duplicates_candidates_are_the_same_on_the_gpu(flat, tmp_path, monkeypat
     assert pairs(True) == on_cpu and len(on_cpu) > 10 and fake.searches == 1
 
 
-@pytest.mark.parametrize("factory", ["IVF4,Flat", "PCA16,IVF4,Flat"])
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "PCA16,IVF4,Flat", "IVF4,PQ4x4"])
 def test_kmeans_and_list_assignment_on_the_gpu_build_the_same_index(monkeypatch, factory):
     rng = np.random.default_rng(0)
     xb = rng.standard_normal((300, 32)).astype(np.float32)
@@ -242,13 +252,20 @@ def test_kmeans_and_list_assignment_on_the_gpu_build_the_same_index(monkeypatch,
     on_cpu = make()
     fake = FakeGpu(monkeypatch)
     on_gpu = make()
-    assert len(fake.copies) == 2  # the k-means' Flat index and the centroids for assignment
+    pq = "PQ" in factory  # its sub-quantizers' k-means on the GPU too
+    assert len(fake.copies) == 2 + pq  # k-means' Flat indexes and the centroids for assignment
     ivf, ivf_ref = faiss.extract_index_ivf(on_gpu), faiss.extract_index_ivf(on_cpu)
     assert ivf.clustering_index is None and on_gpu.ntotal == 300
+    if pq:
+        ivf, ivf_ref = faiss.downcast_index(ivf), faiss.downcast_index(ivf_ref)
+        assert ivf.pq.assign_index is None
+        np.testing.assert_array_equal(faiss.vector_to_array(ivf.pq.centroids),
+                                      faiss.vector_to_array(ivf_ref.pq.centroids))
     np.testing.assert_array_equal(ivf.quantizer.reconstruct_n(0, 4),
                                   ivf_ref.quantizer.reconstruct_n(0, 4))
     sizes = [ivf.invlists.list_size(i) for i in range(4)]
     assert sizes == [ivf_ref.invlists.list_size(i) for i in range(4)]
     for index in (on_cpu, on_gpu):
         faiss_ops.set_nprobe(index, 4)
-    assert (faiss_ops.search(on_gpu, xb[:20], 3)[1] == faiss_ops.search(on_cpu, xb[:20], 3)[1]).all()
+    found = [faiss_ops.search(index, xb[:20], 3)[1] for index in (on_gpu, on_cpu)]
+    assert (found[0] == found[1]).all()
