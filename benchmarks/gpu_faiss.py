@@ -259,9 +259,7 @@ def flat_1m(ctx) -> dict:
     n, d = ctx.size((1_000_000, 4096), (2000, 32))
     x = fc7_like(n, d, 3, ctx.device)
     index = faiss_ops.make_index("Flat", d)
-    step = 100_000
-    for s in range(0, n, step):
-        faiss_ops.add(index, x[s:s + step].cpu().numpy(), np.arange(s, min(n, s + step)))
+    faiss_ops.add(index, x.cpu().numpy(), np.arange(n))  # one add: FAISS's storage grows once
     queries = {nq: fc7_like(nq, d, 10 + nq, ctx.device) for nq in (1, 64, 1024)}
     _, I_ref = torch_exact(x, queries[64], K)
     facts = {"n": n, "d": d, "gb": round(n * d * 4 / 1e9, 1)}
@@ -287,10 +285,11 @@ def flat_1m(ctx) -> dict:
 
 
 def duplicates(ctx) -> dict:
-    """Duplicates' candidate pairs and distances on the GPU and on the CPU: the same."""
+    """Duplicates on the GPU and on the CPU: the calibrated threshold (copies searched as
+    queries, originals' stored vectors) and the candidate pairs and their distances."""
     from indexes import gpu
     from indexes.config import DuplicatesConfig
-    from indexes.duplicates import State, candidates
+    from indexes.duplicates import State, calibrate, candidates
     from indexes.store import open_for_reading
 
     n, d, planted = ctx.size((20000, 512, 1000), (120, 16, 10))
@@ -298,11 +297,18 @@ def duplicates(ctx) -> dict:
     x[n - planted:] = x[:planted] + 0.3 * torch.randn(planted, d)  # ~0.3 sqrt(d) apart
     threshold = float(0.6 * np.sqrt(d))  # random pairs are ~2.5 sqrt(d) apart
     folder, _ = built_store(ctx, "duplicates", x.numpy())
-    found, seconds = {}, {}
+
+    def copy_vectors(path):  # three copies of an image, as retrieval.copies would make
+        row = x[int(Path(path).stem)]
+        noise = torch.randn(3, d, generator=torch.Generator().manual_seed(int(Path(path).stem)))
+        return (row + 0.2 * noise).numpy()
+
+    found, seconds, calibrated = {}, {}, {}
     for where in ("cpu", "cuda" if ctx.faiss_gpu else "cpu"):
         gpu.configure(where)
         store = open_for_reading(folder)
         store.use_gpu()
+        calibrated[where] = calibrate(store, copy_vectors).threshold
         state_dir = ctx.work / f"dup-{where}-{len(found)}"
         state_dir.mkdir()
         start = time.perf_counter()
@@ -311,7 +317,9 @@ def duplicates(ctx) -> dict:
         seconds[where] = round(time.perf_counter() - start, 2)
     cpu, other = found["cpu"], found.get("cuda", found["cpu"])
     common = set(cpu) & set(other)
-    return {"n": n, "d": d, "planted": planted, "pairs_cpu": len(cpu), "pairs_gpu": len(other),
+    return {"n": n, "d": d, "planted": planted, "threshold_cpu": calibrated["cpu"],
+            "threshold_gpu": calibrated.get("cuda", calibrated["cpu"]),
+            "pairs_cpu": len(cpu), "pairs_gpu": len(other),
             "same_pairs": set(cpu) == set(other),
             "max_distance_diff": max((abs(cpu[p] - other[p]) for p in common), default=0.0),
             "search_s": seconds, "gpu": ctx.faiss_gpu}
