@@ -327,7 +327,8 @@ def duplicates(ctx) -> dict:
 
 def service(ctx) -> dict:
     """The served index (IndexService) under 32 threads asking neighbours by id: queries/s,
-    errors, each image first at 0 from itself; the GPU copy made in the background."""
+    errors, each answer's distances those of exact search (the image itself left out); the
+    GPU copy made in the background."""
     from indexes import gpu
     from indexes.service import IndexService
 
@@ -339,15 +340,21 @@ def service(ctx) -> dict:
     with said() as lines:
         svc = IndexService(folder, lambda source, trusted: extractor)
         try:
-            ids = [i for i, _ in svc.store.page(0, n)]
+            row_of = {i: int(Path(p).stem) for i, p in svc.store.page(0, n)}
+            ids = sorted(row_of)
+            asked = [ids[j * 7919 % len(ids)] for j in range(32 * per)]
+            rows = torch.from_numpy(x[[row_of[i] for i in asked]])
+            D_ref, _ = torch_exact(torch.from_numpy(x), rows, K + 1)
+            exact = dict(zip(asked, np.sqrt(D_ref[:, 1:])))  # the K nearest others
             wrong = []
 
             def client(t: int) -> None:
-                for j in range(per):
-                    item = ids[(t * per + j) * 7919 % len(ids)]
-                    first = svc.neighbours(item, K).result(timeout=120)[0][0]
-                    if first[0] != item or first[2] != 0:
-                        wrong.append((item, first))
+                for item in asked[t * per:(t + 1) * per]:
+                    found = svc.neighbours(item, K).result(timeout=120)[0]
+                    got = np.array([dist for _, _, dist in found])
+                    if item in [i for i, _, _ in found] or not np.allclose(got, exact[item],
+                                                                             rtol=1e-4):
+                        wrong.append(item)
 
             start = time.perf_counter()
             with ThreadPoolExecutor(32) as pool:
