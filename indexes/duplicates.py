@@ -70,6 +70,32 @@ CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity R
 # path -> (n_copies, d) fc7 vectors of copies of that image (retrieval.features'
 # FeatureExtractor.copy_vectors); NotAnImage when the file cannot be read.
 CopyVectors = Callable[[str], np.ndarray]
+# (stage, done, total), told as each stage starts and after each saved step: "hashing" (files),
+# "calibrating" (images), "searching" (images), "verifying" (pairs). It may raise to stop
+# the run: the work saved so far is kept, and the next run goes on from it.
+Progress = Callable[[str, int, int], None]
+
+
+class _Stage:
+    """A stage's progress: a tqdm bar on stderr (``progress`` True) or calls of ``progress``
+    (a Progress), or neither."""
+
+    def __init__(self, progress: bool | Progress, stage: str, total: int, unit: str) -> None:
+        self.tell = progress if callable(progress) else None
+        self.stage, self.done, self.total = stage, 0, total
+        self.bar = tqdm(total=total, desc=stage, unit=unit, disable=progress is not True,
+                        leave=False)
+        if self.tell is not None:
+            self.tell(stage, 0, total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+        if self.tell is not None:
+            self.tell(self.stage, self.done, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclass
@@ -94,6 +120,7 @@ class Member:
     width: int
     height: int
     bytes: int
+    same_bytes_as: str | None = None  # in a near group: the member whose bytes it has
 
 
 @dataclass
@@ -161,18 +188,21 @@ class State:
 
 
 def find_duplicates(store: IndexStore, config: DuplicatesConfig,
-                    copy_vectors: CopyVectors | None = None, progress: bool = False) -> Report:
+                    copy_vectors: CopyVectors | None = None,
+                    progress: bool | Progress = False) -> Report:
     """Group the near-duplicates among the images of ``store`` (see the module docstring).
 
     ``copy_vectors`` embeds copies of an image, for the calibration when no threshold is
-    given (RetrieveError without it). Nothing is moved or deleted.
+    given (RetrieveError without it); ``progress``: bars on stderr (True) or a Progress
+    callback. Nothing is moved or deleted.
     """
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
     state = State(store.folder)
     try:
         exact = exact_groups(items, state, progress)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
-        threshold, source, calibration = _threshold(store, config, copy_vectors, state)
+        threshold, source, calibration = _threshold(store, config, copy_vectors, state,
+                                                    progress)
         run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
         state.start(run)
         pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
@@ -180,8 +210,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         check = PixelCheck(items, config, state, run) if config.verify else None
         accepted = verified(pairs, check, progress)
         look = None if check is None else _second_look(store, check)
-        groups = ([_exact_group(g, items) for g in exact]
-                  + _near_groups(accepted, pairs, items, look))
+        groups = _folded([_exact_group(g, items) for g in exact],
+                         _near_groups(accepted, pairs, items, look))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
@@ -189,7 +219,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
 
 
 # -- 1. exact copies ------------------------------------------------------------------------
-def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[list[int]]:
+def exact_groups(items: dict[int, str], state: State,
+                 progress: bool | Progress) -> list[list[int]]:
     """Ids of files with the same bytes, grouped (only files that share a size are read)."""
     by_size: dict[int, list[int]] = defaultdict(list)
     stats = {}
@@ -202,7 +233,7 @@ def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[li
         by_size[st.st_size].append(i)
     alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
     by_hash: dict[str, list[int]] = defaultdict(list)
-    bar = tqdm(total=len(alike), desc="hashing", unit="files", disable=not progress, leave=False)
+    bar = _Stage(progress, "hashing", len(alike), "files")
     for start in range(0, len(alike), BATCH):  # saved a batch at a time
         chunk = alike[start:start + BATCH]
         with state.transaction():
@@ -235,7 +266,8 @@ def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
 
 # -- 2. candidates --------------------------------------------------------------------------
 def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVectors | None,
-               state: State) -> tuple[float, str, Calibration | None]:
+               state: State, progress: bool | Progress = False
+               ) -> tuple[float, str, Calibration | None]:
     if config.threshold is not None:
         return config.threshold, "given", None
     s = store.settings
@@ -247,13 +279,14 @@ def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVe
         from retrieval.errors import RetrieveError
 
         raise RetrieveError("no threshold to calibrate with: give --threshold")
-    calibration = calibrate(store, copy_vectors, nprobe=config.nprobe)
+    calibration = calibrate(store, copy_vectors, nprobe=config.nprobe, progress=progress)
     state.put(key, calibration.__dict__)
     return calibration.threshold, "calibrated", calibration
 
 
 def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBRATION_IMAGES,
-              nprobe: int | None = None, seed: int = 0) -> Calibration:
+              nprobe: int | None = None, seed: int = 0,
+              progress: bool | Progress = False) -> Calibration:
     """THRESHOLD_MARGIN x the distance COPY_QUANTILE of the copies of up to ``images``
     indexed images stay within, each copy searched in the index as a query and measured to
     its original there (a copy not among its DUPLICATE_K nearest counts as infinitely far)."""
@@ -261,13 +294,17 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
     sample = np.random.default_rng(seed).permutation(ids)[:images]
     paths = store.paths(sample)
     copy_rows, originals = [], []
+    bar = _Stage(progress, "calibrating", len(sample), "images")
     for i in sample:
         try:
             vectors = copy_vectors(paths[int(i)])
         except NotAnImage:
             continue
+        finally:
+            bar.update(1)
         copy_rows.append(vectors)
         originals += [int(i)] * len(vectors)
+    bar.close()
     if not copy_rows:
         from retrieval.errors import RetrieveError
 
@@ -285,15 +322,17 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
 
 
 def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, ids: list[int],
-               state: State, run: str, progress: bool) -> dict[tuple[int, int], float]:
+               state: State, run: str, progress: bool | Progress
+               ) -> dict[tuple[int, int], float]:
     """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
     wanted = set(ids)
     done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
-    starts = range(0, len(ids), BATCH)
-    for start in tqdm(starts, desc="searching", unit="batch", disable=not progress, leave=False):
+    bar = _Stage(progress, "searching", len(ids), "images")
+    for start in range(0, len(ids), BATCH):
         if start in done:
+            bar.update(len(ids[start:start + BATCH]))
             continue
         batch = np.asarray(ids[start:start + BATCH], dtype=np.int64)
         D, I = store.search(faiss_ops.stored_vectors(index, batch), config.k + 1, config.nprobe,
@@ -307,6 +346,8 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
             state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
                                  [(run, a, b, d) for (a, b), d in found.items()])
             state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
+        bar.update(len(batch))
+    bar.close()
     rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
     return {(a, b): d for a, b, d in rows}
 
@@ -322,14 +363,14 @@ class PixelCheck:
         self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
             "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
 
-    def matches(self, pairs: list[tuple[int, int]], progress: bool = False
+    def matches(self, pairs: list[tuple[int, int]], progress: bool | Progress = False
                 ) -> dict[tuple[int, int], Match]:
         """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
         todo = [pair for pair in pairs if pair not in self.known]
         batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
         files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
-        bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress,
-                   leave=False)
+        bar = _Stage(progress, "verifying", len(pairs), "pairs")
+        bar.update(len(pairs) - len(todo))  # saved by an earlier run
         with _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
             for batch, found in zip(batches, mapped(compare_files, files)):
                 self.known.update(zip(batch, found))
@@ -366,7 +407,7 @@ def _mapping(workers: int) -> Iterator[Callable]:
 
 
 def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
-             progress: bool) -> dict[tuple[int, int], Match | None]:
+             progress: bool | Progress) -> dict[tuple[int, int], Match | None]:
     """The candidate pairs whose pixels match (all of them, unchecked, without a check):
     (a, b) -> their ``Match``."""
     if check is None:
@@ -413,6 +454,25 @@ def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[
         if i not in facts:
             facts[i] = _facts(items[i])
     return sorted(ids, key=lambda i: (-facts[i][0] * facts[i][1], -facts[i][2], items[i]))
+
+
+def _folded(exact: list[Group], near: list[Group]) -> list[Group]:
+    """The exact copies of a file that is in a near group join that group, right after it
+    (with its distance and pixels): a file in two groups would be planned twice."""
+    near_of = {m.id: g for g in near for m in g.members}
+    alone = []
+    for g in exact:
+        found = next((m for m in g.members if m.id in near_of), None)  # the one searched
+        if found is None:
+            alone.append(g)
+            continue
+        members = near_of[found.id].members
+        at = next(n for n, m in enumerate(members) if m.id == found.id)
+        members[at + 1:at + 1] = [
+            Member(m.id, m.path, members[at].distance, members[at].similarity,
+                   members[at].difference, m.width, m.height, m.bytes, found.path)
+            for m in g.members if m is not found]
+    return alone + near
 
 
 def _exact_group(ids: list[int], items: dict[int, str]) -> Group:
