@@ -99,6 +99,7 @@ class IndexService:
         return extractor
 
     def close(self) -> None:
+        self.jobs.cancel()  # a search under way stops at its next step, its work saved
         self._jobs.put(None)
         self._worker.join()
         self.store.close()
