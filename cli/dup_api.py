@@ -7,8 +7,10 @@ token). Thin over indexes/dup_jobs, plans, actions, decisions.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -29,6 +31,7 @@ MAX_GROUPS = 500  # groups in one page of /api/duplicates/groups
 # The longest /api/duplicates/status?after=N waits for a change of a running search before it
 # answers as it is (a client asks again): short, so that a server stops without waiting long.
 STATUS_WAIT_S = 5.0
+STATUS_POLL_S = 0.05  # how often a waiting status request looks again
 Action = Literal["trash", "move", "hardlink", "symlink"]
 Rule = Literal["largest", "oldest", "newest", "shortest-path"]
 JOURNAL_NAME = re.compile(r"^plan-[0-9a-f]{16}$")
@@ -184,8 +187,13 @@ def _job(api: APIRouter, service: IndexService) -> None:
             "s), for a client that follows the progress"))):
         """The latest search: its state, stage and progress (done of total), how long it
         took, its error; ``job`` null before the first."""
-        version, job = await run_in_threadpool(service.jobs.status, after, STATUS_WAIT_S)
-        return answer(version, job)
+        deadline = time.monotonic() + STATUS_WAIT_S
+        while after is not None and time.monotonic() < deadline:  # no thread held meanwhile
+            version, job = service.jobs.status()
+            if version > after or job is None or job.state != "running":
+                break
+            await asyncio.sleep(STATUS_POLL_S)
+        return answer(*service.jobs.status())
 
     @api.post("/cancel", responses={200: {"model": s.JobStatus}, **s.errors(401)})
     async def cancel():

@@ -87,8 +87,8 @@ class Jobs:
                     "running", "done"):
                 return job
             if job is not None and job.state == "running":
-                raise Busy("another search for duplicates is running (other settings): wait "
-                           "for it or cancel it")
+                raise Busy("another search for duplicates is running (other settings, or the "
+                           "index before its latest build): wait for it or cancel it")
             report = self._reports.get((generation, settings))
             job = Job(next(self._ids), generation, settings, config)
             if report is not None:  # kept: done at once
@@ -126,13 +126,9 @@ class Jobs:
                 raise Cancelled("the search for duplicates was cancelled; ask again to go on")
             raise job.failure
 
-    def status(self, after: int | None = None, wait_s: float = 0.0) -> tuple[int, Job | None]:
-        """(version, the latest job), once the version passes ``after`` or ``wait_s`` ends
-        (at once when no job runs: nothing will change)."""
+    def status(self) -> tuple[int, Job | None]:
+        """(version, the latest job)."""
         with self._changed:
-            if after is not None:
-                self._changed.wait_for(lambda: self.version > after or self.latest is None
-                                       or self.latest.state != "running", timeout=wait_s)
             return self.version, self.latest
 
     def _tell(self, job: Job) -> None:
