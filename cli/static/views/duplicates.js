@@ -85,6 +85,11 @@ function followed(j) {
   const mine = j && j.settings.threshold === shown.settings.threshold
     && j.settings.verify === shown.settings.verify;
   $("dup-stage").textContent = mine || active ? job.words(j) : "";
+  const state = j ? `${j.id} ${j.state}` : "";
+  if (state !== shown.said) {  // read out as it starts and ends, not at every step
+    shown.said = state;
+    $("dup-announce").textContent = j ? job.words(j) : "";
+  }
   const bar = $("dup-progress");
   bar.hidden = !active;
   if (job.share(j) === null) bar.removeAttribute("value");
