@@ -166,10 +166,11 @@ def _review(api: APIRouter, service: IndexService) -> None:
 def _job(api: APIRouter, service: IndexService) -> None:
     """The search as a background job: started once, joined, watched, cancelled."""
 
-    def answer(version: int, job) -> dict:
-        return {"version": version, "job": None if job is None else {
-            **job.describe(), "settings": Search(**{k: getattr(job.config, k)
-                                                    for k in Search.model_fields}).model_dump()}}
+    def answer(version: int, job: dict | None) -> dict:
+        if job is not None:
+            config = job.pop("config")
+            job["settings"] = {k: getattr(config, k) for k in Search.model_fields}
+        return {"version": version, "job": job}
 
     @api.post("/start", responses={200: {"model": s.JobStatus}, **s.errors(400, 401, 409)})
     async def start(search: Search):
@@ -179,7 +180,7 @@ def _job(api: APIRouter, service: IndexService) -> None:
         config = search_config(search.threshold, search.verify, search.min_similarity,
                                search.max_difference)
         job = await run_in_threadpool(service.jobs.start, config)
-        return answer(service.jobs.version, job)
+        return answer(*service.jobs.status(job))
 
     @api.get("/status", responses={200: {"model": s.JobStatus}, **s.errors(400, 401)})
     async def status(after: int | None = Query(None, ge=0, description=(
@@ -190,7 +191,7 @@ def _job(api: APIRouter, service: IndexService) -> None:
         deadline = time.monotonic() + STATUS_WAIT_S
         while after is not None and time.monotonic() < deadline:  # no thread held meanwhile
             version, job = service.jobs.status()
-            if version > after or job is None or job.state != "running":
+            if version > after or job is None or job["state"] != "running":
                 break
             await asyncio.sleep(STATUS_POLL_S)
         return answer(*service.jobs.status())
@@ -199,8 +200,7 @@ def _job(api: APIRouter, service: IndexService) -> None:
     async def cancel():
         """Stop the running search at its next step: what it did is kept, and the next
         start goes on from there."""
-        job = await run_in_threadpool(service.jobs.cancel)
-        return answer(service.jobs.version, job)
+        return answer(*service.jobs.status(await run_in_threadpool(service.jobs.cancel)))
 
 
 def _decisions(api: APIRouter, service: IndexService) -> None:

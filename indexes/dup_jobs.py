@@ -56,8 +56,8 @@ class Job:
         return self.generation, self.settings
 
     def describe(self) -> dict:
-        """What GET /api/duplicates/status answers of it."""
-        return {"id": self.id, "state": self.state, "stage": self.stage, "done": self.done,
+        """What GET /api/duplicates/status answers of it (``config``: its settings)."""
+        return {"config": self.config, "id": self.id, "state": self.state, "stage": self.stage, "done": self.done,
                 "total": self.total, "generation": self.generation,
                 "started": self.started, "finished": self.finished,
                 "seconds": round((self.finished or time.time()) - self.started, 3),
@@ -126,10 +126,12 @@ class Jobs:
                 raise Cancelled("the search for duplicates was cancelled; ask again to go on")
             raise job.failure
 
-    def status(self) -> tuple[int, Job | None]:
-        """(version, the latest job)."""
+    def status(self, job: Job | None = None) -> tuple[int, dict | None]:
+        """(version, what ``job`` (the latest by default) is doing, as Job.describe says,
+        read whole while its search goes on)."""
         with self._changed:
-            return self.version, self.latest
+            job = job or self.latest
+            return self.version, None if job is None else job.describe()
 
     def _tell(self, job: Job) -> None:
         """Under the lock: ``job`` is the latest and changed."""
