@@ -57,8 +57,8 @@ class Job:
 
     def describe(self) -> dict:
         """What GET /api/duplicates/status answers of it (``config``: its settings)."""
-        return {"config": self.config, "id": self.id, "state": self.state, "stage": self.stage, "done": self.done,
-                "total": self.total, "generation": self.generation,
+        return {"config": self.config, "id": self.id, "state": self.state, "stage": self.stage,
+                "done": self.done, "total": self.total, "generation": self.generation,
                 "started": self.started, "finished": self.finished,
                 "seconds": round((self.finished or time.time()) - self.started, 3),
                 "cancelling": self.state == "running" and self.cancel.is_set(),
@@ -92,7 +92,8 @@ class Jobs:
             report = self._reports.get((generation, settings))
             job = Job(next(self._ids), generation, settings, config)
             if report is not None:  # kept: done at once
-                job.state, job.stage, job.report, job.finished = "done", "done", report, time.time()
+                job.state, job.stage, job.report = "done", "done", report
+                job.finished = time.time()
             else:
                 threading.Thread(target=self._run, args=(job,), name="retrieve-duplicates",
                                  daemon=True).start()
