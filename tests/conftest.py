@@ -6,8 +6,16 @@ Tests of behaviour use a network 1/16 the paper's width (0.2M parameters, 256-d 
 
 from __future__ import annotations
 
+import os
 import pickle
 from contextlib import contextmanager
+
+# One OpenMP thread per test process (torch's and FAISS's), set before either is imported:
+# the suite's tensors are tiny, and a second thread per process only waits at barriers, which
+# with two processes (pytest-xdist) or any other load on 2 cores burns CPU instead of saving
+# time (a trained-network test: 2 CPU-s alone, 22 with two threads on a loaded machine).
+# Subprocesses inherit it; a value set outside wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
