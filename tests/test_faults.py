@@ -24,11 +24,12 @@ from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (f
 NEW = 6  # images added by the build that gets killed, two per batch
 BATCH = ["--batch-size", "2"]
 
-# Runs one `retrieve ARGS...` per job, each in its own forked process with one function
-# replaced by a SIGKILL of that process at the named moment ("...-hold": it stops there instead,
-# writes its pid to the marker file and waits for the test to kill it). The imports (most of a
-# command's time) are paid once, before any fork and before torch or FAISS start threads.
-# Prints "point<TAB>wait status" per job.
+# For each line of jobs read on stdin, runs one `retrieve ARGS...` per job, each in its own
+# forked process with one function replaced by a SIGKILL of that process at the named moment
+# ("...-hold": it stops there instead, writes its pid to the marker file and waits for the test
+# to kill it), and prints "point<TAB>wait status" per job, then "done". The imports (most of a
+# command's time) are paid once for the module, before any fork and before torch or FAISS
+# start threads.
 CRASH = r"""
 import json, os, signal, sys
 import faiss, torch
@@ -87,30 +88,62 @@ def patch(point, marker):
             die()
         IndexStore.commit_generation = committed
 
-children = {}
-for point, marker, args in json.loads(sys.argv[1]):
-    pid = os.fork()
-    if pid == 0:
-        torch.set_num_threads(1)  # the jobs share the machine's cores
-        patch(point, marker)
-        sys.argv = ["retrieve", *args]
-        try:
-            main()
-        except SystemExit as e:
-            os._exit(e.code if isinstance(e.code, int) else 1)
-        os._exit(0)
-    children[pid] = point
-for pid, point in children.items():
-    print(f"{point}\t{os.waitpid(pid, 0)[1]}", flush=True)
+for line in sys.stdin:
+    children = {}
+    for point, marker, args in json.loads(line):
+        pid = os.fork()
+        if pid == 0:
+            torch.set_num_threads(1)  # the jobs share the machine's cores
+            patch(point, marker)
+            sys.argv = ["retrieve", *args]
+            try:
+                main()
+            except SystemExit as e:
+                os._exit(e.code if isinstance(e.code, int) else 1)
+            os._exit(0)
+        children[pid] = point
+    for pid, point in children.items():
+        print(f"{point}\t{os.waitpid(pid, 0)[1]}", flush=True)
+    print("done", flush=True)
+import gc
+gc.freeze()  # as `retrieve` does (cli/main.py): an exit without a second of collections
 """
 
 
-def crash(jobs: list[tuple[str, Path, list]]) -> subprocess.Popen:
-    """Start CRASH on [(point, marker file, command-line args)]."""
-    doc = json.dumps([(point, str(marker), [str(a) for a in args]) for point, marker, args in jobs])
-    return subprocess.Popen([sys.executable, "-c", CRASH, doc], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+class Crashes:
+    """CRASH, started once: ``start`` a round of [(point, marker file, command-line args)],
+    ``finish`` it: its status lines; ``errors``: what the jobs wrote on stderr."""
+
+    def __init__(self, folder: Path) -> None:
+        self.stderr = folder / "stderr.txt"
+        with open(self.stderr, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", CRASH], cwd=ROOT, text=True,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err)
+
+    def start(self, jobs: list[tuple[str, Path, list]]) -> None:
+        doc = [(point, str(marker), [str(a) for a in args]) for point, marker, args in jobs]
+        self.proc.stdin.write(json.dumps(doc) + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> str:
+        lines = iter(self.proc.stdout.readline, "")
+        return "".join(iter(lambda: next(lines, "done\n"), "done\n"))
+
+    def errors(self) -> str:
+        return self.stderr.read_text()[-3000:]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def crashes(tmp_path_factory):
+    started = Crashes(tmp_path_factory.mktemp("crashes"))
+    yield started
+    started.close()
 
 
 def killed_by_sigkill(out: str) -> dict[str, bool]:
@@ -177,7 +210,7 @@ KILL_POINTS = {
 
 
 @pytest.fixture(scope="module")
-def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
+def killed(built, checkpoint, crashes, tmp_path_factory):  # noqa: F811
     """point -> (index copy, stderr) of a build-index SIGKILLed there; all run side by side."""
     photos, idx = built
     copies, jobs = {}, []
@@ -191,9 +224,9 @@ def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
     copies[FIRST] = tmp_path_factory.mktemp("first") / "idx"  # a first build, never committed
     jobs.append((FIRST, copies[FIRST].parent / "marker", [
         "build-index", photos, "--weights", checkpoint, "--index", copies[FIRST], *FAST, *BATCH]))
-    proc = crash(jobs)
-    out, err = proc.communicate(timeout=300)
-    assert killed_by_sigkill(out) == {point: True for point in [*KILL_POINTS, FIRST]}, err[-3000:]
+    crashes.start(jobs)
+    assert killed_by_sigkill(crashes.finish()) == {point: True for point in [*KILL_POINTS, FIRST]}, \
+        crashes.errors()
     return copies
 
 
@@ -229,16 +262,17 @@ def test_a_killed_first_build_is_resumed_by_a_run_that_does_not_name_the_weights
     assert assert_consistent(idx, photos) == (1, 12 + NEW)
 
 
-def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_path):  # noqa: F811
+def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, crashes, tmp_path):  # noqa: F811
     photos, idx = index
     marker = tmp_path / "holding"
-    proc = crash([("in transaction-hold", marker, ["build-index", photos, "--weights", checkpoint,
-                                                   "--index", idx, *FAST])])
+    crashes.start([("in transaction-hold", marker, ["build-index", photos, "--weights",
+                                                    checkpoint, "--index", idx, *FAST])])
     try:
         deadline = time.monotonic() + 120
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while (not marker.exists() and crashes.proc.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.02)
-        assert marker.exists(), proc.communicate()[1][-2000:]
+        assert marker.exists(), crashes.errors()
         second = build(photos, idx, checkpoint, ok=False)
         assert second.exit_code == 1
         assert second.output.startswith(f"Error: another build-index is running on {idx} "
@@ -249,9 +283,9 @@ def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_p
         if marker.exists():
             os.kill(int(marker.read_text()), signal.SIGKILL)
         else:
-            proc.kill()
-        out, err = proc.communicate(timeout=60)
-    assert killed_by_sigkill(out) == {"in transaction-hold": True}, err[-2000:]
+            crashes.proc.kill()
+        out = crashes.finish()
+    assert killed_by_sigkill(out) == {"in transaction-hold": True}, crashes.errors()
     assert assert_consistent(idx, photos) == (1, 12)
 
 
