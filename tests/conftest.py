@@ -212,3 +212,14 @@ def browser(tmp_path_factory):
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def preloaded(tmp_path_factory):
+    """Fresh processes without a fresh interpreter's imports: forks of one process that has
+    imported torch, torchvision, FAISS and the command line (tests/preloaded.py)."""
+    from preloaded import Preloaded
+
+    server = Preloaded(tmp_path_factory.mktemp("preloaded"))
+    yield server
+    server.close()
