@@ -223,3 +223,25 @@ def preloaded(tmp_path_factory):
     server = Preloaded(tmp_path_factory.mktemp("preloaded"))
     yield server
     server.close()
+
+
+# -- pytest-xdist (the README's `pytest -n auto`): which tests share a worker
+
+BROWSER_FIXTURES = {"browser", "served", "served_acting"}
+MAX_AUTO_WORKERS = 4  # each worker imports torch and FAISS and makes its session's fixtures
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core, at most MAX_AUTO_WORKERS."""
+    return min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup``: the tests of one module run in one worker (its module-scoped
+    fixtures are made once), and the modules that use the served index or the browser all in
+    the same worker (one uvicorn, one Chromium)."""
+    served = {item.module.__name__ for item in items
+              if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("served" if module in served else module))

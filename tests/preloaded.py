@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Reads one request per line on stdin: {"code", "argv", "out", "err"} forks a child that runs
-# CODE as __main__ with sys.argv = ARGV, its stdout and stderr into the files OUT and ERR, and
-# answers its pid; {"wait": pid} answers its wait status once it has ended.
+# Reads one request per line on stdin: {"code", "argv", "env", "out", "err"} forks a child that
+# runs CODE as __main__ with sys.argv = ARGV and ENV added to its environment, its stdout and
+# stderr into the files OUT and ERR, and answers its pid; {"wait": pid} answers its wait status once it has ended.
 SERVER = r"""
 import json, os, sys, traceback
 import faiss, torch, torchvision  # noqa: F401
@@ -30,6 +32,7 @@ def child(job):
     for fd, path in ((1, job["out"]), (2, job["err"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
     sys.stdin.close()
+    os.environ.update(job["env"])
     sys.argv = job["argv"]
     status = 0
     try:
@@ -57,6 +60,13 @@ gc.freeze()  # as `retrieve` does (cli/main.py): an exit without a second of col
 """
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
+
+
 @dataclass
 class Job:
     pid: int
@@ -81,22 +91,30 @@ class Preloaded:
             raise RuntimeError(f"the preloaded server ended (status {self.proc.wait()})")
         return int(answer)
 
-    def start(self, code: str, *args: str) -> Job:
-        """Fork a child running CODE with ARGS as `python -c CODE ARGS...` would."""
+    def start(self, code: str, *args: str, env: dict | None = None) -> Job:
+        """Fork a child running CODE with ARGS as `python -c CODE ARGS...` would, with ENV
+        added to its environment."""
         self.jobs += 1
         out, err = (self.folder / f"{self.jobs}.{name}" for name in ("out", "err"))
-        pid = self._ask({"code": code, "argv": ["-c", *map(str, args)], "out": str(out),
-                         "err": str(err)})
+        pid = self._ask({"code": code, "argv": ["-c", *map(str, args)], "env": env or {},
+                         "out": str(out), "err": str(err)})
         return Job(pid, out, err)
 
     def wait(self, job: Job) -> int:
         """The job's wait status (os.waitpid's) once it has ended."""
         return self._ask({"wait": job.pid})
 
-    def run(self, code: str, *args: str) -> subprocess.CompletedProcess:
-        """Start a job and wait for it: its exit code, stdout and stderr."""
-        job = self.start(code, *args)
-        status = os.waitstatus_to_exitcode(self.wait(job))
+    def run(self, code: str, *args: str, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        """Start a job and wait for it: its exit code, stdout and stderr. A job still running
+        after TIMEOUT seconds is killed (SIGKILL: exit code -9)."""
+        job = self.start(code, *args, env=env)
+        killer = threading.Timer(timeout, _kill, (job.pid,))
+        killer.start()
+        try:
+            status = os.waitstatus_to_exitcode(self.wait(job))
+        finally:
+            killer.cancel()
         return subprocess.CompletedProcess(["-c", code, *args], status, job.out.read_text(),
                                            job.err.read_text())
 
