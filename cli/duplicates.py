@@ -88,7 +88,7 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
             return FeatureExtractor.load(*weights_ref(store.settings),
                                          config=ExtractConfig(8, 0, device))
 
-        report = find_duplicates(store, config, lambda p: extractor().copy_vectors(p),
+        report = find_duplicates(store, config, lambda paths: extractor().copy_vectors(paths),
                                  progress_enabled(quiet))
         root = (plans.collection_root(os.fsdecode(p) for p in store.items())
                 if plan_rules else None)

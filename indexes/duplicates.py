@@ -20,31 +20,28 @@ interrupted run goes on where it stopped.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from retrieval.copies import CHECK, Match, compare_files
-from retrieval.errors import NotAnImage
-from retrieval.images import image_size
+from retrieval.copies import CHECK
 
 from . import faiss_ops
 from .closeness import nearest_other
 from .config import DUPLICATE_K, DuplicatesConfig
+from .dup_groups import Group, Member, PixelCheck, exact_group, near_groups, second_look, verified
+from .progress import Progress, ProgressFn
 from .store import IndexStore
+
+__all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
 
 STATE = "duplicates.sqlite"
 BATCH = 1024  # images searched per step (and per saved step)
@@ -54,7 +51,7 @@ CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 # random weights, brightened photos reach 1.4x), and the pixel check keeps the precision.
 COPY_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.5
-VERIFY_BATCH = 256  # pairs verified per saved step
+CALIBRATION_CHUNK = 16  # images whose copies are embedded between two reports of progress
 SCHEMA_VERSION = 2  # 2: checked holds each pair's difference
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,9 +64,9 @@ CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity R
                                     difference REAL, PRIMARY KEY (run, a, b));
 """
 
-# path -> (n_copies, d) fc7 vectors of copies of that image (retrieval.features'
-# FeatureExtractor.copy_vectors); NotAnImage when the file cannot be read.
-CopyVectors = Callable[[str], np.ndarray]
+# paths -> for each, (n_copies, d) fc7 vectors of copies of that image, or None when it cannot
+# be read (retrieval.features' FeatureExtractor.copy_vectors, in batches).
+CopyVectors = Callable[[list[str]], list[np.ndarray | None]]
 
 
 @dataclass
@@ -82,24 +79,6 @@ class Calibration:
     others_within: float  # share of the images whose nearest other image is within it
     copy_distances: list[float] = field(default_factory=list)
     other_distances: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Member:
-    id: int  # in the index
-    path: str
-    distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
-    similarity: float | None  # pixel correlation with the kept file (None: not compared)
-    difference: float | None  # of its most different part from the kept file (retrieval.copies)
-    width: int
-    height: int
-    bytes: int
-
-
-@dataclass
-class Group:
-    tier: str  # "exact" (the same bytes) or "near"
-    members: list[Member]  # the file to keep first
 
 
 @dataclass
@@ -161,27 +140,31 @@ class State:
 
 
 def find_duplicates(store: IndexStore, config: DuplicatesConfig,
-                    copy_vectors: CopyVectors | None = None, progress: bool = False) -> Report:
+                    copy_vectors: CopyVectors | None = None, progress: bool = False,
+                    on_progress: ProgressFn | None = None) -> Report:
     """Group the near-duplicates among the images of ``store`` (see the module docstring).
 
-    ``copy_vectors`` embeds copies of an image, for the calibration when no threshold is
-    given (RetrieveError without it). Nothing is moved or deleted.
+    ``copy_vectors`` embeds copies of images, for the calibration when no threshold is
+    given (RetrieveError without it). ``progress``: tqdm bars on stderr; ``on_progress``:
+    called with (stage, done, total) as each stage ("hashing", "calibrating", "searching",
+    "verifying") goes on. Nothing is moved or deleted.
     """
+    report = Progress(progress, on_progress)
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
     state = State(store.folder)
     try:
-        exact = exact_groups(items, state, progress)
+        exact = exact_groups(items, state, report)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
-        threshold, source, calibration = _threshold(store, config, copy_vectors, state)
+        threshold, source, calibration = _threshold(store, config, copy_vectors, state, report)
         run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
         state.start(run)
         pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
-                           progress)
+                           report)
         check = PixelCheck(items, config, state, run) if config.verify else None
-        accepted = verified(pairs, check, progress)
-        look = None if check is None else _second_look(store, check)
-        groups = ([_exact_group(g, items) for g in exact]
-                  + _near_groups(accepted, pairs, items, look))
+        accepted = verified(pairs, check, report)
+        look = None if check is None else second_look(store, check)
+        groups = ([exact_group(g, items) for g in exact]
+                  + near_groups(accepted, pairs, items, look))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
@@ -189,7 +172,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
 
 
 # -- 1. exact copies ------------------------------------------------------------------------
-def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[list[int]]:
+def exact_groups(items: dict[int, str], state: State, progress: Progress) -> list[list[int]]:
     """Ids of files with the same bytes, grouped (only files that share a size are read)."""
     by_size: dict[int, list[int]] = defaultdict(list)
     stats = {}
@@ -202,16 +185,15 @@ def exact_groups(items: dict[int, str], state: State, progress: bool) -> list[li
         by_size[st.st_size].append(i)
     alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
     by_hash: dict[str, list[int]] = defaultdict(list)
-    bar = tqdm(total=len(alike), desc="hashing", unit="files", disable=not progress, leave=False)
-    for start in range(0, len(alike), BATCH):  # saved a batch at a time
-        chunk = alike[start:start + BATCH]
-        with state.transaction():
-            for i in chunk:
-                digest = _sha256(items[i], stats[i], state)
-                if digest is not None:
-                    by_hash[digest].append(i)
-        bar.update(len(chunk))
-    bar.close()
+    with progress.stage("hashing", len(alike), "files") as advance:
+        for start in range(0, len(alike), BATCH):  # saved a batch at a time
+            chunk = alike[start:start + BATCH]
+            with state.transaction():
+                for i in chunk:
+                    digest = _sha256(items[i], stats[i], state)
+                    if digest is not None:
+                        by_hash[digest].append(i)
+            advance(len(chunk))
     return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
 
 
@@ -235,7 +217,7 @@ def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
 
 # -- 2. candidates --------------------------------------------------------------------------
 def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVectors | None,
-               state: State) -> tuple[float, str, Calibration | None]:
+               state: State, progress: Progress) -> tuple[float, str, Calibration | None]:
     if config.threshold is not None:
         return config.threshold, "given", None
     s = store.settings
@@ -247,13 +229,14 @@ def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVe
         from retrieval.errors import RetrieveError
 
         raise RetrieveError("no threshold to calibrate with: give --threshold")
-    calibration = calibrate(store, copy_vectors, nprobe=config.nprobe)
+    calibration = calibrate(store, copy_vectors, nprobe=config.nprobe, progress=progress)
     state.put(key, calibration.__dict__)
     return calibration.threshold, "calibrated", calibration
 
 
 def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBRATION_IMAGES,
-              nprobe: int | None = None, seed: int = 0) -> Calibration:
+              nprobe: int | None = None, seed: int = 0,
+              progress: Progress | None = None) -> Calibration:
     """THRESHOLD_MARGIN x the distance COPY_QUANTILE of the copies of up to ``images``
     indexed images stay within, each copy searched in the index as a query and measured to
     its original there (a copy not among its DUPLICATE_K nearest counts as infinitely far)."""
@@ -261,13 +244,14 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
     sample = np.random.default_rng(seed).permutation(ids)[:images]
     paths = store.paths(sample)
     copy_rows, originals = [], []
-    for i in sample:
-        try:
-            vectors = copy_vectors(paths[int(i)])
-        except NotAnImage:
-            continue
-        copy_rows.append(vectors)
-        originals += [int(i)] * len(vectors)
+    with (progress or Progress()).stage("calibrating", len(sample), "images") as advance:
+        for start in range(0, len(sample), CALIBRATION_CHUNK):
+            chunk = sample[start:start + CALIBRATION_CHUNK]
+            for i, vectors in zip(chunk, copy_vectors([paths[int(i)] for i in chunk])):
+                if vectors is not None:  # None: the file cannot be read
+                    copy_rows.append(vectors)
+                    originals += [int(i)] * len(vectors)
+            advance(len(chunk))
     if not copy_rows:
         from retrieval.errors import RetrieveError
 
@@ -285,7 +269,7 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
 
 
 def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, ids: list[int],
-               state: State, run: str, progress: bool) -> dict[tuple[int, int], float]:
+               state: State, run: str, progress: Progress) -> dict[tuple[int, int], float]:
     """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
@@ -293,173 +277,28 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
         faiss_ops.set_nprobe(index, config.nprobe)
     wanted = set(ids)
     done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
-    starts = range(0, len(ids), BATCH)
-    for start in tqdm(starts, desc="searching", unit="batch", disable=not progress, leave=False):
-        if start in done:
-            continue
-        batch = np.asarray(ids[start:start + BATCH], dtype=np.int64)
-        D, I = faiss_ops.search(index, faiss_ops.stored_vectors(index, batch), config.k + 1)
-        D = np.sqrt(np.maximum(D, 0))  # FAISS's squared L2 -> the distances query prints
-        found = {}
-        for a, d_row, i_row in zip(batch.tolist(), D, I):
-            for d, b in zip(d_row.tolist(), i_row.tolist()):
-                if b != a and b in wanted and d <= threshold:
-                    found[min(a, b), max(a, b)] = d
-        with state.transaction():  # the batch's pairs and its being done, or neither
-            state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
-                                 [(run, a, b, d) for (a, b), d in found.items()])
-            state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
+    with progress.stage("searching", len(ids), "images") as advance:
+        for start in range(0, len(ids), BATCH):
+            if start not in done:
+                _search_batch(index, ids[start:start + BATCH], wanted, config.k, threshold,
+                              state, run, start)
+            advance(len(ids[start:start + BATCH]))
     rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
     return {(a, b): d for a, b, d in rows}
 
 
-# -- 3. verification and groups -------------------------------------------------------------
-class PixelCheck:
-    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
-    in ``config.workers`` processes when there are several batches to do."""
-
-    def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
-                 run: str) -> None:
-        self.items, self.config, self.state, self.run = items, config, state, run
-        self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
-            "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
-
-    def matches(self, pairs: list[tuple[int, int]], progress: bool = False
-                ) -> dict[tuple[int, int], Match]:
-        """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
-        todo = [pair for pair in pairs if pair not in self.known]
-        batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
-        files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
-        bar = tqdm(total=len(todo), desc="verifying", unit="pairs", disable=not progress,
-                   leave=False)
-        with _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
-            for batch, found in zip(batches, mapped(compare_files, files)):
-                self.known.update(zip(batch, found))
-                with self.state.transaction():  # saved a batch at a time
-                    self.state.db.executemany(
-                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)",
-                        [(self.run, a, b, m.similarity, m.difference)
-                         for (a, b), m in zip(batch, found)])
-                bar.update(len(batch))
-        bar.close()
-        return {pair: self.known[pair] for pair in pairs}
-
-    def accepts(self, match: Match) -> bool:
-        return (match.similarity >= self.config.min_similarity
-                and match.difference <= self.config.max_difference)
-
-
-@contextmanager
-def _mapping(workers: int) -> Iterator[Callable]:
-    """``map``, in this process (0) or in ``workers`` processes (results in order)."""
-    if workers == 0:
-        yield map
-        return
-    # spawn: the children need only Pillow and numpy, not this process's threads (torch,
-    # FAISS); Ctrl-C is this process's to handle: the children finish their batch and go.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-    try:
-        yield pool.map
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
-def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
-             progress: bool) -> dict[tuple[int, int], Match | None]:
-    """The candidate pairs whose pixels match (all of them, unchecked, without a check):
-    (a, b) -> their ``Match``."""
-    if check is None:
-        return {pair: None for pair in pairs}
-    return {pair: m for pair, m in check.matches(sorted(pairs), progress).items()
-            if check.accepts(m)}
-
-
-# A member found only through another member: (kept, m) -> (fc7 distance, Match) when the
-# pixels of m match those of the kept file, else None.
-SecondLook = Callable[[int, int], tuple[float, Match] | None]
-
-
-def _second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
-    """Pairs fc7 did not offer, compared by their pixels (and their fc7 distance measured)."""
-    index = functools.cache(lambda: faiss_ops.inner_space(store.load_index(mmap=True)))
-
-    def look(kept: int, m: int) -> tuple[float, Match] | None:
-        pair = (min(kept, m), max(kept, m))
-        match = check.matches([pair])[pair]
-        if not check.accepts(match):
-            return None
-        x = faiss_ops.stored_vectors(index(), np.array(pair, dtype=np.int64))
-        return float(np.linalg.norm(x[0] - x[1])), match
-
-    return look
-
-
-def _pixels(match: Match | None) -> tuple[float | None, float | None]:
-    return (None, None) if match is None else (match.similarity, match.difference)
-
-
-def _facts(path: str) -> tuple[int, int, int]:
-    """(width, height, bytes) of a file; zeros where it cannot be read."""
-    try:
-        return (*image_size(path), os.path.getsize(path))  # HEIC and RAW files too
-    except (OSError, NotAnImage):
-        return 0, 0, 0
-
-
-def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[int]:
-    """The largest resolution first, then the largest file, then by path."""
-    for i in ids:
-        if i not in facts:
-            facts[i] = _facts(items[i])
-    return sorted(ids, key=lambda i: (-facts[i][0] * facts[i][1], -facts[i][2], items[i]))
-
-
-def _exact_group(ids: list[int], items: dict[int, str]) -> Group:
-    facts: dict = {}
-    order = _keep_order(ids, items, facts)
-    return Group("exact", [Member(i, items[i], 0.0, 1.0, 0.0, *facts[i]) for i in order])
-
-
-def _near_groups(accepted: dict[tuple[int, int], Match | None],
-                 pairs: dict[tuple[int, int], float], items: dict[int, str],
-                 second_look: SecondLook | None = None) -> list[Group]:
-    """Stars around the files to keep: each member an accepted pair with its kept file.
-
-    A file whose partners all went to other stars first is compared (``second_look``) with
-    the kept files of those stars, and joins the first that matches: fc7 may put a copy past
-    the threshold from one copy and within it from another.
-    """
-    partners: dict[int, set[int]] = defaultdict(set)
-    for a, b in accepted:
-        partners[a].add(b)
-        partners[b].add(a)
-    facts: dict = {}
-    stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
-    star_of: dict[int, int] = {}
-    left = []
-    for kept in _keep_order(partners, items, facts):
-        if kept in star_of:
-            continue
-        members = [m for m in partners[kept] if m not in star_of]
-        if not members:
-            left.append(kept)
-            continue
-        pair = {m: (min(kept, m), max(kept, m)) for m in members}
-        stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
-        star_of.update({kept: kept, **{m: kept for m in members}})
-    for m in left if second_look is not None else []:
-        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
-            found = second_look(kept, m)
-            if found is not None:
-                stars[kept][m] = found
-                break
-    groups = []
-    for kept, members in stars.items():
-        order = sorted(_keep_order(members, items, facts), key=lambda m: members[m][0])
-        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, 0.0, *facts[kept])] + [
-            Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
-            for m in order]))  # nearest to the kept file first
-    return sorted(groups, key=lambda g: g.members[0].path)
+def _search_batch(index, batch: list[int], wanted: set[int], k: int, threshold: float,
+                  state: State, run: str, start: int) -> None:
+    """The pairs of one batch of images with their k nearest, saved with its being done."""
+    ids = np.asarray(batch, dtype=np.int64)
+    D, I = faiss_ops.search(index, faiss_ops.stored_vectors(index, ids), k + 1)
+    D = np.sqrt(np.maximum(D, 0))  # FAISS's squared L2 -> the distances query prints
+    found = {}
+    for a, d_row, i_row in zip(ids.tolist(), D, I):
+        for d, b in zip(d_row.tolist(), i_row.tolist()):
+            if b != a and b in wanted and d <= threshold:
+                found[min(a, b), max(a, b)] = d
+    with state.transaction():  # the batch's pairs and its being done, or neither
+        state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
+                             [(run, a, b, d) for (a, b), d in found.items()])
+        state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
