@@ -86,9 +86,7 @@ def signature(source: str | os.PathLike | Image.Image) -> Signature:
     img = (source if isinstance(source, Image.Image)
            else load_image(source, draft_size=2 * THUMB)).convert("RGB")
     w, h = img.size
-    scale = min(1.0, THUMB / max(w, h))  # a small picture is not enlarged: no detail to add
-    thumb = img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                       Image.Resampling.LANCZOS, reducing_gap=2.0) if scale < 1 else img
+    thumb = _thumbnail(img, THUMB)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
     grain = None
     if max(w, h) > 2 * THUMB and evidence.contrast(full) < FAINT ** 2:
@@ -136,28 +134,40 @@ def compare(a: Signature, b: Signature) -> Match:
     if same_shape:  # first the whole pictures
         whole = _aligned(a, b, (0, 0, *b.thumb.size))
         results.append((_measure(whole), whole))
-        plain = results[0][0].similarity >= SAME_PICTURE and results[0][0].difference <= PLAINLY_ALIKE
-        if plain or a.size == b.size:  # a crop would have changed the picture's size
-            return _with_grain(*results[0])
-    tried = []
-    for x, y in ((a, b), (b, a)):  # x shows a box of y
-        box = locate(np.asarray(x.thumb), np.asarray(y.thumb))
-        if not (same_shape and _whole(box, y)):  # that one was measured
-            tried.append(_aligned(x, y, box))
-    top = max([t.similarity for t in tried], default=-1.0)
-    for t in tried:  # the better, and the other when it is about as good (a page of text)
-        if t.similarity >= max(SEARCH_FROM, top - RIVAL):
-            m = _measure(t)
-            if PLAINLY_ALIKE < m.difference < POLISH_BELOW and evidence.contrast(
-                    t.x.full) >= FAINT ** 2 / 4:  # worth moving the box a little
-                t = _aligned(t.x, t.y, _polished(t))
-                m = _measure(t)
-            results.append((m, t))
-    if not results:
-        return Match(top, float("inf"))  # not the same picture: what differs is not measured
+    m = results[0][0] if results else None
+    # Then the crops, unless plainly one picture, or a crop would have changed the size.
+    if not (same_shape and (m.similarity >= SAME_PICTURE and m.difference <= PLAINLY_ALIKE
+                            or a.size == b.size)):
+        results += _crops(a, b, same_shape)
     # The alignment that leaves least over, among those that look alike at all.
-    return _with_grain(*min(results, key=lambda r: (r[0].similarity < SEARCH_FROM,
-                                                    r[0].difference, -r[0].similarity)))
+    m, t = min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
+                                        -r[0].similarity))
+    return _with_grain(m, t)
+
+
+def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _Aligned]]:
+    """Either picture as a box of the other, the box whose coarse views are most alike of
+    those the profiles suggest; measured (polished first where that may help) when it is
+    the better of the two or about as good (a page of text, alike shifted by a line)."""
+    tried = []
+    for x, y in ((a, b), (b, a)):
+        boxes = [box for box in locate(np.asarray(x.thumb), np.asarray(y.thumb))
+                 if not (same_shape and _whole(box, y))]  # the whole was measured
+        if boxes:
+            tried.append(max((_aligned(x, y, box) for box in boxes), key=lambda t: t.similarity))
+    top = max([t.similarity for t in tried], default=0.0)
+    out = []
+    for t in tried:
+        if t.similarity < max(SEARCH_FROM, top - RIVAL):
+            out.append((Match(t.similarity, float("inf")), t))  # not alike: not measured
+            continue
+        m = _measure(t)
+        if PLAINLY_ALIKE < m.difference < POLISH_BELOW and evidence.contrast(
+                t.x.full) >= FAINT ** 2 / 4:  # worth moving the box a little
+            t = _aligned(t.x, t.y, _polished(t))
+            m = _measure(t)
+        out.append((m, t))
+    return out
 
 
 def _whole(box: Box, y: Signature) -> bool:
@@ -186,6 +196,16 @@ def _measure(t: _Aligned) -> Match:
         if difference > CLEARLY_DIFFERENT:
             break
     return Match(t.similarity, difference)
+
+
+def _thumbnail(img: Image.Image, longer: int) -> Image.Image:
+    """``img`` with at most ``longer`` pixels on its longer side (never enlarged)."""
+    w, h = img.size
+    scale = min(1.0, longer / max(w, h))
+    if scale == 1:
+        return img
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                      Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
 def _polished(t: _Aligned) -> Box:

@@ -23,6 +23,9 @@ SIMILARITY_FLOOR = 6.0  # at the coarse views (32 pixels)
 DIFFERENCE_FLOOR = 8.0  # at the fine views (96 pixels), where JPEG's noise is averaged less
 MAX_GAIN = 1.7  # a copy is at most this much brighter or darker
 GAINS = (1.1, 1.2, 1.3, 1.4, 1.6)  # brightened until it clips: tried as they are
+# A contrast change pivots about a grey level: in the picture (0 to 255), or outside it where
+# the views average pixels of which some clipped (text on a white page brightened).
+PIVOT = (-255.0, 510.0)
 SATURATED = (2.0, 253.0)  # values outside this range may be clipped: the fit skips them
 CHANNEL_GAIN = 1.5  # one channel's contrast may change this much more than the others'
 CAST = 0.25  # of the contrast: how far one channel's mean may move on its own
@@ -61,7 +64,7 @@ def fit(x: np.ndarray, y: np.ndarray) -> Tone:
     """The change of tone that brings ``x`` closest to ``y`` (the brighter): one gain g and
     one offset o for every channel (a copy's colours change together), g within MAX_GAIN
     either way and pulled towards 1 by the floor (a flat picture shows no gain), o what a
-    contrast change about a grey level gives (between 0 and (1 - g) 255), or ``x``
+    contrast change about a grey level gives ((1 - g) p, p within PIVOT), or ``x``
     brightened and clipped (GAINS, and the gain where nothing clips); then each channel's
     gain and mean as ``y``'s where the picture has the contrast to show them (CHANNEL_GAIN,
     CAST: clipping in part of a pixel, a colour profile; a flat picture keeps its colour)."""
@@ -92,7 +95,7 @@ def _candidates(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
         gain = float(np.clip((dx @ dy / len(dx) + floor) / (dx @ dx / len(dx) + floor),
                              1 / MAX_GAIN, MAX_GAIN))
         offset = cy - gain * cx
-        if min(0, (1 - gain) * 255) - 1e-6 <= offset <= max(0, (1 - gain) * 255) + 1e-6:
+        if abs(offset) <= 1e-6 or PIVOT[0] <= offset / (1 - gain + 1e-12) <= PIVOT[1]:
             out.append((gain, offset))
     below = ys < SATURATED[1] - 10  # surely not clipped: where a brightening shows its gain
     out += [(g, 0.0) for g in GAINS]

@@ -11,6 +11,8 @@ summed-area table, many boxes at once.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom, in a picture's pixels
@@ -18,6 +20,7 @@ MIN_SIDE = 0.75  # the shortest box side tried, as a share of the picture's side
 PROFILE = 48  # samples of a profile matched
 STEP = 0.01  # of a side: the profile search's grid
 TIE = 0.01  # a larger box wins unless a smaller one matches this much better
+CHOICES, SEPARATE = 3, 0.03  # stretches kept of each axis, at least this far apart
 POLISH = (0.005, 0.002)  # the 2-d pattern search's steps, as a share of each side
 
 
@@ -49,28 +52,36 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(den > 1e-6, (y @ x) / np.maximum(den, 1e-12), 0.0)
 
 
-def stretch(part: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
-    """The stretch of ``whole``'s profile that ``part``'s profile matches best: (start, end)
-    as shares of the side; the whole side when nothing matches better by TIE."""
+def stretches(part: np.ndarray, whole: np.ndarray, n: int = CHOICES) -> list[tuple[float, float]]:
+    """The ``n`` stretches of ``whole``'s profile that ``part``'s profile matches best, at
+    least SEPARATE apart, best first: (start, end) as shares of the side; a tie goes to the
+    larger stretch (by TIE); only the whole side when there is nothing to align on."""
     u = (np.arange(PROFILE) + 0.5) / PROFILE
     ends = _stretches(len(whole))
     mine = _sample(part, u)
     if mine.std() < 1e-3:  # nothing to align on: every stretch alike
-        return 0.0, 1.0
+        return [(0.0, 1.0)]
     score = _ncc(mine, _sample(whole, ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * u))
-    score = score + TIE * (ends[:, 1] - ends[:, 0])  # a tie goes to the larger stretch
-    s, e = ends[int(np.argmax(score))]
-    return float(s), float(e)
+    score = score + TIE * (ends[:, 1] - ends[:, 0])
+    out: list[tuple[float, float]] = []
+    for k in np.argsort(-score):
+        s, e = ends[k]
+        if all(max(abs(s - s2), abs(e - e2)) >= SEPARATE for s2, e2 in out):
+            out.append((float(s), float(e)))
+            if len(out) == n:
+                break
+    return out
 
 
-def locate(part: np.ndarray, whole: np.ndarray) -> Box:
-    """The box of ``whole`` (h, w, c pixels) that ``part`` (h', w', c) shows, from their
-    profiles, in ``whole``'s pixels."""
+def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
+    """Boxes of ``whole`` (h, w, c pixels) that ``part`` (h', w', c) may show, from their
+    profiles, in ``whole``'s pixels, the likeliest first: each axis's CHOICES best stretches
+    combined (a profile with one strong edge, a screenshot's side bar, leaves its scale
+    open: the 2-d views decide)."""
     (pc, pr), (wc, wr) = profiles(part), profiles(whole)
-    x0, x1 = stretch(pc, wc)
-    y0, y1 = stretch(pr, wr)
     h, w = whole.shape[:2]
-    return x0 * w, y0 * h, x1 * w, y1 * h
+    return [(x0 * w, y0 * h, x1 * w, y1 * h)
+            for (x0, x1), (y0, y1) in itertools.product(stretches(pc, wc), stretches(pr, wr))]
 
 
 def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, Box]:
