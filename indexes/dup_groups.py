@@ -36,7 +36,7 @@ class Member:
     id: int  # in the index
     path: str
     distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
-    similarity: float | None  # pixel correlation with the kept file (None: not compared)
+    similarity: float | None  # pixel similarity with the kept file (None: not compared)
     difference: float | None  # of its most different part from the kept file (retrieval.copies)
     width: int
     height: int
@@ -47,7 +47,6 @@ class Member:
 class Group:
     tier: str  # "exact" (the same bytes) or "near"
     members: list[Member]  # the file to keep first
-
 
 
 class PixelCheck:

@@ -179,20 +179,23 @@ def _whole(box: Box, y: Signature) -> bool:
 def _aligned(x: Signature, y: Signature, box: Box) -> _Aligned:
     view = _view(y.thumb, box)
     darker, brighter, swapped = evidence.ordered(x.full, view)
-    tone = evidence.fit(darker, brighter)
+    tone = evidence.fit(darker, brighter, softly=min(*x.size, *y.size) > 2 * SIGNATURE)
     return _Aligned(x, y, box, evidence.similarity(tone(darker), brighter), tone, swapped)
 
 
 def _measure(t: _Aligned) -> Match:
     """The Match of an alignment: its similarity, and its difference at the finer
-    resolution both files have (at ROUGH pixels only, when it is plain there)."""
+    resolution both files have (at ROUGH pixels only, when it is plain there), a tone near
+    white fitted again on the views it is measured on when they average the files' pixels
+    (the coarser, the more: clipping shows differently)."""
     box = t.box
     scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
     detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
     for size in (ROUGH, DIFF_SIZE):
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
-        difference = evidence.difference(t.tone(darker), brighter)
+        tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
+        difference = evidence.difference(tone(darker), brighter)
         if difference > CLEARLY_DIFFERENT:
             break
     return Match(t.similarity, difference)

@@ -23,6 +23,9 @@ SIMILARITY_FLOOR = 6.0  # at the coarse views (32 pixels)
 DIFFERENCE_FLOOR = 8.0  # at the fine views (96 pixels), where JPEG's noise is averaged less
 MAX_GAIN = 1.7  # a copy is at most this much brighter or darker
 GAINS = (1.1, 1.2, 1.3, 1.4, 1.6)  # brightened until it clips: tried as they are
+FIT_VALUES = 4096  # values a tone is fitted on at most (a coarser sample of larger views)
+SOFT = (10.0, 25.0, 50.0)  # spreads of the file's pixels under a view's pixel tried
+LOGISTIC = 1.702  # the logistic that is closest to the normal's distribution function
 # A contrast change pivots about a grey level: in the picture (0 to 255), or outside it where
 # the views average pixels of which some clipped (text on a white page brightened).
 PIVOT = (-255.0, 510.0)
@@ -34,19 +37,41 @@ BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture'
 
 @dataclass(frozen=True)
 class Tone:
-    """A copy's change of tone: ``x`` -> min(max(gain x + offset, 0), 255) for every channel,
-    then each channel's spread about ``centre`` times ``spread`` and its mean moved by
-    ``shift``."""
+    """A copy's change of tone: ``x`` -> gain x + offset for every channel, clipped at white
+    (``_clipped``: softly where a view's pixel averages the file's pixels of which some
+    clipped), then each channel's spread about ``centre`` times ``spread`` and its mean
+    moved by ``shift``."""
 
     gain: float
     offset: float
+    soft: float  # grey levels: how spread the file's pixels under a view's pixel are
     centre: np.ndarray  # (3,) the channels' means after the first step, on the fitted views
     spread: np.ndarray  # (3,)
     shift: np.ndarray  # (3,)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        f = np.clip(self.gain * x + self.offset, 0, 255)
-        return np.clip(self.spread * (f - self.centre) + self.centre + self.shift, 0, 255)
+        f = _clipped(self.gain * x + self.offset, self.soft)
+        f *= self.spread  # spread (f - centre) + centre + shift, in place
+        f += (1 - self.spread) * self.centre + self.shift
+        return np.clip(f, 0, 255, out=f)
+
+
+def _clipped(v: np.ndarray, soft: float) -> np.ndarray:
+    """``v`` clipped to 0-255; with ``soft`` > 0, the mean of min(V, 255) for V spread about
+    ``v`` by ``soft`` (a logistic for the normal: softplus), as a view of a clipped file shows."""
+    if soft > 0:
+        k = LOGISTIC / soft
+        v = v - np.logaddexp(0, k * (v - 255)) / k
+    return np.clip(v, 0, 255).astype(np.float32)
+
+
+def refitted(tone: Tone, x: np.ndarray, y: np.ndarray) -> Tone:
+    """``tone``, or the tone fitted again on these views (of another size) where the
+    brighter comes near white and the refit leaves less: a view's pixel averages more of
+    the file's the coarser it is, and clipping shows differently at every size."""
+    if y.max() < SATURATED[1] - 20:
+        return tone
+    return min((tone, fit(x, y)), key=lambda t: float(((t(x) - y) ** 2).sum()))
 
 
 def ordered(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -60,29 +85,37 @@ def contrast(view: np.ndarray) -> float:
     return float(view.reshape(-1, view.shape[-1]).var(axis=0).mean())
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> Tone:
+def fit(x: np.ndarray, y: np.ndarray, softly: bool = True) -> Tone:
     """The change of tone that brings ``x`` closest to ``y`` (the brighter): one gain g and
     one offset o for every channel (a copy's colours change together), g within MAX_GAIN
     either way and pulled towards 1 by the floor (a flat picture shows no gain), o what a
     contrast change about a grey level gives ((1 - g) p, p within PIVOT), or ``x``
     brightened and clipped (GAINS, and the gain where nothing clips); then each channel's
     gain and mean as ``y``'s where the picture has the contrast to show them (CHANNEL_GAIN,
-    CAST: clipping in part of a pixel, a colour profile; a flat picture keeps its colour)."""
-    gain, offset = min(_candidates(x, y), key=lambda go: float(
-        ((np.clip(go[0] * x + go[1], 0, 255) - y) ** 2).sum()))
-    f = np.clip(gain * x + offset, 0, 255)
+    CAST: clipping in part of a pixel, a colour profile; a flat picture keeps its colour).
+    ``softly``: the views' pixels average several of the files' (clipping may be soft)."""
+    step = max(1, int(np.sqrt(x.size / FIT_VALUES)))  # the candidates tried on a sample
+    xs, ys = x[::step, ::step], y[::step, ::step]
+
+    def residual(c: tuple[float, float, float]) -> float:
+        return float(((_clipped(c[0] * xs + c[1], c[2]) - ys) ** 2).sum())
+
+    gain, offset, soft = min(_candidates(xs, ys), key=residual)
+    if softly and offset == 0 and ys.max() >= SATURATED[1] - 20:  # brightened near white
+        gain, offset, soft = min([(gain, 0.0, s) for s in (0.0, *SOFT)], key=residual)
+    f = _clipped(gain * x + offset, soft)
     fm, ym = f.mean(axis=(0, 1)), y.mean(axis=(0, 1))  # (3,)
     floor = SIMILARITY_FLOOR ** 2
     df, dy = f - fm, y - ym
     spread = np.clip(((df * dy).mean(axis=(0, 1)) + floor) / ((df * df).mean(axis=(0, 1)) + floor),
                      1 / CHANNEL_GAIN, CHANNEL_GAIN)
     cast = CAST * np.sqrt(contrast(y))
-    return Tone(gain, offset, fm, spread, np.clip(ym - fm, -cast, cast))
+    return Tone(gain, offset, soft, fm, spread, np.clip(ym - fm, -cast, cast))
 
 
-def _candidates(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
-    """(gain, offset) pairs: fitted freely, about black and about white where allowed, and
-    brightenings that clip."""
+def _candidates(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float, float]]:
+    """(gain, offset, soft): fitted freely, about black and about white where allowed, and
+    brightenings that clip (``fit`` then tries them clipping softly, SOFT)."""
     xs, ys = x.reshape(-1), y.reshape(-1)
     keep = (xs > SATURATED[0]) & (xs < SATURATED[1]) & (ys > SATURATED[0]) & (ys < SATURATED[1])
     xk, yk = (xs[keep], ys[keep]) if keep.sum() >= 0.05 * len(xs) else (xs, ys)
@@ -96,13 +129,13 @@ def _candidates(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
                              1 / MAX_GAIN, MAX_GAIN))
         offset = cy - gain * cx
         if abs(offset) <= 1e-6 or PIVOT[0] <= offset / (1 - gain + 1e-12) <= PIVOT[1]:
-            out.append((gain, offset))
+            out.append((gain, offset, 0.0))
     below = ys < SATURATED[1] - 10  # surely not clipped: where a brightening shows its gain
-    out += [(g, 0.0) for g in GAINS]
+    gains = list(GAINS)
     if below.sum() >= 0.05 * len(ys):
-        out.append((float(np.clip(xs[below] @ ys[below] / max(float(xs[below] @ xs[below]), 1e-6),
-                                  1, MAX_GAIN)), 0.0))
-    return out
+        gains.append(float(np.clip(xs[below] @ ys[below] / max(float(xs[below] @ xs[below]), 1e-6),
+                                   1, MAX_GAIN)))
+    return out + [(g, 0.0, 0.0) for g in gains]
 
 
 def similarity(fitted: np.ndarray, y: np.ndarray) -> float:

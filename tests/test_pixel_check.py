@@ -128,3 +128,21 @@ def test_any_shape_compares_without_an_error(size):
         m = compare(odd, other)
         assert 0 <= m.similarity <= 1 and m.difference >= 0
     assert accepted(compare(odd, odd))
+
+
+def test_different_transparent_pictures_are_not_copies(tmp_path):
+    """Two white logos on transparency (the hidden colour white everywhere, as exporters
+    leave it) decode on one background: the logos, not an all-white picture, are compared."""
+    def logo(shape: str) -> Image.Image:
+        img = Image.new("RGBA", (200, 150), (255, 255, 255, 0))
+        draw = ImageDraw.Draw(img)
+        shape_of = draw.ellipse if shape == "circle" else draw.rectangle
+        shape_of((50, 25, 150, 125), fill=(255, 255, 255, 255))
+        return img
+
+    logo("circle").save(tmp_path / "circle.png")
+    logo("square").save(tmp_path / "square.png")
+    logo("circle").save(tmp_path / "circle.webp", lossless=True)
+    circle = signature(tmp_path / "circle.png")
+    assert not accepted(compare(circle, signature(tmp_path / "square.png")))
+    assert accepted(compare(circle, signature(tmp_path / "circle.webp")))
