@@ -161,9 +161,11 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
                  second_look: SecondLook | None = None) -> list[Group]:
     """Stars around the files to keep: each member an accepted pair with its kept file.
 
-    A file whose partners all went to other stars first is compared (``second_look``) with
-    the kept files of those stars, and joins the first that matches: fc7 may put a copy past
-    the threshold from one copy and within it from another.
+    A member accepted with the kept files of several stars goes to the one it differs least
+    from (a cropped copy of one video frame also matches the frame before, of which it is a
+    crop too). A file whose partners all went to other stars first is compared
+    (``second_look``) with the kept files of those stars, and joins the first that matches:
+    fc7 may put a copy past the threshold from one copy and within it from another.
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
@@ -183,6 +185,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         pair = {m: (min(kept, m), max(kept, m)) for m in members}
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
+    _closest_stars(stars, star_of, accepted, pairs)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
             found = second_look(kept, m)
@@ -191,8 +194,30 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
                 break
     groups = []
     for kept, members in stars.items():
+        if not members:
+            continue
         order = sorted(_keep_order(members, items, facts), key=lambda m: members[m][0])
         groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, 0.0, *facts[kept])] + [
             Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
             for m in order]))  # nearest to the kept file first
     return sorted(groups, key=lambda g: g.members[0].path)
+
+
+def _closest_stars(stars: dict, star_of: dict[int, int],
+                   accepted: dict[tuple[int, int], Match | None],
+                   pairs: dict[tuple[int, int], float]) -> None:
+    """Each member moved to the star, of those whose kept file it was accepted with, that it
+    differs least from (its pixels' difference, else its fc7 distance)."""
+    def how_far(kept: int, m: int) -> float:
+        match = accepted[min(kept, m), max(kept, m)]
+        return pairs[min(kept, m), max(kept, m)] if match is None else match.difference
+
+    for kept, members in list(stars.items()):
+        for m in list(members):
+            best = min((k for k in stars if k != m and (min(k, m), max(k, m)) in accepted),
+                       key=lambda k: (how_far(k, m), k != kept))
+            if best != kept:
+                pair = (min(best, m), max(best, m))
+                stars[best][m] = (pairs[pair], accepted[pair])
+                del members[m]
+                star_of[m] = best

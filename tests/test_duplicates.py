@@ -176,6 +176,18 @@ def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
     assert [[m.path for m in g.members] for g in groups] == [["/a", "/b", "/c"]]
 
 
+def test_a_copy_joins_the_star_it_differs_least_from(monkeypatch):
+    """C, a cropped copy of frame B, is also a crop of frame A (the camera moved): accepted
+    with both, it goes to B's group, where it differs less, though A is kept first."""
+    resolution = {"/a": 40, "/b": 30, "/c": 20, "/d": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/a", 2: "/b", 3: "/c", 4: "/d"}
+    accepted = {(1, 3): Match(0.99, 0.15), (2, 3): Match(0.99, 0.01), (2, 4): Match(0.99, 0.02)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items)
+    assert [[m.path for m in g.members] for g in groups] == [["/b", "/c", "/d"]]
+
+
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")
