@@ -31,7 +31,8 @@ from cli import schemas as s
 from cli.output import to_json
 from indexes import dup_report
 from indexes.browse import SORTS
-from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
+from indexes.dup_jobs import Busy, Cancelled
 from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
 from retrieval import __version__
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
@@ -46,7 +47,7 @@ MAX_PAGE = 1000  # images in one page of /api/items
 # then gets the 413 and its message, not a reset connection. Past it the connection closes.
 DRAIN_BYTES = 256 * 2**20
 STATUS = {UnknownItem: 404, ItemGone: 410, WeightsChanged: 409, NotAnImage: 400,
-          FactoryError: 400, IndexCorrupt: 503}
+          FactoryError: 400, IndexCorrupt: 503, Cancelled: 409, Busy: 409}
 Sort = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
@@ -95,14 +96,16 @@ def create_app(service: IndexService, token: str | None = None,
                                 headers={"WWW-Authenticate": "Bearer"})
 
     api = [Depends(authorised)]
-    for router in (_index_routes(service, max_upload_mb), _search_routes(service, max_upload_mb),
+    acting = {"allow_actions": allow_actions, "move_to": move_to if allow_actions else None}
+    for router in (_index_routes(service, max_upload_mb, acting),
+                   _search_routes(service, max_upload_mb),
                    _browse_routes(service), dup_api.router(service, allow_actions, move_to)):
         app.include_router(router, dependencies=api)
     _page(app)
     return app
 
 
-def _index_routes(service: IndexService, max_upload_mb: float) -> APIRouter:
+def _index_routes(service: IndexService, max_upload_mb: float, acting: dict) -> APIRouter:
     """What the index is, what this server accepts, and the duplicates among the images."""
     api = APIRouter(prefix="/api")
 
@@ -113,18 +116,20 @@ def _index_routes(service: IndexService, max_upload_mb: float) -> APIRouter:
 
     @api.get("/limits", responses={200: {"model": s.Limits}, **s.errors(401)})
     async def limits():
-        """What this server accepts (the page checks an upload's size before sending it)."""
+        """What this server accepts (the page checks an upload's size before sending it, and
+        offers to apply duplicates plans only where it may)."""
         return {"max_upload_bytes": int(max_upload_mb * 2**20), "max_k": MAX_K,
-                "max_queries": MAX_QUERIES}
+                "max_queries": MAX_QUERIES, **acting}
 
-    @api.get("/duplicates", responses={200: {"model": s.Duplicates}, **s.errors(400, 401, 503)})
+    @api.get("/duplicates",
+             responses={200: {"model": s.Duplicates}, **s.errors(400, 401, 409, 503)})
     async def duplicates(threshold: float | None = Query(None, ge=0),
                          verify: bool = True,
                          min_similarity: float = Query(MIN_SIMILARITY, ge=-1, le=1),
                          max_difference: float = Query(MAX_DIFFERENCE, ge=0)):
-        """What `retrieve duplicates --json` prints (computed once per generation)."""
-        config = DuplicatesConfig(threshold=threshold, verify=verify,
-                                  min_similarity=min_similarity, max_difference=max_difference)
+        """What `retrieve duplicates --json` prints (computed once per generation and
+        settings, as the job of /api/duplicates/start: joined if it is running)."""
+        config = dup_api.search_config(threshold, verify, min_similarity, max_difference)
         report = await run_in_threadpool(service.duplicates, config)
         return dup_report.to_json(report)
 

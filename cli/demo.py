@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import default, device_option, progress_enabled, quiet_option
+from cli.options import default, device_option, faiss_on, progress_enabled, quiet_option
 from retrieval.config import DEMO_DATA, DemoConfig
 
 
@@ -44,6 +44,7 @@ def demo(out, data, minutes, per_class, queries_per_class, device, quiet):
     """
     from retrieval.demo import format_summary, run_demo
 
+    faiss_on(device)
     config = DemoConfig(out=out, data=data, minutes=minutes, per_class=per_class,
                         queries_per_class=queries_per_class, device=device,
                         progress=progress_enabled(quiet))

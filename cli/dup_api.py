@@ -1,13 +1,16 @@
-"""The duplicates routes of `retrieve serve` for the review page: the groups a page at a time,
-each as a plan would have it; "not duplicates" decisions; the plan to download (the JSON
-`retrieve duplicates --apply` takes); and applying or undoing one, only with
-`serve --allow-actions` (which needs a token). Thin over indexes/plans, actions, decisions.
+"""The duplicates routes of `retrieve serve` for the review page: the search as a background
+job (started or joined, its progress, cancelled); the groups a page at a time, each as a plan
+would have it; "not duplicates" decisions; the plan to download (the JSON `retrieve duplicates
+--apply` takes); and applying or undoing one, only with `serve --allow-actions` (which needs a
+token). Thin over indexes/dup_jobs, plans, actions, decisions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -19,29 +22,54 @@ from starlette.exceptions import HTTPException
 from cli import schemas as s
 from cli.output import to_json
 from indexes import actions, gone, journal, plans
-from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, VERIFY_WORKERS, DuplicatesConfig
 from indexes.decisions import Decisions
 from indexes.service import IndexService
 from retrieval.atomic import write_atomic
 
 MAX_GROUPS = 500  # groups in one page of /api/duplicates/groups
+# The longest /api/duplicates/status?after=N waits for a change of a running search before it
+# answers as it is (a client asks again): short, so that a server stops without waiting long.
+STATUS_WAIT_S = 5.0
+STATUS_POLL_S = 0.05  # how often a waiting status request looks again
 Action = Literal["trash", "move", "hardlink", "symlink"]
 Rule = Literal["largest", "oldest", "newest", "shortest-path"]
 JOURNAL_NAME = re.compile(r"^plan-[0-9a-f]{16}$")
 
 
-class PlanRequest(BaseModel):
-    """How to find the groups (as GET /api/duplicates) and what a plan does with them."""
+class Search(BaseModel):
+    """How to find the groups (as GET /api/duplicates)."""
 
-    threshold: float | None = Field(None, ge=0)
+    threshold: float | None = Field(None, ge=0, description="fc7 distance; null: calibrated")
     verify: bool = True
     min_similarity: float = Field(MIN_SIMILARITY, ge=-1, le=1)
     max_difference: float = Field(MAX_DIFFERENCE, ge=0)
+
+
+def search_config(threshold: float | None, verify: bool, min_similarity: float,
+                  max_difference: float) -> DuplicatesConfig:
+    """The settings of a search from the server: every route that asks the same shares one
+    job and its report, the pixels compared in VERIFY_WORKERS processes."""
+    return DuplicatesConfig(threshold=threshold, verify=verify, min_similarity=min_similarity,
+                            max_difference=max_difference, workers=VERIFY_WORKERS)
+
+
+class PlanRequest(Search):
+    """How to find the groups and what a plan does with them."""
+
     action: Action = "trash"
     move_to: str | None = Field(None, description="the folder of a move (action: move)")
     keep: list[Rule] = Field(["largest"], description="which file a group keeps, in order")
     prefer: list[str] = Field([], description="files under these folders are kept first")
     protect: list[str] = Field([], description="files under these folders are never touched")
+
+
+class GroupsRequest(PlanRequest):
+    """A page of groups (as GET /groups), the settings and choices in the body: the page's
+    chosen files (``prefer``, ``protect``) may be thousands."""
+
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=MAX_GROUPS)
 
 
 class Files(BaseModel):
@@ -78,6 +106,7 @@ def router(service: IndexService, allow_actions: bool = False,
     """The routes; applying and undoing only with ``allow_actions``, moves only into
     ``move_to``."""
     api = APIRouter(prefix="/api/duplicates")
+    _job(api, service)
     _review(api, service)
     _decisions(api, service)
     _actions(api, service, allow_actions, move_to)
@@ -94,29 +123,35 @@ def _review(api: APIRouter, service: IndexService) -> None:
                                 tuple(req.protect))
         except plans.PlanError as e:
             raise HTTPException(400, str(e)) from None
-        config = DuplicatesConfig(threshold=req.threshold, verify=req.verify,
-                                  min_similarity=req.min_similarity,
-                                  max_difference=req.max_difference)
+        config = search_config(req.threshold, req.verify, req.min_similarity,
+                               req.max_difference)
         return service.duplicates(config), rules, service.collection_root()
 
     @api.get("/groups",
-             responses={200: {"model": s.GroupsPage}, **s.errors(400, 401, 503)})
+             responses={200: {"model": s.GroupsPage}, **s.errors(400, 401, 409, 503)})
     async def groups(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_GROUPS),
                      req: PlanRequest = Depends(_plan_query)):
         """The groups from ``offset`` on, each as a plan has it: every file with its action,
-        the reason, its size, date and resolution (no hashes: the plan download reads them)."""
-        def page():
-            report, rules, root = found(req)
-            return report, [plans.plan_group(g, rules, root)
-                            for g in report.groups[offset:offset + limit]]
+        the reason, its size, date and resolution (no hashes: the plan download reads them).
+        The search runs first if it has not (joined if it is running: see /start)."""
+        return await run_in_threadpool(paged, req, offset, limit)
 
-        report, page = await run_in_threadpool(page)
+    @api.post("/groups",
+              responses={200: {"model": s.GroupsPage}, **s.errors(400, 401, 409, 503)})
+    async def groups_chosen(req: GroupsRequest):
+        """As GET /groups, with the settings and the choices in the body (the review page:
+        the files it keeps by choice are ``prefer`` and ``protect`` files)."""
+        return await run_in_threadpool(paged, req, req.offset, req.limit)
+
+    def paged(req: PlanRequest, offset: int, limit: int) -> dict:
+        report, rules, root = found(req)
+        page = [plans.plan_group(g, rules, root) for g in report.groups[offset:offset + limit]]
         return {"total": len(report.groups), "offset": offset, "limit": limit,
                 "images": report.images, "threshold": report.threshold, "groups": page}
 
     @api.post("/plan", response_class=JSONDownload, responses={
         200: {"model": s.Plan, "description": "the plan, as a download (plan.json)"},
-        **s.errors(400, 401, 503)})
+        **s.errors(400, 401, 409, 503)})
     async def plan(req: PlanRequest):
         """The plan of every group, as `retrieve duplicates --plan` writes it (a download)."""
         def make():
@@ -126,6 +161,46 @@ def _review(api: APIRouter, service: IndexService) -> None:
         doc = await run_in_threadpool(make)
         return JSONDownload(to_json(doc),
                             headers={"Content-Disposition": 'attachment; filename="plan.json"'})
+
+
+def _job(api: APIRouter, service: IndexService) -> None:
+    """The search as a background job: started once, joined, watched, cancelled."""
+
+    def answer(version: int, job: dict | None) -> dict:
+        if job is not None:
+            config = job.pop("config")
+            job["settings"] = {k: getattr(config, k) for k in Search.model_fields}
+        return {"version": version, "job": job}
+
+    @api.post("/start", responses={200: {"model": s.JobStatus}, **s.errors(400, 401, 409)})
+    async def start(search: Search):
+        """Start the search for duplicates in the background, or join the one running with
+        these settings (or take its kept result): never a second one. 409 while a search
+        with other settings runs."""
+        config = search_config(search.threshold, search.verify, search.min_similarity,
+                               search.max_difference)
+        job = await run_in_threadpool(service.jobs.start, config)
+        return answer(*service.jobs.status(job))
+
+    @api.get("/status", responses={200: {"model": s.JobStatus}, **s.errors(400, 401)})
+    async def status(after: int | None = Query(None, ge=0, description=(
+            f"answer once the version passes this (a running search: up to {STATUS_WAIT_S:g} "
+            "s), for a client that follows the progress"))):
+        """The latest search: its state, stage and progress (done of total), how long it
+        took, its error; ``job`` null before the first."""
+        deadline = time.monotonic() + STATUS_WAIT_S
+        while after is not None and time.monotonic() < deadline:  # no thread held meanwhile
+            version, job = service.jobs.status()
+            if version > after or job is None or job["state"] != "running":
+                break
+            await asyncio.sleep(STATUS_POLL_S)
+        return answer(*service.jobs.status())
+
+    @api.post("/cancel", responses={200: {"model": s.JobStatus}, **s.errors(401)})
+    async def cancel():
+        """Stop the running search at its next step: what it did is kept, and the next
+        start goes on from there."""
+        return answer(*service.jobs.status(await run_in_threadpool(service.jobs.cancel)))
 
 
 def _decisions(api: APIRouter, service: IndexService) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from cli import dup_actions
-from cli.options import default, device_option, index_option, nprobe_option, progress_enabled
+from cli.options import (default, device_option, faiss_on, index_option, nprobe_option,
+                         progress_enabled)
 from cli.output import printable, to_json
 from indexes.config import VERIFY_WORKERS, DuplicatesConfig
 from retrieval.errors import RetrieveError
@@ -81,7 +82,9 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
     config = DuplicatesConfig(threshold=threshold, verify=not no_verify,
                               min_similarity=min_similarity, max_difference=max_difference,
                               workers=workers, nprobe=nprobe)
+    faiss_on(device)
     store = open_for_reading(index_dir)
+    store.use_gpu()  # every indexed image is searched: worth a GPU copy
     try:
         @functools.cache
         def extractor():  # the index's weights, loaded only if a calibration needs them

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
-                         progress_enabled, query_batch_size_option, quiet_option)
+from cli.options import (EXISTING, default, device_option, faiss_on, index_option,
+                         nprobe_option, progress_enabled, query_batch_size_option, quiet_option)
 from cli.output import printable
 from indexes.config import EvalConfig
 from retrieval.config import ExtractConfig
@@ -61,6 +61,7 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
     if not paths:
         raise RetrieveError(f"no images in {', '.join(map(str, queries))}")
     truth = load_ground_truth(ground_truth) if ground_truth is not None else None
+    faiss_on(device)
     pixels = None
     if baseline == "pixels":
         from retrieval.pixels import pixel_vectors as pixels
@@ -68,6 +69,7 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
         len(paths), batch_size, device), progress=progress_enabled(quiet))
     config = EvalConfig(k=k, map_at=map_at, per_class=per_class, nprobe=nprobe)
     with Searcher.open(index_dir, load) as searcher:
+        searcher.store.use_gpu()  # every query searches the whole ranking: worth a GPU copy
         report = run(searcher.store, paths, searcher.embed, config, pixels=pixels,
                      ground_truth=truth)
     for path, reason in report.skipped:

@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 
 from cli.building import Build
-from cli.options import (EXISTING, default, device_option, index_option, nprobe_option,
-                         query_batch_size_option, quiet_option)
+from cli.options import (EXISTING, default, device_option, faiss_on, index_option,
+                         nprobe_option, query_batch_size_option, quiet_option)
 from cli.output import printable, to_json
-from indexes.config import DEFAULT_FACTORY, DEFAULT_K, BuildConfig
-from retrieval.config import RAW_CHOICES, ExtractConfig
+from indexes.config import COMMIT_EVERY, DEFAULT_FACTORY, DEFAULT_K, BuildConfig
+from retrieval.config import EXTRACT_WORKERS, RAW_CHOICES, ExtractConfig
 from retrieval.errors import RetrieveError
 
 RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
@@ -30,8 +30,11 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
               default=default(ExtractConfig, "batch_size"), show_default=True,
               help="Images per forward pass (memory use grows with it).")
 @click.option("--workers", type=click.IntRange(min=0), default=default(ExtractConfig, "workers"),
-              show_default=True,
+              show_default=f"{EXTRACT_WORKERS} on the CPU, one per core with a GPU",
               help="Processes decoding images while the network runs (0: in this process).")
+@click.option("--gpu-decode", is_flag=True,
+              help="Decode JPEG files on the GPU (nvJPEG) and resize them there; vectors differ "
+                   "slightly from the CPU decode's.")
 @click.option("--factory", metavar="FAISS_FACTORY",
               show_default=f"the index's own, else {DEFAULT_FACTORY}",
               help="FAISS index type, e.g. Flat (exact), IVF1024,PQ64 (compressed), HNSW32.")
@@ -39,8 +42,12 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
               show_default="the index's own, else no",
               help="L2-normalise every vector (and each query) before indexing.")
 @click.option("--on-disk", "on_disk", is_flag=True, default=None,
-              help="IVF indexes: keep the inverted lists in a memory-mapped file, built in "
-                   "parts of bounded memory (for indexes larger than memory). Kept by re-runs.")
+              help="IVF indexes: keep the inverted lists in a memory-mapped file, grown in "
+                   "place round by round (for indexes larger than memory). Kept by re-runs.")
+@click.option("--commit-every", type=click.IntRange(min=1), default=COMMIT_EVERY,
+              show_default=True, metavar="N",
+              help="Extract N images, then commit them as a generation, and so on: bounds "
+                   "the staged vectors (disk) and the work a killed build loses.")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Leave out the files and folders GLOB matches (gitignore syntax, relative to "
                    "each PATH; repeatable). Kept by re-runs; --exclude '' forgets them. A "
@@ -60,8 +67,9 @@ RAW_AS = {"jpeg": "the JPEG", "raw": "the RAW file", "both": "both files"}
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the skipped files here, one `path<TAB>reason` a line.")
 @quiet_option
-def build_index(paths, weights, index_dir, batch_size, workers, factory, normalize, on_disk,
-                exclude, raw, watch, poll, device, rebuild, errors_file, quiet):
+def build_index(paths, weights, index_dir, batch_size, workers, gpu_decode, factory, normalize,
+                on_disk, commit_every, exclude, raw, watch, poll, device, rebuild, errors_file,
+                quiet):
     """Index every image under PATH... (recursively) by its fc7 vector.
 
     Runs again: only new or changed files go through the network, vanished ones leave
@@ -80,15 +88,16 @@ def build_index(paths, weights, index_dir, batch_size, workers, factory, normali
 
     if poll is not None and not watch:
         raise click.UsageError("--poll goes with --watch")
+    faiss_on(device)
     team = Team.join(resolve_device(device))  # None unless started by torchrun
     if team is not None and watch:
         team.leave()
         raise click.UsageError("--watch runs in one process, not under torchrun")
     build = Build(paths, index_dir, BuildConfig(factory, normalize, on_disk,
-                                                tuple(exclude) or None, raw),
+                                                tuple(exclude) or None, raw, commit_every),
                   errors_file, quiet)
     try:
-        build.prepare(weights, ExtractConfig(batch_size, workers, device), team)
+        build.prepare(weights, ExtractConfig(batch_size, workers, device, gpu_decode), team)
         if watch:
             return build.watch(poll, rebuild)
         report = build.run(rebuild, team)
@@ -135,6 +144,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, ba
     paths = [str(p) for p in find_images(images)]
     if not paths:
         raise RetrieveError(f"no images in {', '.join(map(str, images))}")
+    faiss_on(device)
     config = ExtractConfig.for_queries(len(paths), batch_size, device)
     # one batch on the CPU: the ONNX export build-index wrote, without torch (onnx_fc7)
     with Searcher.open(index_dir, partial(load_extractor, index_dir, config=config)) as searcher:

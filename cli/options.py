@@ -36,11 +36,31 @@ def weights_option(f):
              "ImageNet-trained AlexNet.")(f)
 
 
+class Device(click.ParamType):
+    """auto, cpu, cuda or cuda:N (the GPU number)."""
+
+    name = "auto|cpu|cuda[:N]"
+
+    def convert(self, value, param, ctx):
+        value = str(value).strip().lower()
+        number = value.split(":", 1)[1] if value.startswith("cuda:") else "0"
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and number.isdigit()):
+            return value
+        self.fail(f"{value!r} is not auto, cpu, cuda or cuda:N", param, ctx)
+
+
 def device_option(f):
     return click.option(
-        "--device", type=click.Choice(["auto", "cpu", "cuda"]),
-        default=default(ExtractConfig, "device"), show_default=True,
-        help="Where the network runs: auto picks CUDA when a GPU is present.")(f)
+        "--device", type=Device(), default=default(ExtractConfig, "device"), show_default=True,
+        help="Where the network and FAISS run: auto picks the GPU when there is one; cuda:N "
+             "a given GPU; cpu keeps both off the GPU.")(f)
+
+
+def faiss_on(device: str) -> None:
+    """FAISS runs where --device says (``indexes.gpu``): imported only by commands using it."""
+    from indexes import gpu
+
+    gpu.configure(device)
 
 
 def index_option(f):

@@ -41,6 +41,10 @@ class Limits(Open):
     max_upload_bytes: int = Field(description="the largest upload (--max-upload-mb)")
     max_k: int = Field(description="the most neighbours a query may ask for")
     max_queries: int = Field(description="the most images one search may send")
+    allow_actions: bool = Field(description="duplicates plans may be applied and undone here "
+                                            "(serve --allow-actions)")
+    move_to: str | None = Field(description="the folder plans applied here may move files "
+                                            "into (serve --move-to); null: no moves")
 
 
 class Folder(Open):
@@ -119,6 +123,38 @@ class Member(Open):
     width: int
     height: int
     bytes: int
+    same_bytes_as: str | None = Field(None, description="in a near group, the member whose "
+                                                        "bytes it has")
+
+
+class SearchSettings(Open):
+    threshold: float | None = Field(description="fc7 distance; null: calibrated")
+    verify: bool
+    min_similarity: float
+    max_difference: float
+
+
+class Job(Open):
+    """A search for duplicates in the background."""
+
+    id: int
+    state: str = Field(description="running, done, cancelled or failed")
+    stage: str = Field(description="starting, hashing (files), calibrating (images), searching "
+                                   "(images), verifying (pairs), done")
+    done: int = Field(description="of the stage's total")
+    total: int
+    generation: int = Field(description="the index's generation it searches")
+    started: float = Field(description="seconds since the epoch")
+    finished: float | None
+    seconds: float = Field(description="how long it ran, or has run so far")
+    cancelling: bool = Field(description="a cancel was asked for; it stops at its next step")
+    error: str | None = Field(description="why it failed")
+    settings: SearchSettings
+
+
+class JobStatus(Open):
+    version: int = Field(description="grows at every change: ?after=VERSION waits for the next")
+    job: Job | None = Field(description="the latest search; null before the first")
 
 
 class Group(Open):
@@ -222,8 +258,9 @@ WHY = {400: "a bad parameter, or an upload that is not an image",
        401: "no token, or a wrong one (serve --token)",
        403: "applying or undoing a plan needs serve --allow-actions, and only for this index",
        404: "no image with this id in the index (or no such journal)",
-       409: "the index was rebuilt with other weights during the request (or, for a plan, "
-            "a file changed since it was made)",
+       409: "the index was rebuilt with other weights during the request (for a plan: a file "
+            "changed since it was made; for duplicates: the search was cancelled, or one with "
+            "other settings is running)",
        410: "the indexed file can no longer be read",
        411: "an upload without a Content-Length",
        413: "an upload larger than --max-upload-mb",

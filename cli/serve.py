@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import device_option, index_option
+from cli.options import device_option, faiss_on, index_option
 
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
@@ -91,6 +91,7 @@ def serve(index_dir, host, port, token, max_upload_mb, allow_actions, move_to, d
     if not is_loopback(host) and not token:
         click.echo(f"warning: serving on {host} without --token: anyone who can reach this "
                    "machine can browse and download the indexed images", err=True)
+    faiss_on(device)
     service = IndexService(index_dir, partial(FeatureExtractor.load,
                                               config=ExtractConfig(1, 0, device)))
     try:

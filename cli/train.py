@@ -60,7 +60,8 @@ class DataArg(click.ParamType):
               help="Multiply every layer's channels and fc6/fc7's units (0.25: a 16x smaller "
                    "network, 1024-d fc7, for small data sets or a CPU).")
 @click.option("--workers", type=click.IntRange(min=0), default=_default("workers"),
-              show_default="8 with CUDA, 0 on the CPU", help="DataLoader worker processes.")
+              show_default="one per core with CUDA (shared by torchrun's processes), 0 on the CPU",
+              help="DataLoader worker processes.")
 @device_option
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--overwrite", is_flag=True,

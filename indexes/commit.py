@@ -1,54 +1,26 @@
-"""Staging extracted batches and committing them as a new index generation, crash-safely."""
+"""Committing a build round by round: each round's staged vectors become a new generation of the
+index, crash-safely (the FAISS file written aside, then one SQLite transaction)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
+import faiss
 import numpy as np
 
 from retrieval.errors import FactoryError
 
-from . import faiss_ops, files, manifest
-from .staging import FileState, Staging
+from . import faiss_ops, files, gpu, manifest, ondisk, training
+from .plan import Plan
+from .staging import Staging
 from .store import IndexStore
 
 
-@dataclass(frozen=True)
-class Staged:
-    """An extracted vector waiting in staging/``batch`` at ``row``."""
-
-    state: FileState
-    batch: str
-    row: int
-
-
-def _by_batch(adds: Sequence[Staged]) -> dict[str, list[int]]:
-    """batch -> positions in ``adds`` of its rows."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for pos, a in enumerate(adds):
-        groups[a.batch].append(pos)
-    return groups
-
-
-def _vectors(store: IndexStore, adds: Sequence[Staged], positions: list[int], normalize: bool):
-    x = Staging(store.folder).vectors(adds[positions[0]].batch, [adds[p].row for p in positions])
-    x = faiss_ops.as_float32(x)  # (b, d)
-    return faiss_ops.l2_normalize(x) if normalize else x
-
-
-def _training_sample(store: IndexStore, adds: Sequence[Staged], normalize: bool,
-                     dim: int) -> np.ndarray:
-    """Up to MAX_TRAIN_VECTORS of the new vectors, evenly spread over them."""
-    n = len(adds)
-    take = set(np.linspace(0, n - 1, min(n, faiss_ops.MAX_TRAIN_VECTORS)).astype(int).tolist())
-    parts = []
-    for positions in _by_batch(adds).values():
-        chosen = [p for p in positions if p in take]
-        if chosen:
-            parts.append(_vectors(store, adds, chosen, normalize))
-    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+def stage_half(settings: dict) -> bool:
+    """Whether extracted vectors are staged as float16: when the index's codes are lossy
+    anyway (SQ, PQ, PCA: benchmarks/build_scale.py measures recall@10 against float32
+    staging); an index that keeps float32 vectors (Flat) gets them as extracted."""
+    return not training.exact_storage(faiss_ops.make_index(settings["factory"], settings["dim"]))
 
 
 def check_on_disk(store: IndexStore, settings: dict, rebuild: bool) -> bool:
@@ -65,48 +37,116 @@ def check_on_disk(store: IndexStore, settings: dict, rebuild: bool) -> bool:
     return bool(store.settings) and not store.settings.get("on_disk") and not rebuild
 
 
-def commit(store: IndexStore, settings: dict, adds: Sequence[Staged], remove_ids: Sequence[int],
-           rebuild: bool) -> None:
-    """Make generation+1: the committed index minus ``remove_ids`` plus ``adds``.
+class Rounds:
+    """Commits the rounds of one build of ``store`` as generations. ``fresh``: the first
+    commit makes a new index (a first build, --rebuild) and replaces every item; ``moved``:
+    it moves the committed index's lists to disk. The index stays open between rounds."""
 
-    ``rebuild`` (or a first build): a new index of ``settings['factory']`` from ``adds`` only,
-    trained on them when the factory needs it. Raises FactoryError before touching anything.
-    ``settings['on_disk']``: the inverted lists go to a new index-<generation+1>.ivfdata,
-    filled in parts of bounded memory (``faiss_ops.fill_on_disk``).
-    """
-    factory, normalize = settings["factory"], settings["normalize"]
-    fresh = rebuild or store.generation == 0
-    generation = store.generation + 1
-    if fresh:
-        index = faiss_ops.make_index(factory, settings["dim"])
-        if not index.is_trained:
-            faiss_ops.train(index, _training_sample(store, adds, normalize, settings["dim"]), factory)
-    else:
-        index = faiss_ops.read(store.index_path)
-    next_id = int(store.meta("next_id", 0))
-    batches, rows = [], []  # (positions in adds, their new ids) per staged batch
-    for positions in _by_batch(adds).values():
-        ids = np.arange(next_id, next_id + len(positions), dtype=np.int64)
-        batches.append((positions, ids))
-        rows += [(int(i), adds[p].state) for i, p in zip(ids, positions)]
-        next_id += len(positions)
-    vectors = ((_vectors(store, adds, positions, normalize), ids) for positions, ids in batches)
-    remove = np.asarray(remove_ids, np.int64)
-    if settings.get("on_disk"):
-        template = index if fresh else faiss_ops.empty_copy(index, store.index_path)
-        index = faiss_ops.fill_on_disk(template, vectors, files.lists_file(store.folder, generation),
-                                       store.folder / files.STAGING,
-                                       keep=None if fresh else index, remove_ids=remove)
-    else:
-        if not fresh:
-            index = faiss_ops.remove(index, remove, factory)
+    def __init__(self, store: IndexStore, settings: dict, fresh: bool, moved: bool) -> None:
+        self.store, self.settings, self.fresh, self.moved = store, settings, fresh, moved
+        self.factory, self.on_disk = settings["factory"], bool(settings["on_disk"])
+        self.next_id = int(store.meta("next_id", 0))
+        self.index = None  # the generation last committed by this build
+        self.template = None  # --on-disk: the trained index, empty, with lists in memory
+
+    @property
+    def needs_training(self) -> bool:
+        index = faiss_ops.make_index(self.factory, self.settings["dim"])
+        return self.fresh and not index.is_trained
+
+    def due(self, plan: Plan, r: int, last: bool) -> bool:
+        """Whether round ``r`` changes anything worth a generation."""
+        if self.fresh:
+            return plan.staged(r) > 0
+        return plan.staged(r) > 0 or plan.removal_count(r, last) > 0 or self.moved
+
+    def commit(self, plan: Plan, r: int, last: bool) -> None:
+        """Make generation+1: the committed index minus round ``r``'s removals plus its
+        staged vectors (a new index trained on them when fresh)."""
+        store, generation = self.store, self.store.generation + 1
+        index = self._open(plan, r, generation)
+        removals = plan.removals(r, last)
+        if self.on_disk:
+            grow = ondisk.Growth(index)
+            if not self.fresh:
+                for ids in removals:
+                    grow.remove(ids)
+            self._fill(grow, self._vectors(plan, r))
+            grow.finish()
+        else:
+            if not self.fresh:
+                for ids in removals:
+                    index = faiss_ops.remove(index, ids, self.factory)
+            with gpu.adding(index) as add:  # IVF lists assigned on the GPU where FAISS has one
+                for x, ids in self._vectors(plan, r):
+                    add(index, x, ids)
+        faiss_ops.write(index, files.index_file(store.folder, generation))
+        store.commit_generation(self.settings, plan.apply(r, last, self.fresh), self.fresh,
+                                self.next_id)
+        # Committed. What follows only tidies up; a crash here is repaired by the next open.
+        for old in (files.index_file(store.folder, generation - 1),
+                    files.lists_file(store.folder, generation - 1)):
+            old.unlink(missing_ok=True)
+        files.clear_staging(store.folder)
+        manifest.write(store)
+        self.index, self.fresh, self.moved = index, False, False
+
+    def _open(self, plan: Plan, r: int, generation: int):
+        """The index round ``r`` changes into generation ``generation``."""
+        lists = files.lists_file(self.store.folder, generation)
+        if self.index is not None:  # this build's previous round
+            if self.on_disk:
+                ondisk.follow(self.index, lists)
+            return self.index
+        if self.fresh:
+            index = faiss_ops.make_index(self.factory, self.settings["dim"])
+            if not index.is_trained:
+                with gpu.training(index):  # k-means on the GPU where FAISS has one
+                    training.train(index, lambda: (x for x, _ in self._staged(plan, r)),
+                                   self.factory)
+        else:
+            index = faiss_ops.read(self.store.index_path, mmap=False) if not self.on_disk or \
+                self.moved else None
+        if not self.on_disk:
+            return index
+        if index is None:  # on disk already: grown in place
+            self.template = faiss_ops.empty_copy(faiss_ops.read(self.store.index_path, mmap=True),
+                                                 self.store.index_path)
+            return ondisk.open_writable(self.store.index_path, lists)
+        self.template = faiss_ops.empty_copy(index, self.store.index_path) if self.moved \
+            else faiss.clone_index(index)
+        out = faiss.clone_index(self.template)
+        ondisk.new_lists(out, lists)
+        if self.moved:  # the in-memory lists of the committed index, copied into the file
+            grow = ondisk.Growth(out)
+            grow.append(index)
+            grow.finish()
+        return out
+
+    def _staged(self, plan: Plan, r: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+        """(vectors (b, d) float32, as indexed, their files' seq) of round ``r``, per batch."""
+        staging = Staging(self.store.folder)
+        for batch, rows, seqs in plan.batches(r):
+            x = staging.vectors(batch, rows)
+            yield (faiss_ops.l2_normalize(x) if self.settings["normalize"] else x), seqs
+
+    def _vectors(self, plan: Plan, r: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(vectors, new ids) of round ``r``, per batch; each recorded in the plan."""
+        for x, seqs in self._staged(plan, r):
+            ids = np.arange(self.next_id, self.next_id + len(x), dtype=np.int64)
+            plan.added(ids, seqs)
+            self.next_id += len(x)
+            yield x, ids
+
+    def _fill(self, grow: ondisk.Growth, vectors) -> None:
+        """Encode ``vectors`` in in-memory parts of at most ON_DISK_PART_BYTES, each appended
+        to the on-disk lists."""
+        ivf = faiss.extract_index_ivf(self.template)
+        per_part = max(1, faiss_ops.ON_DISK_PART_BYTES // (ivf.code_size + 8))
+        part = faiss.clone_index(self.template)
         for x, ids in vectors:
-            faiss_ops.add(index, x, ids)
-    faiss_ops.write(index, files.index_file(store.folder, generation))
-    store.commit_generation(settings, rows, remove_ids, fresh, next_id)
-    # Committed. What follows only tidies up; a crash here is repaired by the next open.
-    for old in (files.index_file(store.folder, generation - 1),
-                files.lists_file(store.folder, generation - 1)):
-        old.unlink(missing_ok=True)
-    files.clear_staging(store.folder)
-    manifest.write(store)
+            faiss_ops.add(part, x, ids)
+            if part.ntotal >= per_part:
+                grow.append(part)
+                part = faiss.clone_index(self.template)
+        grow.append(part)

@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_FACTORY = "Flat"  # exact search
+# Files extracted, then committed as one generation, at a time: staging holds at most this
+# many vectors (0.8 GB of float16 at 4096-d), and a killed build loses at most this much work.
+COMMIT_EVERY = 100_000
 # Inverted lists an IVF query visits unless told (FAISS's own default is 1): recall@10 of
 # IVF1024 indexes levels off near 8 on 100k fc7 vectors (benchmarks/search.py).
 DEFAULT_NPROBE = 8
@@ -20,11 +23,12 @@ class BuildConfig:
 
     factory: str | None = None  # a FAISS factory string: Flat, IVF1024,PQ64, HNSW32
     normalize: bool | None = None  # L2-normalise vectors (and queries) before indexing
-    on_disk: bool | None = None  # IVF: inverted lists in a memory-mapped file, built in parts
+    on_disk: bool | None = None  # IVF: inverted lists in a memory-mapped file, grown in place
     # Which files the walk took (retrieval.walk.Selection), recorded so that a re-run and
     # --watch keep them: the --exclude patterns, and which of a RAW+JPEG pair (--raw).
     exclude: tuple[str, ...] | None = None
     raw: str | None = None
+    commit_every: int = COMMIT_EVERY  # files per round (not recorded: any run may change it)
 
 
 DUPLICATE_K = 16  # neighbours of each image that `duplicates` considers

@@ -41,6 +41,7 @@ class Member:
     width: int
     height: int
     bytes: int
+    same_bytes_as: str | None = None  # in a near group: the member whose bytes it has
 
 
 @dataclass
@@ -65,8 +66,9 @@ class PixelCheck:
         todo = [pair for pair in pairs if pair not in self.known]
         batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
         files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
-        with (progress or Progress()).stage("verifying", len(todo), "pairs") as advance, \
+        with (progress or Progress()).stage("verifying", len(pairs), "pairs") as advance, \
                 _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
+            advance(len(pairs) - len(todo))  # saved by an earlier run
             for batch, found in zip(batches, mapped(compare_files, files)):
                 self.known.update(zip(batch, found))
                 with self.state.transaction():  # saved a batch at a time
@@ -154,6 +156,25 @@ def exact_group(ids: list[int], items: dict[int, str]) -> Group:
     facts: dict = {}
     order = _keep_order(ids, items, facts)
     return Group("exact", [Member(i, items[i], 0.0, 1.0, 0.0, *facts[i]) for i in order])
+
+
+def folded(exact: list[Group], near: list[Group]) -> list[Group]:
+    """The exact copies of a file that is in a near group join that group, right after it
+    (with its distance and pixels): a file in two groups would be planned twice."""
+    near_of = {m.id: g for g in near for m in g.members}
+    alone = []
+    for g in exact:
+        found = next((m for m in g.members if m.id in near_of), None)  # the one searched
+        if found is None:
+            alone.append(g)
+            continue
+        members = near_of[found.id].members
+        at = next(n for n, m in enumerate(members) if m.id == found.id)
+        members[at + 1:at + 1] = [
+            Member(m.id, m.path, members[at].distance, members[at].similarity,
+                   members[at].difference, m.width, m.height, m.bytes, found.path)
+            for m in g.members if m is not found]
+    return alone + near
 
 
 def near_groups(accepted: dict[tuple[int, int], Match | None],

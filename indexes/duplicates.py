@@ -37,8 +37,9 @@ from retrieval.copies import CHECK
 from . import faiss_ops
 from .closeness import nearest_other
 from .config import DUPLICATE_K, DuplicatesConfig
-from .dup_groups import Group, Member, PixelCheck, exact_group, near_groups, second_look, verified
-from .progress import Progress, ProgressFn
+from .dup_groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
+                         second_look, verified)
+from .progress import Progress, ProgressFn, as_progress
 from .store import IndexStore
 
 __all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
@@ -140,16 +141,17 @@ class State:
 
 
 def find_duplicates(store: IndexStore, config: DuplicatesConfig,
-                    copy_vectors: CopyVectors | None = None, progress: bool = False,
-                    on_progress: ProgressFn | None = None) -> Report:
+                    copy_vectors: CopyVectors | None = None,
+                    progress: bool | ProgressFn = False) -> Report:
     """Group the near-duplicates among the images of ``store`` (see the module docstring).
 
     ``copy_vectors`` embeds copies of images, for the calibration when no threshold is
-    given (RetrieveError without it). ``progress``: tqdm bars on stderr; ``on_progress``:
-    called with (stage, done, total) as each stage ("hashing", "calibrating", "searching",
-    "verifying") goes on. Nothing is moved or deleted.
+    given (RetrieveError without it). ``progress``: tqdm bars on stderr (True), or a
+    callback called with (stage, done, total) as each stage ("hashing", "calibrating",
+    "searching", "verifying") goes on, which may raise to stop the run (its saved work
+    kept). Nothing is moved or deleted.
     """
-    report = Progress(progress, on_progress)
+    report = as_progress(progress)
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
     state = State(store.folder)
     try:
@@ -163,8 +165,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         check = PixelCheck(items, config, state, run) if config.verify else None
         accepted = verified(pairs, check, report)
         look = None if check is None else second_look(store, check)
-        groups = ([exact_group(g, items) for g in exact]
-                  + near_groups(accepted, pairs, items, look))
+        groups = folded([exact_group(g, items) for g in exact],
+                        near_groups(accepted, pairs, items, look))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
@@ -236,7 +238,7 @@ def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVe
 
 def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBRATION_IMAGES,
               nprobe: int | None = None, seed: int = 0,
-              progress: Progress | None = None) -> Calibration:
+              progress: bool | ProgressFn | Progress = False) -> Calibration:
     """THRESHOLD_MARGIN x the distance COPY_QUANTILE of the copies of up to ``images``
     indexed images stay within, each copy searched in the index as a query and measured to
     its original there (a copy not among its DUPLICATE_K nearest counts as infinitely far)."""
@@ -244,7 +246,7 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
     sample = np.random.default_rng(seed).permutation(ids)[:images]
     paths = store.paths(sample)
     copy_rows, originals = [], []
-    with (progress or Progress()).stage("calibrating", len(sample), "images") as advance:
+    with as_progress(progress).stage("calibrating", len(sample), "images") as advance:
         for start in range(0, len(sample), CALIBRATION_CHUNK):
             chunk = sample[start:start + CALIBRATION_CHUNK]
             for i, vectors in zip(chunk, copy_vectors([paths[int(i)] for i in chunk])):
@@ -269,30 +271,30 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
 
 
 def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, ids: list[int],
-               state: State, run: str, progress: Progress) -> dict[tuple[int, int], float]:
+               state: State, run: str, progress: bool | ProgressFn | Progress
+               ) -> dict[tuple[int, int], float]:
     """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
-    if config.nprobe is not None:
-        faiss_ops.set_nprobe(index, config.nprobe)
     wanted = set(ids)
     done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
-    with progress.stage("searching", len(ids), "images") as advance:
+    with as_progress(progress).stage("searching", len(ids), "images") as advance:
         for start in range(0, len(ids), BATCH):
             if start not in done:
-                _search_batch(index, ids[start:start + BATCH], wanted, config.k, threshold,
-                              state, run, start)
+                _search_batch(store, index, ids[start:start + BATCH], wanted, config,
+                              threshold, state, run, start)
             advance(len(ids[start:start + BATCH]))
     rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
     return {(a, b): d for a, b, d in rows}
 
 
-def _search_batch(index, batch: list[int], wanted: set[int], k: int, threshold: float,
-                  state: State, run: str, start: int) -> None:
+def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],
+                  config: DuplicatesConfig, threshold: float, state: State, run: str,
+                  start: int) -> None:
     """The pairs of one batch of images with their k nearest, saved with its being done."""
     ids = np.asarray(batch, dtype=np.int64)
-    D, I = faiss_ops.search(index, faiss_ops.stored_vectors(index, ids), k + 1)
-    D = np.sqrt(np.maximum(D, 0))  # FAISS's squared L2 -> the distances query prints
+    D, I = store.search(faiss_ops.stored_vectors(index, ids), config.k + 1, config.nprobe,
+                        inner=True)  # Euclidean, as query prints; on the GPU where it is used
     found = {}
     for a, d_row, i_row in zip(ids.tolist(), D, I):
         for d, b in zip(d_row.tolist(), i_row.tolist()):

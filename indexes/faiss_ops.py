@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from retrieval.atomic import write_atomic
-from retrieval.errors import FactoryError
+from retrieval.errors import FactoryError, SearchError
 
 from .config import DEFAULT_NPROBE
 from .files import corrupt
@@ -42,9 +42,10 @@ BLAS_MARGIN = 16
 RERANK_FLOATS = 1 << 24  # candidate vectors held at once for re-ranking (64 MiB)
 FAISS_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold
 ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
-# An index built --on-disk fills parts of at most this many bytes of codes and ids in memory,
-# writes each aside and merges them into one file of inverted lists (FAISS's
-# OnDiskInvertedLists, as faiss.contrib.ondisk.merge_ondisk does).
+# An index built --on-disk encodes parts of at most this many bytes of codes and ids in memory
+# and appends each to its file of inverted lists (indexes/ondisk.py; ``fill_on_disk`` below,
+# which merges parts into a new file as faiss.contrib.ondisk.merge_ondisk does, is what
+# benchmarks/index_scale.py measures).
 ON_DISK_PART_BYTES = 512 << 20
 
 
@@ -71,7 +72,7 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as e:
-        raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_reason(e)}); "
+        raise FactoryError(f"--factory {factory!r}: FAISS cannot build it ({faiss_reason(e)}); "
                            "examples: Flat, PCA512,IVF1024,SQ8, IVF1024,PQ64,Refine(SQ8), "
                            "HNSW32") from None
     refine = refine_stage(index)
@@ -85,7 +86,7 @@ def make_index(factory: str, dim: int) -> faiss.Index:
         # search never uses here; it costs minutes of annealing and changes no distance.
         if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
-    return index if _keeps_ids(index) else faiss.IndexIDMap2(index)
+    return index if keeps_ids(index) else faiss.IndexIDMap2(index)
 
 
 def refine_stage(index: faiss.Index):
@@ -103,12 +104,23 @@ def refine_k_factor(index: faiss.Index) -> float | None:
     return None if refine is None else refine.k_factor
 
 
-def _keeps_ids(index: faiss.Index) -> bool:
+def keeps_ids(index: faiss.Index) -> bool:
     """Whether ``index`` takes add_with_ids itself: an IVF, or a transform in front of one."""
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexPreTransform):
-        return _keeps_ids(index.index)
+        return keeps_ids(index.index)
     return isinstance(index, faiss.IndexIVF)
+
+
+def transformed(index: faiss.Index, x: np.ndarray) -> np.ndarray:
+    """``x`` (n, d) through the transforms in front of ``index`` (a PCA...): what the index
+    behind them (``inner_space``) holds; ``x`` itself without any."""
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            x = faiss.downcast_VectorTransform(index.chain.at(i)).apply(x)
+        index = faiss.downcast_index(index.index)
+    return as_float32(x)
 
 
 def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
@@ -123,7 +135,7 @@ def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
         index.train(as_float32(xt))
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r}: training failed on {len(xt)} vectors "
-                          f"({_faiss_reason(e)}); index more images or use Flat") from None
+                          f"({faiss_reason(e)}); index more images or use Flat") from None
 
 
 def min_training_vectors(factory: str) -> int:
@@ -140,7 +152,7 @@ def add(index: faiss.Index, xb: np.ndarray, ids: np.ndarray) -> None:
     try:
         index.add_with_ids(as_float32(xb), np.ascontiguousarray(ids, dtype=np.int64))
     except RuntimeError as e:  # a factory string whose index cannot take vectors with ids
-        raise FactoryError(f"this index type cannot store vectors with ids ({_faiss_reason(e)}); "
+        raise FactoryError(f"this index type cannot store vectors with ids ({faiss_reason(e)}); "
                            "build it with another --factory, e.g. Flat or IVF1024,Flat") from None
 
 
@@ -166,13 +178,13 @@ def remove(index: faiss.Index, ids: np.ndarray, factory: str) -> faiss.Index:
             add(rebuilt, np.stack([index.reconstruct(int(i)) for i in chunk]), chunk)
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r} can neither remove vectors nor reconstruct them "
-                          f"({_faiss_reason(e)}); run build-index with --rebuild") from None
+                          f"({faiss_reason(e)}); run build-index with --rebuild") from None
     return rebuilt
 
 
 def can_live_on_disk(index: faiss.Index) -> bool:
     """Whether ``index`` is an IVF (also behind a transform) whose lists can go on disk."""
-    return _keeps_ids(index) and not isinstance(faiss.try_extract_index_ivf(index),
+    return keeps_ids(index) and not isinstance(faiss.try_extract_index_ivf(index),
                                                 faiss.IndexIVFPQR)
 
 
@@ -282,7 +294,7 @@ def write(index: faiss.Index, path: Path) -> None:
         try:
             faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
         except RuntimeError as e:  # how FAISS reports a failed write (a full disk, ...)
-            raise OSError(errno.EIO, f"cannot write the index ({_faiss_reason(e)})",
+            raise OSError(errno.EIO, f"cannot write the index ({faiss_reason(e)})",
                           str(path)) from None
 
     write_atomic(path, to)
@@ -299,7 +311,7 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
                                         | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError as e:
             raise corrupt(path.parent, path.name,
-                          f"damaged index file ({_faiss_reason(e)})") from None
+                          f"damaged index file ({faiss_reason(e)})") from None
     if mmap:
         flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
         try:
@@ -309,7 +321,7 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as e:
-        raise corrupt(path.parent, path.name, f"damaged index file ({_faiss_reason(e)})") from None
+        raise corrupt(path.parent, path.name, f"damaged index file ({faiss_reason(e)})") from None
 
 
 def reconstruct(index: faiss.Index, ids) -> np.ndarray:
@@ -319,10 +331,10 @@ def reconstruct(index: faiss.Index, ids) -> np.ndarray:
 
 def inner_space(index: faiss.Index) -> faiss.Index:
     """The index behind a PCA (or another transform): its vectors and searches in the
-    transformed space, where a search of every stored vector need not undo the transform."""
-    index = faiss.downcast_index(index)
-    while isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index.index)
+    transformed space, where a search of every stored vector need not undo the transform.
+    ``index`` itself (the same Python object) when there is no transform."""
+    while isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
+        index = faiss.downcast_index(faiss.downcast_index(index).index)
     return index
 
 
@@ -344,26 +356,15 @@ def exact_index(xb: np.ndarray) -> faiss.Index:
 
 
 def is_exact(index: faiss.Index) -> bool:
-    """True when searching ``index`` is brute force over the original vectors (Flat)."""
+    """True when searching ``index`` is brute force over the original vectors: Flat, on the CPU
+    or its GPU copy (GpuIndexFlat is no IndexFlat to Python), behind IDMap2 or not."""
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexIDMap):
         index = faiss.downcast_index(index.index)
-    return isinstance(index, faiss.IndexFlat)
+    return isinstance(index, (faiss.IndexFlat, *_GPU_FLAT))
 
 
-def to_device(index: faiss.Index) -> faiss.Index:
-    """The index on the GPU when faiss has one (a copy; CPU-only types stay on the CPU)."""
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        return index
-    if is_on_disk(index):
-        return index  # a copy on the GPU would need all of its lists in GPU memory
-    try:
-        res = faiss.StandardGpuResources()
-        gpu = faiss.index_cpu_to_gpu(res, 0, index)
-        gpu.referenced_resources = res  # keep the resources alive with the index
-        return gpu
-    except RuntimeError:
-        return index  # e.g. HNSW has no GPU implementation
+_GPU_FLAT = (faiss.GpuIndexFlat,) if hasattr(faiss, "GpuIndexFlat") else ()
 
 
 def nprobe_of(index: faiss.Index) -> int | None:
@@ -387,37 +388,67 @@ def set_nprobe(index: faiss.Index, nprobe: int) -> None:
                            "IVF...)") from None
 
 
-def search(index: faiss.Index, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(nq, d) queries -> D (nq, k) squared L2 distances and I (nq, k) ids, -1 where none."""
-    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+def exact_candidates(k: int, ntotal: int) -> int:
+    """Candidates a Flat search takes by BLAS (or on the GPU) before re-ranking ``k`` exactly."""
+    return min(ntotal, BLAS_CANDIDATES * k + BLAS_MARGIN)
+
+
+def search(index: faiss.Index, xq: np.ndarray, k: int, vectors: faiss.Index | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(nq, d) queries -> D (nq, k) squared L2 distances and I (nq, k) ids, -1 where none.
+
+    ``vectors``: the CPU Flat index that ``index`` is a GPU copy of. FAISS's GPU computes every
+    Flat distance as |x|^2 + |y|^2 - 2xy in float32 (an image comes out ~0.1 from itself), so
+    its candidates are re-ranked by exact distances to the vectors read from ``vectors``,
+    never reconstructed through the GPU. SearchError (one line) when FAISS refuses.
+    """
     if index.ntotal == 0:
         nq = len(xq)
         return np.full((nq, 1), np.inf, np.float32), np.full((nq, 1), -1, np.int64)
+    k = max(1, min(k, index.ntotal))
     xq = as_float32(xq)
-    wide = min(index.ntotal, BLAS_CANDIDATES * k + BLAS_MARGIN)
+    wide = exact_candidates(k, index.ntotal)
+    if vectors is not None:
+        return _reranked(lambda q: _search(index, q, wide), vectors, xq, k, wide)
     if len(xq) >= BLAS_FROM_QUERIES and wide * index.d <= RERANK_FLOATS and is_exact(index):
-        step = RERANK_FLOATS // (wide * index.d)
-        parts = [_exact_by_blas(index, xq[i:i + step], k, wide) for i in range(0, len(xq), step)]
-        return np.concatenate([D for D, _ in parts]), np.concatenate([I for _, I in parts])
-    return index.search(xq, k)
+        return _reranked(lambda q: _by_blas(index, q, wide), index, xq, k, wide)
+    return _search(index, xq, k)
 
 
-def _exact_by_blas(index: faiss.Index, xq: np.ndarray, k: int, wide: int):
-    """A Flat search of a batch: ``wide`` candidates by BLAS, then the ``k`` nearest of them
-    by exact squared distance: (D, I), each (nq, k)."""
+def _search(index: faiss.Index, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return index.search(xq, k)
+    except RuntimeError as e:  # a GPU out of memory, a limit of the index type
+        raise SearchError(f"FAISS could not search the index ({faiss_reason(e)})") from None
+
+
+def _by_blas(index: faiss.Index, xq: np.ndarray, wide: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CPU Flat search of ``wide`` candidates by BLAS, whatever the number of queries."""
     faiss.cvar.distance_compute_blas_threshold = 1
     try:
-        _, I = index.search(xq, wide)
+        return _search(index, xq, wide)
     finally:
         faiss.cvar.distance_compute_blas_threshold = FAISS_BLAS_THRESHOLD
-    xb = reconstruct(index, I.ravel()).reshape(len(xq), wide, -1)  # (nq, wide, d)
-    D = ((xb - xq[:, None, :]) ** 2).sum(axis=2, dtype=np.float32)  # (nq, wide)
-    order = np.argsort(D, axis=1, kind="stable")[:, :min(k, wide)]
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
 
 
-def _faiss_reason(e: Exception) -> str:
+def _reranked(candidates, vectors: faiss.Index, xq: np.ndarray, k: int, wide: int):
+    """``candidates(xq) -> (D, I)`` of ``wide`` per query, re-ranked by exact squared distance
+    to their vectors in ``vectors``: (D, I), each (nq, k), a chunk of queries at a time."""
+    step = max(1, RERANK_FLOATS // (wide * vectors.d))
+    parts = []
+    for start in range(0, len(xq), step):
+        q = xq[start:start + step]
+        _, I = candidates(q)
+        xb = reconstruct(vectors, I.ravel()).reshape(len(q), wide, -1)  # (nq, wide, d)
+        D = ((xb - q[:, None, :]) ** 2).sum(axis=2, dtype=np.float32)  # (nq, wide)
+        order = np.argsort(D, axis=1, kind="stable")[:, :min(k, wide)]
+        parts.append((np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)))
+    return np.concatenate([D for D, _ in parts]), np.concatenate([I for _, I in parts])
+
+
+def faiss_reason(e: Exception) -> str:
     """FAISS messages carry a C++ location first; keep the human part of the last line."""
     text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)[:200]
+    text = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)
+    return re.sub(r"^'.*?' failed: ", "", text)[:200]  # the C++ condition, when one follows
 

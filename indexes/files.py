@@ -17,6 +17,7 @@ DATABASE = "items.sqlite"
 MANIFEST = "manifest.json"
 LOCK = "lock"
 STAGING = "staging"
+PLAN = "plan.sqlite"  # a build's scratch plan (indexes/plan.py), removed when it ends
 INDEX_PATTERN = re.compile(r"^index-(\d+)\.(faiss|ivfdata)$")  # ivfdata: on-disk lists
 REBUILD_HINT = "rebuild it with `retrieve build-index PATH... --index {dir} --rebuild`"
 
@@ -54,8 +55,9 @@ def read_json(folder: Path, name: str) -> dict:
 
 
 def remove_strays(folder: Path, generation: int, is_batch) -> None:
-    """Delete index files of other generations, temp files, and files in staging/ that are
-    not batches (``is_batch(name)``; the .npy batches of older versions among them).
+    """Delete index files of other generations, temp files, an interrupted build's plan, and
+    files in staging/ that are not batches (``is_batch(name)``; the .npy batches of older
+    versions among them).
 
     Only safe while holding the build lock: another build's files are never strays.
     """
@@ -63,6 +65,8 @@ def remove_strays(folder: Path, generation: int, is_batch) -> None:
         m = INDEX_PATTERN.match(p.name)
         if (m and int(m.group(1)) != generation) or (p.name.startswith(".") and p.name.endswith(".tmp")):
             p.unlink(missing_ok=True)
+    for name in (PLAN, PLAN + "-journal"):
+        (folder / name).unlink(missing_ok=True)
     staging = folder / STAGING
     if staging.is_symlink():  # never write or delete through a link out of the index folder
         staging.unlink()

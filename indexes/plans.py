@@ -9,11 +9,12 @@ whose files changed since is refused instead of acted on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,11 +79,37 @@ class Rules:
 
 
 def under(path: str, folders: Iterable[str]) -> str | None:
-    """The first of ``folders`` that is ``path`` or holds it."""
-    for folder in folders:
-        if path == folder or path.startswith(folder.rstrip(os.sep) + os.sep):
-            return folder
-    return None
+    """The first of ``folders`` that is ``path`` or holds it (``path`` and each folder above
+    it looked up: the page's choices give a file per group, thousands of them)."""
+    first = _firsts(tuple(folders))
+    if not first:
+        return None
+    found, at = None, len(first)
+    for place in _places(path):
+        hit = first.get(place)
+        if hit is not None and hit[0] < at:
+            at, found = hit
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def _firsts(folders: tuple[str, ...]) -> dict[str, tuple[int, str]]:
+    """folder without its last separator -> (its first position, the folder as given)."""
+    out: dict[str, tuple[int, str]] = {}
+    for n, folder in enumerate(folders):
+        out.setdefault(folder.rstrip(os.sep) or os.sep, (n, folder))
+    return out
+
+
+def _places(path: str) -> Iterator[str]:
+    """``path``, then every folder above it, up to the root."""
+    yield path.rstrip(os.sep) or os.sep
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+        yield path
 
 
 def collection_root(paths: Iterable[str]) -> str:
@@ -97,9 +124,17 @@ def _entry(m: Member) -> dict:
         size, mtime_ns = st.st_size, st.st_mtime_ns
     except OSError:
         size, mtime_ns = m.bytes, 0
-    return {"path": m.path, "id": m.id, "action": "keep", "reason": "", "size": size,
-            "mtime_ns": mtime_ns, "width": m.width, "height": m.height,
-            "distance": m.distance, "similarity": m.similarity, "difference": m.difference}
+    entry = {"path": m.path, "id": m.id, "action": "keep", "reason": "", "size": size,
+             "mtime_ns": mtime_ns, "width": m.width, "height": m.height,
+             "distance": m.distance, "similarity": m.similarity, "difference": m.difference}
+    if m.same_bytes_as is not None:
+        entry["same_bytes_as"] = m.same_bytes_as
+    return entry
+
+
+def _given(path: str, folder: str) -> str:
+    """How a --prefer or --protect ``folder`` holds ``path``: a file may be given itself."""
+    return "this file given" if path == folder else f"under {folder}"
 
 
 def _when(mtime_ns: int) -> str:
@@ -110,7 +145,7 @@ def _why_kept(kept: dict, runner_up: dict | None, rules: Rules) -> str:
     """The first rule by which ``kept`` beat the next file."""
     preferred = under(kept["path"], rules.prefer)
     if preferred is not None:
-        said = f"preferred: under {preferred}"
+        said = f"preferred: {_given(kept['path'], preferred)}"
         if runner_up is None or under(runner_up["path"], rules.prefer) != preferred:
             return said
         return f"{said}, then {_why_kept(kept, runner_up, dataclasses.replace(rules, prefer=()))}"
@@ -127,6 +162,8 @@ def _why_kept(kept: dict, runner_up: dict | None, rules: Rules) -> str:
 def _why_copy(f: dict, tier: str) -> str:
     if tier == "exact":
         return "same bytes as the kept file"
+    if f.get("same_bytes_as") is not None:
+        return f"same bytes as {f['same_bytes_as']}"
     if f["distance"] == 0 and f["similarity"] == 1.0:
         return "the file the others were found to be copies of"
     if f["similarity"] is None:
@@ -155,7 +192,7 @@ def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
     """``f``'s action and reason (``keep`` where the action cannot or must not happen)."""
     protected = under(f["path"], rules.protect)
     if protected is not None:
-        f["reason"] = f"protected: under {protected}"
+        f["reason"] = f"protected: {_given(f['path'], protected)}"
         return
     if fileops.is_link_to(f["path"], kept["path"], "hardlink") or fileops.is_link_to(
             f["path"], kept["path"], "symlink"):
@@ -173,9 +210,16 @@ def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
             f["reason"] = "not linked: on another file system than the kept file"
             return
         f["target"] = kept["path"]
-        if tier != "exact":
+        if tier != "exact" and not _same_bytes(f, kept):
             f["reason"] += "; its own bytes go to the trash"
     f["action"] = rules.action
+
+
+def _same_bytes(f: dict, kept: dict) -> bool:
+    """Whether a near group's ``f`` and ``kept`` are exact copies of each other (folded in
+    from a group of exact copies: dup_groups.folded)."""
+    a, b = f.get("same_bytes_as"), kept.get("same_bytes_as")
+    return a == kept["path"] or b == f["path"] or (a is not None and a == b)
 
 
 def _same_device(a: str, b: str) -> bool:

@@ -8,8 +8,19 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-# (stage, done, total): called when a stage starts (done 0) and as its work is done.
+# (stage, done, total): called when a stage starts (done 0) and as its work is done. It may
+# raise to stop the run: the work saved so far is kept, and the next run goes on from it.
 ProgressFn = Callable[[str, int, int], None]
+
+
+def as_progress(progress: "bool | ProgressFn | Progress | None") -> "Progress":
+    """A Progress from what callers pass: bars (True), a callback, one already made, or
+    nothing (False, None)."""
+    if isinstance(progress, Progress):
+        return progress
+    if callable(progress):
+        return Progress(callback=progress)
+    return Progress(bars=progress is True)
 
 
 class Progress:

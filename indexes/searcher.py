@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import faiss_ops, manifest
+from . import faiss_ops, gpu, manifest
 from .build import Extractor
 from .store import IndexStore, neighbours, open_for_reading
 
@@ -77,6 +77,8 @@ class Searcher:
         decoded, [(path, reason)] of the rest)."""
         rows, failed = [], []
         paths = [str(p) for p in paths]
+        if gpu.pays_for(len(paths)):
+            self.store.use_gpu()
         for positions, xq, errors in self.extractor.embed(paths):
             failed += errors
             if len(positions):

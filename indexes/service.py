@@ -21,7 +21,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage, RetrieveError
 
-from . import browse, closeness, gone, manifest
+from . import browse, closeness, dup_jobs, gone, manifest
 from .searcher import LoadExtractor
 from .store import describe, hits, open_for_reading
 
@@ -67,6 +67,7 @@ class IndexService:
     def __init__(self, folder: str | os.PathLike, load: LoadExtractor,
                  max_batch: int = MAX_BATCH, wait_s: float = BATCH_WAIT_S) -> None:
         self.store = open_for_reading(folder)
+        self.store.use_gpu(wait=False)  # a new generation goes to the GPU while the CPU answers
         self._load, self.max_batch, self.wait_s = load, max_batch, wait_s
         self._lock = threading.Lock()  # one thread at a time on the database and the index
         self._generation = self.store.generation
@@ -76,9 +77,11 @@ class IndexService:
             self.store.close()
             raise
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._duplicates_lock, self._duplicates = threading.Lock(), {}
+        # `retrieve duplicates` in the background, one search at a time (dup_jobs.py)
+        self.jobs = dup_jobs.Jobs(self._find_duplicates, self.generation)
+        self._duplicates_lock = threading.Lock()
         self._root: tuple[int, str] | None = None  # (generation, collection_root)
-        self._honoured: tuple | None = None  # (what it depends on, the honoured report)
+        self._honoured: tuple | None = None  # (report, decisions and gone stamps, honoured)
         self._folders: tuple[int, list[tuple[str, int]]] | None = None  # (generation, folders)
         # How close is close (closeness.py), measured beside the batcher: its 256 searches
         # of a large Flat index on a CPU take minutes, which no query should wait for.
@@ -96,6 +99,7 @@ class IndexService:
         return extractor
 
     def close(self) -> None:
+        self.jobs.cancel()  # a search under way stops at its next step, its work saved
         self._jobs.put(None)
         self._worker.join()
         self.store.close()
@@ -120,29 +124,38 @@ class IndexService:
 
     def duplicates(self, config) -> object:
         """`retrieve duplicates` over the committed generation (an ``indexes.duplicates``
-        Report), computed once per generation and settings, beside the batcher: on its own
-        connection to the index, with the served weights for the calibration; the user's
-        decisions and the files plans took away honoured at each call (decisions.honour)."""
+        Report): the job of ``config`` (``self.jobs``: started, or joined, and waited for;
+        dup_jobs.Cancelled), with the user's decisions and the files plans took away
+        honoured at each call (decisions.honour)."""
         from . import decisions
-        from .duplicates import find_duplicates
 
+        report = self.jobs.report(config)
         folder = self.store.folder
         with self._duplicates_lock:
-            store = open_for_reading(folder)
-            try:
-                key = (store.generation, repr(config))
-                if key not in self._duplicates:
-                    extractor = self.extractor
-                    self._duplicates = {key: find_duplicates(store, config,
-                                                             extractor.copy_vectors)}
-            finally:
-                store.close()
             # Honoured again when a decision or an applied plan changed something: not at
             # every page of tens of thousands of groups (it looks at every member's file).
-            said = (key, *(_stamp(folder / name) for name in (decisions.DATABASE, gone.DATABASE)))
-            if self._honoured is None or self._honoured[0] != said:
-                self._honoured = (said, decisions.honour(self._duplicates[key], folder)[0])
-            return self._honoured[1]
+            said = tuple(_stamp(folder / name) for name in (decisions.DATABASE, gone.DATABASE))
+            if (self._honoured is None or self._honoured[0] is not report
+                    or self._honoured[1] != said):
+                self._honoured = (report, said, decisions.honour(report, folder)[0])
+            return self._honoured[2]
+
+    def _find_duplicates(self, config, progress) -> object:
+        """find_duplicates over the committed generation, on a connection of its own (beside
+        the batcher), with the served weights for the calibration."""
+        from .duplicates import find_duplicates
+
+        store = open_for_reading(self.store.folder)
+        store.use_gpu()  # the batcher's copy when it is of this generation (indexes.gpu)
+        try:
+            return find_duplicates(store, config, self.extractor.copy_vectors, progress)
+        finally:
+            store.close()
+
+    def generation(self) -> int:
+        """The committed generation."""
+        with self._lock:
+            return self.store.generation
 
     def _submit(self, jobs: list[_Job]) -> Future:
         for job in jobs:

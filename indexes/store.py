@@ -4,14 +4,16 @@ Layout of an index directory::
 
     items.sqlite         items (id, path BLOB, size, mtime_ns), settings, generation
     index-<gen>.faiss    the vectors of the committed generation, ids = items.id (IDMap2)
-    index-<gen>.ivfdata  its inverted lists, for an index built --on-disk (memory-mapped)
+    index-<gen>.ivfdata  its inverted lists, for an index built --on-disk (memory-mapped; one
+                         file grown in place, each generation's name a hard link to it)
     manifest.json        what the index holds, for people and tools (rewritten after each commit)
-    staging/<r>-<n>.npz  extracted, not yet committed batches of process r (a killed build
-                         resumes from them; see staging.py)
+    staging/<r>-<n>.npz  extracted, not yet committed batches of process r: at most a round
+                         (a killed build resumes from them; see staging.py)
+    plan.sqlite          the running build's plan (plan.py), removed when it ends
     lock                 flock held by the running build-index (its rank 0 under torchrun)
 
-A commit writes index-<gen+1>.faiss aside, then one SQLite transaction applies the item
-changes and sets the generation to gen+1; only then is the old file deleted. A crash at
+A commit (one per round of a build) writes index-<gen+1>.faiss aside, then one SQLite
+transaction applies the item changes and sets the generation to gen+1; only then is the old file deleted. A crash at
 any point leaves either generation whole, and the next open removes the other one.
 """
 
@@ -21,20 +23,20 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from retrieval.errors import IndexCorrupt
+from retrieval.errors import IndexCorrupt, SearchError
 
-from . import faiss_ops, files, gone, manifest
+from . import faiss_ops, files, gone, gpu, manifest
 from .staging import FileState, Staging, StagedRow
 
-# Extra neighbours a search asks for in place of files an applied plan took away (a GPU
-# index answers k <= 2048: serve's 1000 and this stay below it).
+# Extra neighbours a search asks for in place of files an applied plan took away (a search
+# past the GPU's k limit of 2048 runs on the CPU copy: indexes.gpu).
 GONE_ROOM = 1024
 COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
@@ -63,7 +65,9 @@ class IndexStore:
     def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
         self.folder, self._db = folder, db
         self._index = None
-        self._device_index = None  # the GPU copy of _index, or _index itself without a GPU
+        self._loaded = 0  # the generation of _index
+        self._gpu: str | None = None  # "wait" or "background": search on FAISS's GPU copy
+        self._device_index: gpu.GpuCopy | None = None  # the GPU copy of _index, once made
         self._nprobe: int | None = None  # what _index was saved with (IVF), for nprobe=None
 
     # -- opening ---------------------------------------------------------------------------
@@ -243,33 +247,65 @@ class IndexStore:
                 raise files.corrupt(self.folder, path.name,
                                     f"holds {index.ntotal} vectors, the database {count}")
             self._index, self._nprobe = index, faiss_ops.nprobe_of(index)
+            self._loaded = generation
         if self._index is None:
             raise IndexCorrupt(f"{self.folder}: builds kept committing while the index was "
                                "being opened; try again")
         return self._index
 
-    def search(self, xq: np.ndarray, k: int, nprobe: int | None = None):
+    def use_gpu(self, wait: bool = True) -> None:
+        """Search on FAISS's GPU copy of the index from now on, where FAISS has a GPU and the
+        search fits its limits (``indexes.gpu``): for serve, evaluate, duplicates and big
+        batches, whose searches pay for the copy. Made at the next search, once per process for
+        every store of this folder; ``wait`` False: the CPU answers while it is being made."""
+        self._gpu = "wait" if wait else "background"
+
+    def search(self, xq: np.ndarray, k: int, nprobe: int | None = None, inner: bool = False):
         """(nq, d) float32 queries -> (D, I): Euclidean distances and ids, (nq, <=k), -1 padded.
 
         FAISS returns squared L2; the square root (clamped at 0) is the paper's distance.
         Queries are L2-normalised first when the index was built with normalisation.
         ``nprobe`` holds for this call only (IVF); None: what the index was saved with.
+        ``inner``: the queries are already vectors of the space behind the index's transform
+        (``faiss_ops.inner_space``, e.g. stored vectors of a PCA index), searched there as they are.
+        On the GPU copy (``use_gpu``) unless the search is past FAISS's GPU limits; a Flat
+        index's GPU candidates are re-ranked by exact distances from the CPU's vectors.
         """
         cpu = self.load_index(mmap=True)
-        if self._device_index is None:
-            self._device_index = faiss_ops.to_device(cpu)
-        index = self._device_index
-        if nprobe is not None or self._nprobe is not None:
-            # On the index searched: a GPU copy does not follow later changes of the CPU one.
-            faiss_ops.set_nprobe(index, nprobe if nprobe is not None else self._nprobe)
+        nprobe = nprobe if nprobe is not None else self._nprobe
         xq = faiss_ops.as_float32(xq)
-        if self.settings.get("normalize"):
+        if inner:
+            cpu = faiss_ops.inner_space(cpu)
+        elif self.settings.get("normalize"):
             xq = faiss_ops.l2_normalize(xq)
-        D, I = faiss_ops.search(index, xq, k)
+        exact = faiss_ops.is_exact(cpu)
+        copy = self._gpu_copy()
+        if copy is not None and inner:
+            copy = copy.inner()
+        why = None if copy is None else copy.refuses(k, nprobe, cpu.ntotal, exact)
+        if copy is not None and why is None:
+            try:
+                D, I = copy.search(xq, k, nprobe, vectors=cpu if exact else None)
+                return np.sqrt(np.maximum(D, 0)), I
+            except SearchError as e:  # e.g. out of GPU memory for this batch
+                why = f"a search failed on GPU {copy.gpu} ({e})"
+        if why is not None:
+            gpu.say(f"{why}: such searches run on the CPU")
+        if nprobe is not None:
+            faiss_ops.set_nprobe(cpu, nprobe)
+        D, I = faiss_ops.search(cpu, xq, k)
         return np.sqrt(np.maximum(D, 0)), I
 
+    def _gpu_copy(self) -> gpu.GpuCopy | None:
+        """The GPU copy of the loaded generation when ``use_gpu`` asked for one and it is made."""
+        if self._gpu is not None and self._device_index is None:
+            self._device_index = gpu.shared_copy(str(self.folder), self._loaded, self._index,
+                                                 wait=self._gpu == "wait")
+        return self._device_index
+
     def size_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        """Bytes the folder's files take (blocks: the lists file of --on-disk is sparse)."""
+        return sum(p.stat().st_blocks * 512 for p in self.folder.rglob("*") if p.is_file())
 
     # -- writing (call with the build lock held) ----------------------------------------------
     def reset_staging(self, settings: dict) -> None:
@@ -280,26 +316,28 @@ class IndexStore:
         with self.atomic():
             self.set_meta("staging_settings", settings)
 
-    def commit_generation(self, settings: dict, rows: Sequence[tuple[int, FileState]],
-                          remove_ids: Sequence[int], fresh: bool, next_id: int) -> int:
-        """One transaction: the item changes (``rows`` of (id, file) added, ``remove_ids``
-        gone; every item replaced when ``fresh``), the settings and generation + 1, which
-        index-<generation+1>.faiss must already hold. Returns the new generation."""
+    def commit_generation(self, settings: dict, apply: Callable[[sqlite3.Connection, float], None],
+                          fresh: bool, next_id: int) -> int:
+        """One transaction: the item changes (``apply(db, now)``, the plan's SQL: see
+        ``indexes.plan``; every item replaced when ``fresh``), the settings and generation + 1,
+        which index-<generation+1>.faiss must already hold. Returns the new generation."""
         now, generation = time.time(), self.generation + 1
         with self.atomic():
             if fresh:
                 self._db.execute("DELETE FROM items")
-            else:
-                self._db.executemany("DELETE FROM items WHERE id = ?",
-                                     [(int(i),) for i in remove_ids])
-            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                                 [(i, s.path, s.size, s.mtime_ns, now) for i, s in rows])
+            apply(self._db, now)
             self.set_meta("staging_settings", None)  # staging/ is spent: the next open clears it
             self.set_meta("settings", settings)
             self.set_meta("next_id", next_id)
             self.set_meta("built_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             self.set_meta("generation", generation)
         return generation
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for a build's plan (``indexes.plan``), which attaches its scratch
+        database to it and reads the items table in SQL."""
+        return self._db
 
     def tidy(self) -> None:
         """Remove strays of interrupted builds and bring a stale manifest up to date."""

@@ -54,9 +54,21 @@ RAW_PIXEL_SCALE = 255
 VAL_SPLIT = 0.1
 MIN_IMAGE_SIZE = 64  # conv1 (stride 4) and three 3x3 stride-2 poolings leave 1x1 at 64x64
 
-# Extraction: images per forward pass, and processes decoding images beside the model.
+# Extraction: images per forward pass, and processes decoding images beside the model: on the
+# CPU a few, leaving the other cores to the network (benchmarks/extract_throughput.py); with a
+# GPU about one per core (``loader_workers``), decoding being what the GPU waits for.
 EXTRACT_BATCH_SIZE = 64
 EXTRACT_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def loader_workers(cuda: bool) -> int:
+    """DataLoader processes decoding images for one process: EXTRACT_WORKERS on the CPU; with
+    a GPU one per core this process may use, shared among the processes torchrun started on this
+    machine (LOCAL_WORLD_SIZE), as torchvision's reference scripts size theirs."""
+    if not cuda:
+        return EXTRACT_WORKERS
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 # show-kernels (the paper's Figure 3): how conv1 weights become colours, and the grid.
 KERNEL_NORMALIZATIONS = ("per-kernel", "shared")
@@ -97,13 +109,18 @@ class ExtractConfig:
     """How images become vectors in batches: build-index, query, evaluate, demo."""
 
     batch_size: int = EXTRACT_BATCH_SIZE
-    workers: int = EXTRACT_WORKERS  # DataLoader processes decoding images (0: in this process)
+    # DataLoader processes decoding images (0: in this process); None: ``loader_workers``
+    workers: int | None = None
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
+    # JPEG files decoded on the GPU by nvJPEG (torchvision.io.decode_jpeg(device="cuda")), the
+    # resize and crop there too; other files as on the CPU. Vectors differ slightly from the
+    # CPU decode's (another resampling), so an index built so is queried best the same way.
+    gpu_decode: bool = False
 
     @classmethod
     def for_queries(cls, images: int, batch_size: int, device: str = "auto") -> "ExtractConfig":
         """For ``images`` query images: decoding processes only pay off for more than a batch."""
-        return cls(batch_size, 0 if images <= batch_size else EXTRACT_WORKERS, device)
+        return cls(batch_size, 0 if images <= batch_size else None, device)
 
 
 @dataclass
@@ -126,7 +143,7 @@ class TrainConfig:
     image_size: int = IMAGE_SIZE
     groups: int = 1
     width: float = 1.0  # ModelConfig.width: 1 is the paper's network
-    workers: int | None = None  # DataLoader processes; None: 8 with CUDA, 0 on the CPU
+    workers: int | None = None  # DataLoader processes; None: ``loader_workers`` on CUDA, else 0
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False  # start afresh in an OUT that already holds a run

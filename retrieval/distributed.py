@@ -7,6 +7,7 @@ without them everything here is a no-op for a single process.
 
 from __future__ import annotations
 
+import inspect
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def enabled(self) -> bool:
@@ -34,21 +36,36 @@ class DistInfo:
 
 
 def init_distributed_mode(device: torch.device) -> DistInfo:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on the CPU) and pick this
-    process's GPU; a plain ``python``/``retrieve`` run gives a one-process DistInfo."""
-    info = _join(device, "nccl" if device.type == "cuda" else "gloo")
+    """Join the process group torchrun describes (``backend_for``) and pick this process's
+    GPU; a plain ``python``/``retrieve`` run gives a one-process DistInfo."""
+    info = env_info()
+    info = _join(device, backend_for(device, info))
     if info.enabled:
-        dist.barrier()
+        dist.barrier()  # on this process's GPU (the device_id it joined with)
     return info
+
+
+def backend_for(device: torch.device, info: DistInfo) -> str:
+    """NCCL between GPUs, one process each; gloo on the CPU and where processes share a GPU
+    (NCCL refuses two ranks on one GPU: "Duplicate GPU detected")."""
+    if device.type == "cuda" and info.local_world_size <= torch.cuda.device_count():
+        return "nccl"
+    return "gloo"
 
 
 def _join(device: torch.device, backend: str, **options) -> DistInfo:
     """Join the process group torchrun describes with ``backend``, this process on its
-    LOCAL_RANK GPU on CUDA; nothing for a plain one-process run."""
+    LOCAL_RANK GPU on CUDA (GPUs shared round-robin when there are fewer than processes),
+    bound to it with NCCL (``device_id``: the communicator made at once, barriers on it);
+    nothing for a plain one-process run."""
     info = env_info()
     if info.enabled:
         if device.type == "cuda":
-            torch.cuda.set_device(info.local_rank)
+            gpu = process_device(device, info)
+            torch.cuda.set_device(gpu)
+            if backend == "nccl" and "device_id" in inspect.signature(
+                    dist.init_process_group).parameters:  # torch >= 2.3
+                options["device_id"] = gpu
         if not dist.is_initialized():
             dist.init_process_group(backend, **options)
     return info
@@ -65,7 +82,8 @@ def env_info() -> DistInfo:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
     return DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                    int(os.environ.get("LOCAL_RANK", 0)))
+                    int(os.environ.get("LOCAL_RANK", 0)),
+                    int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
 class Team:
@@ -111,10 +129,21 @@ def _peers_gone():
 
 
 def process_device(device: torch.device, info: DistInfo) -> torch.device:
-    """Each process of a multi-GPU run gets its own GPU (LOCAL_RANK)."""
+    """Each process of a multi-GPU run gets its own GPU (LOCAL_RANK), round-robin over the
+    visible ones when there are more processes than GPUs."""
     if info.enabled and device.type == "cuda":
-        return torch.device("cuda", info.local_rank)
+        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
     return device
+
+
+def gather_objects(obj) -> list:
+    """Every process's ``obj`` in rank order on rank 0 (``[obj]`` for one process); None on
+    the other ranks. Every process must call it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

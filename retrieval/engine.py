@@ -1,5 +1,6 @@
 """One training epoch and one evaluation pass (torchvision references' split), one code path
-for CPU and CUDA: bf16 autocast and channels_last switch on with CUDA."""
+for CPU and CUDA: bf16 autocast and channels_last switch on with CUDA, and the host reads a
+number from the GPU only every SYNC_EVERY steps."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ from tqdm import tqdm
 
 from .distributed import all_reduce_sum
 from .errors import TrainingError
+
+# Steps between the reads of a CUDA number (the loss check, the progress bar): each read waits
+# for the GPU to finish its queue, which then runs dry while the host prepares the next step.
+# A loss that stops being finite is still reported with its own step; on the CPU, where a
+# read costs nothing, every step is checked before its update, as always.
+SYNC_EVERY = 50
 
 
 @dataclass
@@ -63,8 +70,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
     """
     model.train()
     use_amp = device.type == "cuda"
+    every = sync_every(device)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = _FirstBad(device)
     seen, skipped, start = 0, [], time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                disable=not progress, leave=False, dynamic_ncols=True)
@@ -80,12 +89,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(images)  # (B, classes)
         loss = F.cross_entropy(logits.float(), labels) * weight
-        finite = torch.isfinite(loss) if not ddp else all_reduce_sum(
-            [float(not torch.isfinite(loss))], device)[0] == 0
-        if not finite:
-            raise TrainingError(
-                f"epoch {epoch}, step {step + 1}: the loss became {loss.item()} (not finite); "
-                f"training stopped. Lower --lr (now {optimizer.param_groups[0]['lr']:g})")
+        first_bad.see(step, loss)
+        if (step + 1) % every == 0:
+            first_bad.stop(epoch, optimizer, ddp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if before_step is not None:
@@ -95,10 +101,11 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
             continue
         total_loss += loss.detach() * len(labels)
         seen += len(labels)
-        if progress:
+        if progress and (step + 1) % every == 0:
             rate = seen / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
     bar.close()
+    first_bad.stop(epoch, optimizer, ddp)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -107,6 +114,37 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
         raise TrainingError(f"epoch {epoch}: no readable training image in the whole epoch")
     # Throughput of all processes together: images over the slowest process's time.
     return EpochStats(loss_sum / n, int(n), seconds, skipped)
+
+
+def sync_every(device: torch.device) -> int:
+    """Steps between the host's reads of a training number: SYNC_EVERY on CUDA, 1 elsewhere."""
+    return SYNC_EVERY if device.type == "cuda" else 1
+
+
+class _FirstBad:
+    """The step and value of the first loss that is not finite, kept on the device (no wait)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), dtype=torch.float32, device=device)
+
+    def see(self, step: int, loss: torch.Tensor) -> None:
+        new = (~torch.isfinite(loss.detach())) & (self.step < 0)
+        self.step = torch.where(new, torch.full_like(self.step, step), self.step)
+        self.value = torch.where(new, loss.detach().float(), self.value)
+
+    def stop(self, epoch: int, optimizer, ddp: bool) -> None:
+        """TrainingError when one was seen, here or (under DDP) in any process: all stop."""
+        step = int(self.step.item())
+        anywhere = all_reduce_sum([float(step >= 0)], self.device)[0] if ddp else step >= 0
+        if not anywhere:
+            return
+        where = (f"step {step + 1}: the loss became {self.value.item()}" if step >= 0
+                 else "the loss of another process became")
+        raise TrainingError(
+            f"epoch {epoch}, {where} (not finite); training stopped. Lower --lr (now "
+            f"{optimizer.param_groups[0]['lr']:g})")
 
 
 @torch.inference_mode()

@@ -43,3 +43,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class ExportError(RetrieveError):
     """The network cannot be exported to ONNX, or its export answers otherwise than torch."""
+
+
+class SearchError(RetrieveError):
+    """A search FAISS refused or could not finish (a GPU out of memory, a limit of the index)."""

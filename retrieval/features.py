@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -10,10 +11,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .config import ExtractConfig
+from . import gpu_decode
+from .config import ExtractConfig, loader_workers
 from .copies import COPY_KINDS, copies
 from .data import collate_skipping
-from .errors import NotAnImage
+from .errors import NotAnImage, RetrieveError
 from .images import load_image
 from .weights import Weights, load_weights, resolve_device
 
@@ -22,6 +24,21 @@ PREFETCH_BATCHES = 2  # per worker: enough to keep the model busy, bounded memor
 # Copies per forward pass in `duplicates`' calibration: 16 images' five. One at a time, the
 # fully connected layers' 54M weights were read for each image: 33 s of 40 for 100 images.
 COPY_BATCH = 80
+
+
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """cuDNN convolutions and cuBLAS products in IEEE float32 meanwhile, not TF32 (10-bit
+    mantissas: ~1e-3 relative on fc7, on by default for cuDNN): vectors extracted on a GPU
+    then stay within float32 rounding of the CPU's, and an image found again on the other
+    device is at ~0 from itself. AlexNet's forward is far from the GPU's float32 limit."""
+    cudnn, cublas = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, cublas.allow_tf32
+    cudnn.allow_tf32 = cublas.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, cublas.allow_tf32 = saved
 
 
 class ImageDataset(Dataset):
@@ -51,7 +68,9 @@ class FeatureExtractor:
 
     Memory is bounded by the batch size (times the prefetch depth), whatever the number of
     images. channels_last on every device (measured faster on CPU too, see
-    benchmarks/extract_throughput.py); on CUDA also pinned host memory, non-blocking copies.
+    benchmarks/extract_throughput.py); on CUDA also pinned host memory, non-blocking copies,
+    float32 without TF32 (``full_float32``) and, with ``config.gpu_decode``, JPEGs decoded by
+    nvJPEG (``retrieval.gpu_decode``).
     """
 
     def __init__(self, weights: Weights, config: ExtractConfig | None = None,
@@ -60,6 +79,10 @@ class FeatureExtractor:
         self.device = resolve_device(self.config.device)
         self.progress = progress
         self.cuda = self.device.type == "cuda"
+        self.gpu_decode = self.config.gpu_decode
+        if self.gpu_decode and not self.cuda:
+            raise RetrieveError("--gpu-decode decodes on the GPU (nvJPEG): it needs --device cuda "
+                                "and a CUDA GPU")
         self.model = weights.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.dim = self.model.feature_dim
 
@@ -81,13 +104,24 @@ class FeatureExtractor:
         }
 
     def loader(self, paths: Sequence[str]) -> DataLoader:
-        dataset = ImageDataset(paths, self.weights.transform,
-                               draft_size=self.weights.preprocess.resize_size)
+        kind = gpu_decode.EncodedImages if self.gpu_decode else ImageDataset
+        dataset = kind(paths, self.weights.transform, self.weights.preprocess.resize_size)
         workers = self.config.workers
+        if workers is None:
+            workers = loader_workers(self.cuda)
         return DataLoader(
             dataset, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
-            collate_fn=collate_skipping, pin_memory=self.cuda,
-            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None, persistent_workers=False)
+            collate_fn=gpu_decode.collate if self.gpu_decode else collate_skipping,
+            pin_memory=self.cuda, prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+            persistent_workers=False)
+
+    def batches(self, paths: Sequence[str]) -> Iterator[tuple]:
+        """``collate_skipping``'s (images or None, positions, [(position, reason)]) per batch,
+        the images decoded on the GPU with ``gpu_decode``."""
+        pre = self.weights.preprocess
+        for batch in self.loader(paths):
+            yield (gpu_decode.decode(batch, pre, self.weights.transform, self.device)
+                   if self.gpu_decode else batch)
 
     def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
         """Per batch: (positions in ``paths`` that decoded, (b, dim) float32 C-contiguous
@@ -96,7 +130,7 @@ class FeatureExtractor:
         bar = tqdm(total=len(paths), unit="images", disable=not self.progress, dynamic_ncols=True,
                    desc="fc7", leave=False)
         try:
-            for images, positions, errors in self.loader(paths):
+            for images, positions, errors in self.batches(paths):
                 named = [(paths[i], reason) for i, reason in errors]
                 if images is None:
                     yield [], np.zeros((0, self.dim), np.float32), named
@@ -143,6 +177,7 @@ class FeatureExtractor:
 
     def _fc7(self, images: torch.Tensor) -> np.ndarray:
         images = images.to(self.device, non_blocking=self.cuda, memory_format=torch.channels_last)
-        x = self.model.fc7(images)  # (b, dim), inference_mode, dropout off
+        with full_float32():
+            x = self.model.fc7(images)  # (b, dim), inference_mode, dropout off
         return np.ascontiguousarray(x.float().cpu().numpy(), dtype=np.float32)
 

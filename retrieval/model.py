@@ -47,6 +47,22 @@ class PaperLRN(nn.LocalResponseNorm):
                  k: float = LRN_K) -> None:
         super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In float32 whatever the input: in bfloat16 (8-bit mantissa, under CUDA autocast)
+        k + alpha * sum(a^2) rounds to k = 2 unless the sum passes ~80, so the normalisation
+        would vanish. Returned in the input's dtype; a float32 input takes the plain path."""
+        if x.dtype == torch.float32 and not _autocast(x.device.type):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float()).to(x.dtype)
+
+
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type: CUDA's
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
 
 def _paper_features(c: tuple[int, ...], groups: int) -> nn.Sequential:
     """c: conv1..conv5 channels, (96, 256, 384, 384, 256) at width 1; shapes at 224 below."""

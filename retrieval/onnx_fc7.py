@@ -123,7 +123,7 @@ def open_export(index: str | os.PathLike, source: str, trusted,
     None when torch must answer: no export of these exact weights (changed, or never
     exported), no ONNX Runtime, a GPU asked for, or more images than one batch (decoding
     processes, ``ExtractConfig.for_queries``). ``trusted``: the (stamp, sha256) recorded."""
-    if config.device not in QUICK_DEVICES or config.workers > 0:
+    if config.device not in QUICK_DEVICES or config.workers != 0:  # None: the loader's own
         return None
     path = weights_file(source)
     try:

@@ -5,7 +5,6 @@ several (torchrun)."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -15,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .config import FASHION_MNIST, LR_FACTOR, RAW_PIXEL_SCALE, TrainConfig
+from .config import FASHION_MNIST, LR_FACTOR, RAW_PIXEL_SCALE, TrainConfig, loader_workers
 from .curves import write_curves, write_metrics
 from .data import (FashionMNISTSet, ImageFolderSet, LabelledImages, TransformedSubset,
                    collate_skipping, pixel_statistics, split_indices)
@@ -128,7 +127,7 @@ def make_loaders(config: TrainConfig, data: Data, pre: Preprocess, device: torch
     train_ds = TransformedSubset(data.train, data.train_idx, train_tf)
     val_ds = TransformedSubset(data.val, data.val_idx, val_tf)
     workers = config.workers if config.workers is not None else (
-        min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+        loader_workers(cuda=True) if device.type == "cuda" else 0)
     common = dict(batch_size=config.batch_size, num_workers=workers, collate_fn=collate_skipping,
                   pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     if dist.enabled:
@@ -186,6 +185,10 @@ class Session:
         return self.config.out / "checkpoint.pt"
 
     @property
+    def cuda(self) -> bool:
+        return next(self.model.parameters()).is_cuda
+
+    @property
     def best_path(self) -> Path:
         return self.config.out / "best.pt"
 
@@ -196,13 +199,16 @@ class Session:
                         {"epoch": epoch, "val_top1_error": val_top1_error,
                          "config": self.config.as_dict()})
 
-    def save(self) -> None:
-        """checkpoint.pt with everything --resume needs."""
+    def save(self, rng_ranks: list[dict] | None = None) -> None:
+        """checkpoint.pt with everything --resume needs; ``rng_ranks``: every process's RNG
+        states (``D.gather_objects``), else this one's alone (Ctrl-C: no collective then)."""
         st = self.state
+        rng_ranks = rng_ranks or [rng_state(self.cuda)]
         training = {"config": self.config.as_dict(), "epoch": st.epoch, "metrics": st.metrics,
                     "best_val_top1_error": st.best_val_top1_error, "best_epoch": st.best_epoch,
                     "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
+                    "scheduler": self.scheduler.state_dict(), "rng": rng_ranks[0],
+                    "rng_ranks": rng_ranks}
         save_checkpoint(self.last_path, self.model, self.pre, self.data.classes, training)
 
 
@@ -220,6 +226,12 @@ def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Sessi
         model, pre = build_model(config, data, device)
     else:
         model, pre = _model_from(ckpt, config, last_path, device)
+    if device.type == "cuda":
+        # channels_last weights for the channels_last inputs (engine.to_device): cuDNN's NHWC
+        # kernels without a layout change per layer; fixed input sizes: let cuDNN time its
+        # algorithms once (cudnn.benchmark) and keep the fastest.
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
     net = model
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -231,7 +243,8 @@ def _start(config: TrainConfig, device: torch.device, dist: D.DistInfo) -> Sessi
         optimizer, mode="min", factor=LR_FACTOR, patience=config.lr_patience)
     state = Progress()
     if ckpt is not None:  # last: restores the RNG states too
-        state = restore(ckpt["training"], optimizer, scheduler, last_path)
+        state = restore(ckpt["training"], optimizer, scheduler, last_path, dist.rank,
+                        cuda=device.type == "cuda")
     return Session(config, data, model, net, pre, optimizer, scheduler, state)
 
 
@@ -257,8 +270,9 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
             improved = record["val_top1_error"] < state.best_val_top1_error
             if improved:
                 state.best_val_top1_error, state.best_epoch = record["val_top1_error"], epoch
+            rng_ranks = D.gather_objects(rng_state(device.type == "cuda"))  # every rank's streams
             if dist.is_main:
-                run.save()
+                run.save(rng_ranks)
                 if improved or not run.best_path.exists():
                     run.save_best(epoch, record["val_top1_error"])
                 write_metrics(config.out / "metrics.jsonl", state.metrics)

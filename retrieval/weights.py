@@ -69,7 +69,8 @@ def save_checkpoint(path: str | os.PathLike, model: AlexNet, preprocess: Preproc
     containers, numbers, strings and tensors only, so that ``weights_only`` loading accepts it.
     """
     model = getattr(model, "module", model)  # un-wrap DistributedDataParallel
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # contiguous: one layout on disk whether the model trained in channels_last (CUDA) or not
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,

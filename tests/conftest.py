@@ -7,6 +7,7 @@ Tests of behaviour use a network 1/16 the paper's width (0.2M parameters, 256-d 
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -111,17 +112,13 @@ def served(tmp_path_factory):
     """`retrieve serve --max-upload-mb 1` on a free port (uvicorn in a thread) over 17 drawn
     images: photos/<class>/<class>-<n>.png, 4 of each of the 4 CLASSES, and an exact copy of
     circle-0.png in photos/circle/copies/. Yields (address, photos folder, the IndexService)."""
-    import threading
-    import time
     from functools import partial
     from shutil import copyfile
 
-    import uvicorn
     from click.testing import CliRunner
 
     from cli.app import create_app
     from cli.main import cli
-    from cli.serve import bind
     from indexes.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
@@ -138,18 +135,48 @@ def served(tmp_path_factory):
     service = IndexService(root / "idx", partial(FeatureExtractor.load,
                                                  config=ExtractConfig(1, 0, "cpu")))
     assert service.measured.wait(WAIT_S)  # results say how close they are from the first
+    with serving(create_app(service, max_upload_mb=SERVED_MAX_UPLOAD_MB)) as address:
+        yield address, photos, service
+    service.close()
+
+
+@contextmanager
+def serving(app):
+    """``app`` served by uvicorn in a thread on a free port: its address."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from cli.serve import bind
+
     sock = bind("127.0.0.1", 0)
-    app = create_app(service, max_upload_mb=SERVED_MAX_UPLOAD_MB)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + WAIT_S
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/", photos, service
-    server.should_exit = True
-    thread.join(timeout=WAIT_S)
-    service.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)
+
+
+ACTING_TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="session")
+def served_acting(served, tmp_path_factory):
+    """The served index behind a second server that may act on its duplicates, as `retrieve
+    serve --allow-actions --token ACTING_TOKEN --move-to DIR`: (its address, DIR)."""
+    from cli.app import create_app
+
+    move_to = tmp_path_factory.mktemp("moved")
+    app = create_app(served[2], token=ACTING_TOKEN, allow_actions=True, move_to=str(move_to))
+    with serving(app) as address:
+        yield address, move_to
 
 
 @pytest.fixture(scope="session")

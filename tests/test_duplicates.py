@@ -19,6 +19,7 @@ from cli.main import cli
 from conftest import tiny_checkpoint
 from indexes import dup_groups
 from indexes import duplicates as dups
+from indexes import plans
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.store import open_for_reading
 from retrieval import copies as copies_module
@@ -251,12 +252,41 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
         dups.find_duplicates(store, config)
     first = len(calls)
     calls.clear()
-    report = dups.find_duplicates(store, config)
+    told = []  # (stage, done, total) as the run tells them (the page's progress)
+    report = dups.find_duplicates(store, config, progress=lambda *said: told.append(said))
     assert len(report.groups) == 4
     assert report.candidates > 150
     assert len(calls) == report.candidates - 100  # the two saved batches were not redone
     assert first == 120
+    stages = [s for s, _, _ in told]
+    assert sorted(set(stages), key=stages.index) == ["hashing", "searching", "verifying"]
+    verifying = [(done, total) for s, done, total in told if s == "verifying"]
+    assert verifying[:2] == [(0, report.candidates), (100, report.candidates)]  # saved: done
+    assert verifying[-1] == (report.candidates, report.candidates)
+    assert all(0 <= done <= total for _, done, total in told)
     store.close()
+
+
+def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
+    """fc7 alone and a generous threshold put other-11.jpg in a group of near-duplicates: its
+    byte copy joins it there, not in a group of its own (a file in two groups would be planned
+    twice, and the plan refused)."""
+    doc = json.loads(run(flat, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
+    paths = [p for g in doc["groups"] for p in g["paths"]]
+    assert len(paths) == len(set(paths))
+    group = next(g for g in doc["groups"] if any(p.endswith("/other-11.jpg") for p in g["paths"]))
+    by_name = {m["path"].rsplit("/", 1)[1]: m for m in group["members"]}
+    # the one searched (the first by path) is in the group, the other joins it
+    original, copy = by_name["other-11 (copy).jpg"], by_name["other-11.jpg"]
+    assert group["tier"] == "near" and copy["same_bytes_as"] == original["path"]
+    assert original["same_bytes_as"] is None
+    assert (copy["distance"], copy["similarity"]) == (original["distance"], original["similarity"])
+    run(flat, "--no-verify", "--threshold", "1e9", "--hardlink", "--plan", tmp_path / "p.json")
+    plan = plans.read(str(tmp_path / "p.json"))  # no file in it twice
+    reasons = {f["path"]: f["reason"] for g in plan["groups"] for f in g["files"]
+               if f["action"] != "keep"}
+    assert reasons.get(copy["path"], "kept").startswith(
+        ("kept", f"same bytes as {original['path']}"))
 
 
 def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch):

@@ -70,6 +70,16 @@ def patch(point, marker):
                 die()
             set_meta(self, key, value)
         IndexStore.set_meta = before_generation
+    elif point == "between rounds":  # --commit-every 4: round 1 committed, round 2 not staged
+        commit_generation, done = IndexStore.commit_generation, []
+        def committed_once(*a):
+            done.append(commit_generation(*a))
+        write_batch = staging.write_batch
+        def after_round(*a):
+            if done:
+                die()
+            write_batch(*a)
+        IndexStore.commit_generation, staging.write_batch = committed_once, after_round
     elif point == "committed":  # generation 2 committed; old file, staging, manifest not tidied
         commit_generation = IndexStore.commit_generation
         def committed(*a):
@@ -146,21 +156,23 @@ def assert_consistent(index: Path, photos: Path) -> tuple[int, int]:
     return generation, len(items)
 
 
-def assert_tidy(index: Path) -> None:
+def assert_tidy(index: Path, generation: int = 2) -> None:
     names = sorted(p.name for p in index.iterdir())
-    assert [n for n in names if n.endswith(".faiss") or n.endswith(".tmp")] == ["index-2.faiss"]
+    assert [n for n in names if n.endswith(".faiss") or n.endswith(".tmp")] == [
+        f"index-{generation}.faiss"]
     assert not list((index / files.STAGING).glob("*")) if (index / files.STAGING).exists() else True
 
 
 FIRST = "staging, first build"  # the "staging" kill, in a build of a new index
 
-# point -> (generation left by the kill, images resumed from staging by the next run)
+# point -> (generation left by the kill, images it holds, images resumed from staging next)
 KILL_POINTS = {
-    "staging": (1, 4),
-    "index written": (1, NEW),
-    "index renamed": (1, NEW),
-    "in transaction": (1, NEW),
-    "committed": (2, 0),
+    "staging": (1, 12, 4),
+    "index written": (1, 12, NEW),
+    "index renamed": (1, 12, NEW),
+    "in transaction": (1, 12, NEW),
+    "between rounds": (2, 16, 0),  # its build commits every 4 images
+    "committed": (2, 12 + NEW, 0),
 }
 
 
@@ -172,8 +184,10 @@ def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
     for n, point in enumerate(KILL_POINTS):
         copies[point] = tmp_path_factory.mktemp(f"killed{n}") / "idx"
         shutil.copytree(idx, copies[point])
+        rounds = ["--commit-every", "4"] if point == "between rounds" else []
         jobs.append((point, copies[point].parent / "marker", [
-            "build-index", photos, "--weights", checkpoint, "--index", copies[point], *FAST, *BATCH]))
+            "build-index", photos, "--weights", checkpoint, "--index", copies[point], *FAST, *BATCH,
+            *rounds]))
     copies[FIRST] = tmp_path_factory.mktemp("first") / "idx"  # a first build, never committed
     jobs.append((FIRST, copies[FIRST].parent / "marker", [
         "build-index", photos, "--weights", checkpoint, "--index", copies[FIRST], *FAST, *BATCH]))
@@ -188,17 +202,18 @@ def test_killed_build_leaves_a_consistent_index_and_the_next_run_completes_it(
         point, killed, built, checkpoint):  # noqa: F811
     photos, _ = built
     idx = killed[point]
-    generation, resumed = KILL_POINTS[point]
-    assert assert_consistent(idx, photos) == (generation, 12 if generation == 1 else 12 + NEW)
-    assert run("info", "--index", idx).stdout.splitlines()[1] == f"Images:       {12 + NEW * (generation - 1)}"
+    generation, count, resumed = KILL_POINTS[point]
+    assert assert_consistent(idx, photos) == (generation, count)
+    assert run("info", "--index", idx).stdout.splitlines()[1] == f"Images:       {count}"
     again = build(photos, idx, checkpoint, *BATCH)
-    added = NEW if generation == 1 else 0
-    assert again.stdout.startswith(f"Indexed {12 + NEW} images ({added} new, 0 changed, 0 removed")
+    assert again.stdout.startswith(f"Indexed {12 + NEW} images ({12 + NEW - count} new, 0 changed, "
+                                   "0 removed")
     assert ("Resumed: " in again.stderr) == bool(resumed)
     if resumed:  # staged batches are never extracted again
         assert f"Resumed: {resumed} images taken from the interrupted build's staging" in again.stderr
-    assert assert_consistent(idx, photos) == (generation + (generation == 1), 12 + NEW)
-    assert_tidy(idx)
+    final = generation + (count < 12 + NEW)
+    assert assert_consistent(idx, photos) == (final, 12 + NEW)
+    assert_tidy(idx, final)
 
 
 def test_a_killed_first_build_is_resumed_by_a_run_that_does_not_name_the_weights(

@@ -366,8 +366,11 @@ def test_nprobe_holds_for_one_search_also_on_a_device_copy(tmp_path, monkeypatch
     rng = np.random.default_rng(0)
     paths = make_files(tmp_path / "img", n)
     build_index(tmp_path / "idx", paths, FakeExtractor(), BuildConfig(factory="IVF16,Flat"))
-    monkeypatch.setattr(faiss_ops, "to_device", faiss.clone_index)  # what a GPU copy does
+    from fake_gpu import FakeGpu
+
+    fake = FakeGpu(monkeypatch)  # a copy searched instead of the CPU index, as the GPU's is
     store = open_for_reading(tmp_path / "idx")
+    store.use_gpu()
     xq = rng.standard_normal((50, DIM)).astype(np.float32)
     exact = brute_force(np.stack([vector_of(p) for p in paths]), xq, 10)[1]
     names = {str(p): i for i, p in enumerate(paths)}
@@ -380,6 +383,7 @@ def test_nprobe_holds_for_one_search_also_on_a_device_copy(tmp_path, monkeypatch
     saved, one, every = recall(None), recall(1), recall(16)
     assert every == 1.0 and one < saved < every  # 8 lists by default (DEFAULT_NPROBE)
     assert recall(None) == saved and recall(1) == one
+    assert fake.searches == 5
     assert faiss_ops.nprobe_of(store.load_index()) == 8  # the CPU index is left as saved
     flat = tmp_path / "flat"
     build_index(flat, paths[:5], FakeExtractor())

@@ -1,7 +1,8 @@
 """The page of `retrieve serve` in a real browser (headless Chromium through Selenium, the
 session's `served` app and `browser`): addresses that survive reload, Back and Forward, the
 place kept, the detail view, the keyboard alone (upload included), a 400 px window, dark
-mode, messages, the duplicates, and /docs offline. Skipped where Chromium is not installed."""
+mode, messages, and /docs offline (the duplicates' review: test_page_duplicates.py). Skipped
+where Chromium is not installed."""
 
 from __future__ import annotations
 
@@ -303,18 +304,6 @@ def test_messages_name_the_file_say_when_the_server_is_gone_and_stay(served, bro
         browser.execute_cdp_cmd("Network.disable", {})
     browser.find_elements("css selector", ".message button")[0].click()  # dismissed
     assert said(browser) == [too_big, gone]
-
-
-def test_the_duplicates_have_an_address(served, browser):
-    address, _, _ = served
-    open_page(browser, address, "#/duplicates")
-    title = browser.find_element("id", "duplicates-title")
-    wait(browser, lambda d: re.match(r"\d+ groups|No duplicates", title.text),
-         "the duplicates' answer")  # (a hidden heading's text is "")
-    groups = api(address, "api/duplicates")["groups"]
-    assert groups and title.text.startswith(f"{len(groups)} groups of duplicates")
-    assert len(tiles(browser, "#groups")) == sum(len(g["members"]) for g in groups)
-    assert len(browser.find_elements("css selector", "#groups a.tile.keep")) == len(groups)
 
 
 def test_docs_work_offline(served, browser):

@@ -89,7 +89,8 @@ def test_the_openapi_description_is_what_the_server_answers(served, client, tmp_
     # ...and refuses as it says, all but those with nothing to refuse (no parameter)
     assert {(m, r) for m, r, s in checked if s >= 400} == operations - {
         ("get", "/api/info"), ("get", "/api/limits"), ("get", "/api/folders"),
-        ("get", "/api/duplicates/decisions"), ("get", "/api/duplicates/gone")}
+        ("get", "/api/duplicates/decisions"), ("get", "/api/duplicates/gone"),
+        ("post", "/api/duplicates/cancel")}
     assert "422" not in json.dumps(spec["paths"])  # a bad parameter is a 400, as answered
     body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["items"] == {
@@ -105,6 +106,14 @@ def duplicates_routes(client, a: int, b: int) -> list[tuple]:
     return [
         ("get", route + "groups", get(route + "groups", params=fast)),
         ("get", route + "groups", get(route + "groups", params={"limit": 0})),
+        ("post", route + "groups", post(route + "groups", json={**fast, "limit": 2,
+                                                                "prefer": ["/nowhere"]})),
+        ("post", route + "groups", post(route + "groups", json={"offset": -1})),
+        ("post", route + "start", post(route + "start", json=fast)),
+        ("post", route + "start", post(route + "start", json={"threshold": -1})),
+        ("get", route + "status", get(route + "status", params={"after": 0})),
+        ("get", route + "status", get(route + "status", params={"after": -1})),
+        ("post", route + "cancel", post(route + "cancel")),
         ("post", route + "plan", post(route + "plan", json=fast)),
         ("post", route + "plan", post(route + "plan", json={**fast, "action": "move"})),
         ("post", route + "not-duplicates", post(route + "not-duplicates", json={"ids": [a, b]})),
@@ -212,3 +221,62 @@ def test_docs_and_redoc_load_nothing_from_elsewhere(client):
         assert sources and not [s for s in sources if "//" in s], (page, sources)
         for source in sources:
             assert client.get(source).status_code == 200, (page, source)
+
+
+def test_the_search_runs_once_in_the_background_is_followed_and_cancelled(served, client,
+                                                                         monkeypatch):
+    """Starts and requests for the groups join the one search (never a second); its progress
+    is told as the library reports it; Cancel stops it at its next step, answering those who
+    waited with a 409, and the next start runs again; other settings wait their turn (409)."""
+    import threading
+    import time
+
+    from conftest import WAIT_S
+    from indexes.dup_jobs import Jobs
+
+    service = served[2]
+    gate, calls, starts = threading.Event(), [], []
+
+    def find(config, progress):  # the library's search, held at a step until the test says
+        calls.append(config)
+        progress("verifying", 1, 4)
+        gate.wait(WAIT_S)
+        progress("verifying", 2, 4)  # a cancelled search stops here
+        return service._find_duplicates(config, progress)
+
+    jobs = Jobs(find, service.generation)
+    start = jobs.start
+    jobs.start = lambda config: starts.append(config) or start(config)  # who joined
+    monkeypatch.setattr(service, "jobs", jobs)
+    spec = client.get("/openapi.json").json()
+    fast = {"threshold": 1.0, "verify": False}
+    status = client.post("/api/duplicates/start", json=fast).json()
+    while status["job"]["stage"] != "verifying":  # each change as it comes
+        status = client.get("/api/duplicates/status", params={"after": status["version"]}).json()
+    assert (status["job"]["state"], status["job"]["done"], status["job"]["total"]) == (
+        "running", 1, 4)
+    waiting = threading.Thread(target=lambda: waited.append(
+        client.get("/api/duplicates/groups", params=fast)))
+    waited: list = []
+    waiting.start()
+    deadline = time.monotonic() + WAIT_S
+    while len(starts) < 2 and time.monotonic() < deadline:  # the groups' request has joined
+        time.sleep(0.01)
+    joined = client.post("/api/duplicates/start", json=fast).json()
+    other = client.post("/api/duplicates/start", json={"threshold": 2.0, "verify": False})
+    cancelling = client.post("/api/duplicates/cancel").json()["job"]
+    assert joined["job"]["id"] == status["job"]["id"] and len(calls) == 1
+    assert cancelling["cancelling"] and cancelling["state"] == "running"
+    gate.set()
+    waiting.join(WAIT_S)
+    ended = client.get("/api/duplicates/status").json()["job"]
+    assert ended["state"] == "cancelled" and ended["finished"] >= ended["started"]
+    assert waited[0].json()["error"].startswith("the search for duplicates was cancelled")
+    again = client.post("/api/duplicates/start", json=fast).json()["job"]
+    page = client.get("/api/duplicates/groups", params=fast)  # waits for it
+    assert again["id"] == status["job"]["id"] + 1 and page.status_code == 200 and len(calls) == 2
+    checked = [conforms(spec, "post", "/api/duplicates/start", other),
+               conforms(spec, "get", "/api/duplicates/groups", waited[0]),
+               conforms(spec, "post", "/api/duplicates/cancel", client.post(
+                   "/api/duplicates/cancel"))]
+    assert [s for _, _, s in checked] == [409, 409, 200]

@@ -4,6 +4,7 @@
 // module of views/ with key(route), enter(route, live), context(id) and a section.
 // Only the server's own API is used: no other network, no library.
 import { api } from "./api.js";
+import * as dupjob from "./dupjob.js";
 import { fail } from "./messages.js";
 import * as router from "./router.js";
 import { setRoot } from "./tiles.js";
@@ -46,6 +47,7 @@ async function render(route, state) {
     }
   } else {
     if (view === collection) await view.enter(route, live);  // its filter fields follow
+    else if (view.update) await view.update(route, live);  // another group of duplicates
     if (state?.scroll !== undefined && !route.params.has("open")) scrollTo(0, state.scroll);
   }
   if (!live()) return;
@@ -78,6 +80,7 @@ async function header() {
     const [info, folders] = await Promise.all([api("/api/info"), api("/api/folders"),
       api("/api/limits").then((l) => { limits = l; })]);
     setRoot(folders.root);
+    duplicates.setServer(limits, info.index);
     collection.setFolders(folders.folders);
     $("summary").textContent = `${info.count.toLocaleString()} images · ${folders.root}`;
     const weights = info.weights === "imagenet" ? "ImageNet weights" : info.weights;
@@ -89,7 +92,20 @@ async function header() {
   }
 }
 
+/** The header's "Find duplicates" says how a search in the background goes, in any view. */
+function searching(job) {
+  const link = $("find-duplicates");
+  const share = dupjob.share(job);
+  link.textContent = !dupjob.running(job) ? "Find duplicates"
+    : `Finding duplicates… ${share === null ? "" : `${Math.round(share * 100)}%`}`.trim();
+  link.title = dupjob.running(job) ? dupjob.words(job) : "";
+  const { threshold, verify } = job?.settings || {};
+  link.href = router.format({ view: "duplicates", params: new URLSearchParams(
+    dupjob.running(job) ? { threshold: threshold ?? "", verify: verify ? "" : "0" } : {}) });
+}
+
 function setup() {
+  dupjob.onChange(searching);
   collection.setup();
   results.setup(router.go);
   duplicates.setup();
@@ -118,3 +134,4 @@ function setup() {
 
 setup();
 header().then(() => router.start(render), fail);
+dupjob.refresh().catch(() => {});  // a search started elsewhere shows its progress here too
