@@ -42,6 +42,9 @@ SAME_PICTURE, PLAINLY_ALIKE = 0.98, 0.1
 SEARCH_FROM = 0.6  # alignments whose coarse views are less alike are not measured
 POLISH_BELOW = 1.5  # a box whose difference is larger is not a misplaced copy's (at most 1.1)
 RIVAL = 0.02  # the other alignment is measured too when it is this close (a page of text)
+# Of the boxes the profiles suggest, those whose views correlate best are fitted a tone and
+# compared (a tone's fit is most of a box's time; a copy's box correlates best as it is).
+RANKED = 2
 FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture this faint
 # or fainter is compared by its grain as well
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
@@ -154,7 +157,8 @@ def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _A
         boxes = [box for box in locate(np.asarray(x.thumb), np.asarray(y.thumb))
                  if not (same_shape and _whole(box, y))]  # the whole was measured
         if boxes:
-            tried.append(max((_aligned(x, y, box) for box in boxes), key=lambda t: t.similarity))
+            tried.append(max((_aligned(x, y, box, view) for box, view in _likeliest(x, y, boxes)),
+                             key=lambda t: t.similarity))
     top = max([t.similarity for t in tried], default=0.0)
     out = []
     for t in tried:
@@ -170,14 +174,25 @@ def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _A
     return out
 
 
+def _likeliest(x: Signature, y: Signature, boxes: list[Box]) -> list[tuple[Box, np.ndarray]]:
+    """The RANKED of ``boxes`` of ``y`` whose views correlate best with ``x``'s whole view,
+    with their views."""
+    views = [_view(y.thumb, box) for box in boxes]
+    if len(boxes) <= RANKED:
+        return list(zip(boxes, views))
+    target = _normalised(x.full)
+    best = np.argsort([-float(target @ _normalised(v)) for v in views])[:RANKED]
+    return [(boxes[k], views[k]) for k in best]
+
+
 def _whole(box: Box, y: Signature) -> bool:
     """Whether ``box`` is all of ``y``'s thumbnail, to half a pixel."""
     w, h = y.thumb.size
     return max(abs(box[0]), abs(box[1]), abs(box[2] - w), abs(box[3] - h)) < 0.5
 
 
-def _aligned(x: Signature, y: Signature, box: Box) -> _Aligned:
-    view = _view(y.thumb, box)
+def _aligned(x: Signature, y: Signature, box: Box, view: np.ndarray | None = None) -> _Aligned:
+    view = _view(y.thumb, box) if view is None else view
     darker, brighter, swapped = evidence.ordered(x.full, view)
     tone = evidence.fit(darker, brighter, softly=min(*x.size, *y.size) > 2 * SIGNATURE)
     return _Aligned(x, y, box, evidence.similarity(tone(darker), brighter), tone, swapped)
