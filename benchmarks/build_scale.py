@@ -143,17 +143,18 @@ def one(code: str, n: int, work: Path, factory: str, commit_every: int, batch_si
     config = BuildConfig(factory, on_disk=True)
     if code == "new":
         config.commit_every = commit_every
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), os.times()
     report = build_index(index, find_images(folders), stand_in_extractor(batch_size, workers),
                          config)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, os.times()
+    cpu = sum(after[:4]) - sum(cpu[:4])  # this process and its ended DataLoader workers
     time.sleep(SAMPLE_S * 2)
     sampler.running = False
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     final = Sampler._bytes(index)
     shutil.rmtree(index)
-    return {"code": code, "n": n, "seconds": seconds, "total": report.total,
+    return {"code": code, "n": n, "seconds": seconds, "cpu": cpu, "total": report.total,
             "hwm": hwm, **sampler.peak, "final": final}
 
 

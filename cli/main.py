@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 
 import click
@@ -81,7 +82,13 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="retrieve")
+    try:
+        cli(prog_name="retrieve")
+    finally:
+        # Python's last garbage collections at exit walk every object torch and torchvision
+        # made at import (1.4 s of CPU after a build-index of 20 images); frozen, they are
+        # skipped (0.45 s): files and the index are closed by then, by `with` and `finally`.
+        gc.freeze()
 
 
 if __name__ == "__main__":

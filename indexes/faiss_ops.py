@@ -84,6 +84,9 @@ def make_index(factory: str, dim: int) -> faiss.Index:
     for part in (index, ivf):
         # Polysemous training only reorders PQ codebooks for Hamming pre-filtering, which
         # search never uses here; it costs minutes of annealing and changes no distance.
+        # (An IVF found behind a Refine or a transform comes back as the base class: downcast
+        # it, or an IVFPQ inside `IVF1024,PQ64,Refine(SQ8)` keeps the annealing.)
+        part = faiss.downcast_index(part) if part is not None else None
         if part is not None and hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
     return index if keeps_ids(index) else faiss.IndexIDMap2(index)

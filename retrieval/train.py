@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
 from .config import FASHION_MNIST, LR_FACTOR, RAW_PIXEL_SCALE, TrainConfig, loader_workers
-from .curves import write_curves, write_metrics
+from .curves import Curves, write_metrics
 from .data import (FashionMNISTSet, ImageFolderSet, LabelledImages, TransformedSubset,
                    collate_skipping, pixel_statistics, split_indices)
 from .engine import EvalStats, evaluate, train_one_epoch
@@ -152,7 +152,8 @@ def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
 
 def train(config: TrainConfig) -> TrainResult:
     """Train AlexNet as ``config`` says; after every epoch OUT holds checkpoint.pt (resumable),
-    best.pt (lowest validation top-1 error), metrics.jsonl and curves.png.
+    best.pt (lowest validation top-1 error) and metrics.jsonl; curves.png at least every
+    CURVES_EVERY_S and when training stops.
 
     Raises DataError (unusable data, before any training), TrainingError (a loss that is not
     finite, a checkpoint that cannot resume) or TrainingInterrupted (Ctrl-C, after saving).
@@ -253,7 +254,7 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
     state = run.state
     train_loader, val_loader = make_loaders(config, run.data, run.pre, device, dist)
     skipped: set[str] = set()  # "path: reason" of every unreadable file met
-    warned = False
+    warned, curves = False, Curves(config.out / "curves.png", dist.is_main)
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             set_epoch(train_loader, config.seed, epoch)
@@ -276,7 +277,7 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
                 if improved or not run.best_path.exists():
                     run.save_best(epoch, record["val_top1_error"])
                 write_metrics(config.out / "metrics.jsonl", state.metrics)
-                write_curves(config.out / "curves.png", state.metrics)
+            curves.epoch_done(state.metrics)
             out_of_time = (config.max_minutes is not None
                            and time.perf_counter() - start >= config.max_minutes * 60)
             if D.broadcast_flag(out_of_time, device):
@@ -287,6 +288,8 @@ def _run(config: TrainConfig, device: torch.device, dist: D.DistInfo, start: flo
         raise TrainingInterrupted(
             f"Interrupted in epoch {state.epoch + 1}: resumable checkpoint {run.last_path} "
             f"(continue with --resume; epoch {state.epoch + 1} starts again)") from None
+    finally:  # also after Ctrl-C or a loss gone wrong: every finished epoch drawn
+        curves.finish(state.metrics)
     return TrainResult(state.epoch, run.best_path, run.last_path, state.metrics,
                        state.best_val_top1_error, state.best_epoch, len(skipped),
                        time.perf_counter() - start, dist.is_main)

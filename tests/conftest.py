@@ -6,8 +6,16 @@ Tests of behaviour use a network 1/16 the paper's width (0.2M parameters, 256-d 
 
 from __future__ import annotations
 
+import os
 import pickle
 from contextlib import contextmanager
+
+# One OpenMP thread per test process (torch's and FAISS's), set before either is imported:
+# the suite's tensors are tiny, and a second thread per process only waits at barriers, which
+# with two processes (pytest-xdist) or any other load on 2 cores burns CPU instead of saving
+# time (a trained-network test: 2 CPU-s alone, 22 with two threads on a loaded machine).
+# Subprocesses inherit it; a value set outside wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
@@ -204,3 +212,36 @@ def browser(tmp_path_factory):
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def preloaded(tmp_path_factory):
+    """Fresh processes without a fresh interpreter's imports: forks of one process that has
+    imported torch, torchvision, FAISS and the command line (tests/preloaded.py)."""
+    from preloaded import Preloaded
+
+    server = Preloaded(tmp_path_factory.mktemp("preloaded"))
+    yield server
+    server.close()
+
+
+# -- pytest-xdist (the README's `pytest -n auto`): which tests share a worker
+
+BROWSER_FIXTURES = {"browser", "served", "served_acting"}
+MAX_AUTO_WORKERS = 4  # each worker imports torch and FAISS and makes its session's fixtures
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core, at most MAX_AUTO_WORKERS."""
+    return min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup``: the tests of one module run in one worker (its module-scoped
+    fixtures are made once), and the modules that use the served index or the browser all in
+    the same worker (one uvicorn, one Chromium)."""
+    served = {item.module.__name__ for item in items
+              if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("served" if module in served else module))

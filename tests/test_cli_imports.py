@@ -18,8 +18,9 @@ NOT_FOR_QUERY = ("matplotlib", "retrieval.train", "retrieval.datasets", "retriev
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport json, sys\n"
-                          "print(json.dumps(sorted(sys.modules)))"],
+    out = subprocess.run([sys.executable, "-c", code + "\nimport gc, json, sys\n"
+                          "print(json.dumps(sorted(sys.modules)))\n"
+                          "gc.freeze()"],  # an exit without a second of collections after torch
                          cwd=ROOT, capture_output=True, text=True, check=True)
     return set(json.loads(out.stdout.splitlines()[-1]))
 

@@ -1,6 +1,7 @@
 """`retrieve demo` runs the whole tool offline and writes every file it promises."""
 
 import json
+from dataclasses import replace
 from functools import partial
 
 from click.testing import CliRunner
@@ -9,12 +10,20 @@ from PIL import Image
 from cli import demo as demo_command
 from cli.main import cli
 from conftest import TINY
+from retrieval import demo as demo_module
 from retrieval.config import DemoConfig
 from retrieval.demo import CENTRED_GREY, DemoSummary, format_summary
 
 
+EPOCHS = 3  # of the demo's training here: its best weights are those of epoch 3 on these
+# shapes (precision@10 0.140, as after the 10 to 20 epochs that --minutes 0.1 allowed), and
+# the run no longer depends on the machine's speed
+
+
 def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_command, "DemoConfig", partial(DemoConfig, width=TINY["width"]))
+    train = demo_module.train
+    monkeypatch.setattr(demo_module, "train", lambda config: train(replace(config, epochs=EPOCHS)))
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--data", "shapes", "--minutes", "0.1",
                                       "--per-class", "12", "--queries-per-class", "3",
@@ -30,7 +39,7 @@ def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path, monkeypatch
     assert summary["precision_at_10_fc7"] > summary["chance"] == 0.1
     # Figure 4: 6 query rows of 1 + 10 tiles.
     assert Image.open(out / "queries.png").size == (11 * 132 + 4, 6 * 148 + 4)
-    lines = result.stdout.splitlines()  # stderr may warn: 4 s of training learn little
+    lines = result.stdout.splitlines()  # stderr may warn: 3 epochs learn little
     assert lines[0].startswith(
         "Trained the paper's AlexNet on 120 shapes images (10 classes, 64x64, a tenth held out")
     assert summary["mean_ap_fc7"] > 0 and summary["mean_ap_pixels"] > 0

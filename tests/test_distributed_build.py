@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -34,18 +32,22 @@ def single(photos, checkpoint, tmp_path_factory):  # noqa: F811
     return index
 
 
-def torchrun(*args, fault: str | None = None) -> subprocess.CompletedProcess:
+# `python -m torch.distributed.run ARGS...`; forked from conftest's preloaded process, the
+# launcher pays no imports (each rank is a new interpreter, started by it as torchrun does).
+TORCHRUN = "import runpy; runpy.run_module('torch.distributed.run', run_name='__main__')"
+
+
+def torchrun(preloaded, *args, fault: str | None = None) -> subprocess.CompletedProcess:
     """`retrieve ARGS...` in 2 processes; ``fault``: rank 1 is killed ("kill") or finds the
     disk full ("full") at its second batch (tests/rank_fault.py)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "1"}
     if fault:
         target = [str(ROOT / "tests" / "rank_fault.py")]
         env.update(RANK_FAULT=fault, RANK_FAULT_RANK="1")
     else:
         target = ["-m", "cli"]
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", "2", *target, *map(str, args)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return preloaded.run(TORCHRUN, "--standalone", "--nproc-per-node", "2", *target, *args,
+                         env=env)
 
 
 def items(index) -> dict:
@@ -62,9 +64,9 @@ def neighbours(index, photos) -> list:
             for q in doc["queries"]]
 
 
-def test_two_ranks_build_the_index_one_process_builds(photos, single, checkpoint, tmp_path):  # noqa: F811
+def test_two_ranks_build_the_index_one_process_builds(photos, single, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    done = torchrun("build-index", photos, "--weights", checkpoint, "--index", index, *ARGS)
+    done = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"Indexed {IMAGES} images ({IMAGES} new, 0 changed, 0 removed, "
                            f"0 skipped) into {index} in " + done.stdout.split(" in ", 1)[1])
@@ -74,9 +76,9 @@ def test_two_ranks_build_the_index_one_process_builds(photos, single, checkpoint
 
 
 def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
-        photos, single, checkpoint, tmp_path):  # noqa: F811
+        photos, single, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    killed = torchrun("build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
+    killed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
                       fault="kill")
     assert killed.returncode != 0
     staged = Staging(index).rows()
@@ -91,9 +93,9 @@ def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
     assert neighbours(index, photos) == neighbours(single, photos)
 
 
-def test_a_rank_that_fails_ends_every_rank_with_one_line(photos, checkpoint, tmp_path):  # noqa: F811
+def test_a_rank_that_fails_ends_every_rank_with_one_line(photos, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    failed = torchrun("build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
+    failed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
                       fault="full")
     assert failed.returncode != 0
     ours = [line for line in failed.stderr.splitlines() if line.startswith("Error: ")]

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,20 +17,18 @@ import pytest
 from conftest import SMALL, draw_shape, write_malicious_checkpoint
 from indexes import files
 from indexes.store import open_for_reading
-from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (fixtures)
+from test_build_query import FAST, build, checkpoint, run  # noqa: F401 (fixtures)
 
 NEW = 6  # images added by the build that gets killed, two per batch
 BATCH = ["--batch-size", "2"]
 
-# Runs one `retrieve ARGS...` per job, each in its own forked process with one function
-# replaced by a SIGKILL of that process at the named moment ("...-hold": it stops there instead,
-# writes its pid to the marker file and waits for the test to kill it). The imports (most of a
-# command's time) are paid once, before any fork and before torch or FAISS start threads.
-# Prints "point<TAB>wait status" per job.
+# `retrieve ARGS...` (CRASH POINT MARKER ARGS...) with one function replaced by a SIGKILL of
+# its process at the named moment ("...-hold": it stops there instead, writes its pid to the
+# MARKER file and waits for the test to kill it). Run as a fork of conftest's preloaded
+# process: the imports, most of a command's time, are paid once.
 CRASH = r"""
-import json, os, signal, sys
+import os, signal, sys
 import faiss, torch
-import indexes.build, indexes.searcher, retrieval.features  # noqa (the command's imports)
 from cli.main import main
 from indexes import files, staging
 from indexes.store import IndexStore
@@ -87,36 +83,28 @@ def patch(point, marker):
             die()
         IndexStore.commit_generation = committed
 
-children = {}
-for point, marker, args in json.loads(sys.argv[1]):
-    pid = os.fork()
-    if pid == 0:
-        torch.set_num_threads(1)  # the jobs share the machine's cores
-        patch(point, marker)
-        sys.argv = ["retrieve", *args]
-        try:
-            main()
-        except SystemExit as e:
-            os._exit(e.code if isinstance(e.code, int) else 1)
-        os._exit(0)
-    children[pid] = point
-for pid, point in children.items():
-    print(f"{point}\t{os.waitpid(pid, 0)[1]}", flush=True)
+point, marker, *args = sys.argv[1:]
+torch.set_num_threads(1)  # the jobs share the machine's cores
+patch(point, marker)
+sys.argv = ["retrieve", *args]
+main()
 """
 
 
-def crash(jobs: list[tuple[str, Path, list]]) -> subprocess.Popen:
-    """Start CRASH on [(point, marker file, command-line args)]."""
-    doc = json.dumps([(point, str(marker), [str(a) for a in args]) for point, marker, args in jobs])
-    return subprocess.Popen([sys.executable, "-c", CRASH, doc], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def crash(preloaded, jobs: list[tuple[str, Path, list]]) -> dict:
+    """Start CRASH on [(point, marker file, command-line args)], side by side: point -> job."""
+    return {point: preloaded.start(CRASH, point, marker, *args) for point, marker, args in jobs}
 
 
-def killed_by_sigkill(out: str) -> dict[str, bool]:
-    statuses = dict(line.split("\t") for line in out.splitlines())
-    return {point: os.WIFSIGNALED(int(s)) and os.WTERMSIG(int(s)) == signal.SIGKILL
+def killed_by_sigkill(preloaded, jobs: dict) -> dict[str, bool]:
+    """Wait for each job: point -> whether SIGKILL ended it."""
+    statuses = {point: preloaded.wait(job) for point, job in jobs.items()}
+    return {point: os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGKILL
             for point, s in statuses.items()}
+
+
+def errors(jobs: dict) -> str:
+    return "".join(job.err.read_text()[-1000:] for job in jobs.values())
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +165,7 @@ KILL_POINTS = {
 
 
 @pytest.fixture(scope="module")
-def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
+def killed(built, checkpoint, preloaded, tmp_path_factory):  # noqa: F811
     """point -> (index copy, stderr) of a build-index SIGKILLed there; all run side by side."""
     photos, idx = built
     copies, jobs = {}, []
@@ -191,9 +179,9 @@ def killed(built, checkpoint, tmp_path_factory):  # noqa: F811
     copies[FIRST] = tmp_path_factory.mktemp("first") / "idx"  # a first build, never committed
     jobs.append((FIRST, copies[FIRST].parent / "marker", [
         "build-index", photos, "--weights", checkpoint, "--index", copies[FIRST], *FAST, *BATCH]))
-    proc = crash(jobs)
-    out, err = proc.communicate(timeout=300)
-    assert killed_by_sigkill(out) == {point: True for point in [*KILL_POINTS, FIRST]}, err[-3000:]
+    started = crash(preloaded, jobs)
+    assert killed_by_sigkill(preloaded, started) == {
+        point: True for point in [*KILL_POINTS, FIRST]}, errors(started)
     return copies
 
 
@@ -229,16 +217,17 @@ def test_a_killed_first_build_is_resumed_by_a_run_that_does_not_name_the_weights
     assert assert_consistent(idx, photos) == (1, 12 + NEW)
 
 
-def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_path):  # noqa: F811
+def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, preloaded, tmp_path):  # noqa: F811
     photos, idx = index
     marker = tmp_path / "holding"
-    proc = crash([("in transaction-hold", marker, ["build-index", photos, "--weights", checkpoint,
-                                                   "--index", idx, *FAST])])
+    started = crash(preloaded, [("in transaction-hold", marker, [
+        "build-index", photos, "--weights", checkpoint, "--index", idx, *FAST])])
+    (job,) = started.values()
     try:
         deadline = time.monotonic() + 120
-        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert marker.exists(), proc.communicate()[1][-2000:]
+        assert marker.exists(), errors(started)
         second = build(photos, idx, checkpoint, ok=False)
         assert second.exit_code == 1
         assert second.output.startswith(f"Error: another build-index is running on {idx} "
@@ -246,12 +235,8 @@ def test_a_second_build_is_refused_while_the_first_runs(index, checkpoint, tmp_p
         # readers see the last committed build while the first build holds its transaction
         assert run("info", "--index", idx).stdout.splitlines()[1] == "Images:       12"
     finally:
-        if marker.exists():
-            os.kill(int(marker.read_text()), signal.SIGKILL)
-        else:
-            proc.kill()
-        out, err = proc.communicate(timeout=60)
-    assert killed_by_sigkill(out) == {"in transaction-hold": True}, err[-2000:]
+        os.kill(job.pid, signal.SIGKILL)  # the marker names it too
+    assert killed_by_sigkill(preloaded, started) == {"in transaction-hold": True}, errors(started)
     assert assert_consistent(idx, photos) == (1, 12)
 
 

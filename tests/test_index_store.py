@@ -123,6 +123,10 @@ def test_ivf_pq_recall_against_flat(tmp_path):
     assert faiss_ops.refine_k_factor(reread) == faiss_ops.REFINE_K_FACTOR  # kept in the file
     assert faiss.extract_index_ivf(reread).nprobe == 16  # as last set (built with 8)
     assert faiss.extract_index_ivf(faiss_ops.make_index("PCA8,IVF4,SQ8", DIM)).nprobe == 8
+    # PQ codes behind a Refine or a transform skip polysemous training too (minutes at 4096-d)
+    for factory in ("IVF4,PQ8,Refine(SQ8)", "PCA16,IVF4,PQ8"):
+        index = faiss_ops.make_index(factory, DIM)  # (owns the IVF: keep it alive)
+        assert not faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training
 
 
 def test_too_few_vectors_to_train_is_a_clear_error(tmp_path):

@@ -281,3 +281,25 @@ def test_fashion_mnist_subset_learns_far_above_chance(tmp_path):
     assert last["val_top1_error"] < 0.75  # chance: 0.9 with 10 classes
     assert last["val_top5_error"] < 0.2  # chance: 0.5
     assert last["train_loss"] < result.metrics[0]["train_loss"]
+
+
+def test_curves_are_drawn_every_few_seconds_and_whenever_training_stops(monkeypatch, tmp_path):
+    """curves.png after an epoch once CURVES_EVERY_S have passed, and at the end with every
+    epoch (a drawing costs ~0.3 s: quick epochs are not drawn one by one)."""
+    from retrieval import curves
+
+    clock, drawn = [0.0], []
+    monkeypatch.setattr(curves.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(curves, "write_curves", lambda path, metrics: drawn.append(len(metrics)))
+    run, metrics = curves.Curves(tmp_path / "curves.png"), []
+    for seconds in (1, 2, curves.CURVES_EVERY_S, 1, 1):  # after each epoch
+        clock[0] += seconds
+        metrics.append({"epoch": len(metrics) + 1})
+        run.epoch_done(metrics)
+    assert drawn == [3]  # 13 s in: epochs 1 to 3
+    run.finish(metrics)
+    run.finish(metrics)
+    assert drawn == [3, 5]  # at the end, once
+    rank1 = curves.Curves(tmp_path / "other.png", enabled=False)
+    rank1.finish(metrics)
+    assert drawn == [3, 5]
