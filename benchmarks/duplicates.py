@@ -1,100 +1,62 @@
 """`retrieve duplicates` against imagededup, in one run on the same files.
 
-Quality, on two sets of pictures, each with five copies of every picture written as a
-collection gathers them (resized to 40% and saved as JPEG, recompressed at JPEG quality 50,
-cropped by 3% and 5% off two sides, brightened by 25%, a PNG of a JPEG); every pair within
-a picture's six files is a true pair, every other pair a false one:
-
-- photos: one file of each different picture among Debian's wallpapers (see --photos);
-- similar scenes: frames of ViSP's video sequences (a camera before a scene, things moving),
-  each at least 10 grey levels apart on average from the other frames kept of its sequence:
-  different pictures that look alike, as burst shots do (see --scenes).
+Quality, on three sets of pictures (benchmarks/dup_pictures.py): photos (Debian's
+wallpapers), similar scenes (frames of ViSP's video sequences: different pictures that look
+alike, as burst shots do) and kinds (Debian's paper textures, flat backgrounds and wallpapers,
+and drawn flat and near-flat colours, faint textures, gradients, dark blurred scenes, scanned
+pages of text and screenshots: the pictures with little contrast, or all alike, that a copy
+detector finds hard). Each picture is written with seven copies as a collection gathers them:
+resized to 40% (JPEG 85), recompressed at JPEG quality 50, cropped by 3% and 5% off two sides,
+25% brighter, a PNG, resized to 60% at JPEG quality 50, and 5% cropped off every side, 10%
+brighter, as PNG; ``--everyday`` adds eight copies made in ways the check was not tuned on
+(gamma, contrast, a 1.5 degree turn, sharpened, blurred, a screenshot's rescale, a colour
+profile read without it, WebP). Every pair within a picture's files is a true pair, every
+other pair a false one.
 
 Precision and recall of the pairs our groups imply (every two files of one group), with the
-pixel check's parts left out, beside imagededup's PHash, DHash and WHash at their defaults.
+pixel check's parts left out, beside imagededup's PHash, DHash and WHash at their defaults;
+then, for ours and PHash, how each kind of picture and each kind of copy fares, and a last
+table of every set side by side. ``--code DIR`` measures another checkout's `retrieve
+duplicates` in the same run (the check before a change).
 
-Scale: synthetic fc7-like vectors (benchmarks/search.py's) with planted near-duplicate pairs,
-stored through the library's build path in a compressed index; time and peak memory of
-finding the groups (no pixels to verify), beside imagededup's CNN find_duplicates on the
-same vectors as encodings, at the sizes it gets through.
-
-    apt-get install plasma-workspace-wallpapers mate-backgrounds ukui-wallpapers \
-        lomiri-wallpapers visp-images-data                         # the pictures
+    apt-get install plasma-workspace-wallpapers mate-backgrounds ukui-wallpapers \\
+        lomiri-wallpapers visp-images-data mypaint-data mypaint-data-extras \\
+        gnome-backgrounds sway-backgrounds desktop-base            # the pictures
     pip install --no-deps imagededup PyWavelets                    # the baseline, benchmark only
     python benchmarks/duplicates.py --weights imagenet
-    python benchmarks/duplicates.py --scale 100000 1000000
+    python benchmarks/duplicates.py --sets kinds --everyday
+    python benchmarks/duplicates.py --scale 100000 1000000         # benchmarks/dup_scale.py
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import itertools
+import json
 import os
-import shutil
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageEnhance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-PHOTOS = ("/usr/share/wallpapers/*/contents/images", "/usr/share/backgrounds/mate/nature",
-          "/usr/share/backgrounds")
-SCENES = "/usr/share/visp-images-data/ViSP-images"
-SEQUENCES = ("mbt/cube", "cube", "mbt-depth/castel/castel", "mbt-depth/Castle-simu/Images",
-             "mire-2")
-CHANGED = 10.0  # grey levels on average: two frames this different are different pictures
+import dup_pictures as pictures  # noqa: E402
+
+SETS = ("photos", "similar scenes", "kinds")
+HASHES = ("PHash", "DHash", "WHash")
 
 
-def originals(patterns) -> list[Path]:
-    """The largest file of each wallpaper folder (the others are its resized copies), and
-    each other picture once (one package ships another's under a second name)."""
-    out, seen = [], set()
-    for pattern in patterns:
-        for folder in sorted(glob.glob(pattern)):
-            files = [Path(p) for p in glob.glob(folder + "/*") if p.lower().endswith(
-                (".jpg", ".jpeg", ".png"))]
-            if "wallpapers" in folder:
-                files = [max(files, key=lambda p: Image.open(p).size[0])] if files else []
-            for path in sorted(files):
-                with Image.open(path) as img:
-                    pixels = hashlib.sha256(img.convert("RGB").tobytes()).hexdigest()
-                if pixels not in seen:
-                    seen.add(pixels)
-                    out.append(path)
-    return out
-
-
-def write_copies(sources: list[Path], out: Path) -> dict[str, set[str]]:
-    """Each original and five copies as files in ``out``: {group name: its file names}."""
-    out.mkdir(parents=True, exist_ok=True)
-    groups = {}
-    for n, src in enumerate(sources):
-        img = Image.open(src).convert("RGB")
-        img.thumbnail((2048, 2048))  # the originals as a camera might give them
-        w, h = img.size
-        name = f"{n:03d}"
-        made = {f"{name}-original.jpg": (img, "JPEG", {"quality": 95})}
-        made[f"{name}-resized.jpg"] = (img.resize((int(w * 0.4), int(h * 0.4))), "JPEG",
-                                       {"quality": 85})
-        made[f"{name}-recompressed.jpg"] = (img, "JPEG", {"quality": 50})
-        made[f"{name}-cropped.jpg"] = (img.crop((int(w * .03), int(h * .05), w, h)), "JPEG",
-                                       {"quality": 90})
-        made[f"{name}-brightened.jpg"] = (ImageEnhance.Brightness(img).enhance(1.25), "JPEG",
-                                          {"quality": 90})
-        made[f"{name}-png.png"] = (img, "PNG", {})
-        for file, (im, fmt, opts) in made.items():
-            if not (out / file).exists():
-                im.save(out / file, fmt, **opts)
-        groups[name] = set(made)
-    return groups
+def sources(name: str, args) -> list:
+    """(kind, picture or path) of one set."""
+    if name == "photos":
+        return [("photo", p) for p in pictures.originals(args.photos)]
+    if name == "similar scenes":
+        return [("scene", p) for p in pictures.scene_frames(args.scenes)] if args.scenes else []
+    return pictures.packaged() + pictures.drawn()
 
 
 def true_pairs(groups: dict[str, set[str]]) -> set[frozenset]:
@@ -118,8 +80,25 @@ def ours(folder: Path, index: Path, weights: str, env: dict) -> tuple[list[list[
     return ours_again(index, env, [])
 
 
+def ours_again(index: Path, env: dict, extra: list[str]) -> tuple[list[list[str]], float, str]:
+    """duplicates --json on ``index`` through the CLI with ``extra`` options, with the code
+    env's PYTHONPATH names: (groups of file names, seconds, "T (where T came from)")."""
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
+                           "--json", "--quiet", *extra], cwd=env["PYTHONPATH"], env=env,
+                          check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    doc = json.loads(done.stdout)
+    groups = [[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]]
+    return groups, seconds, f"{doc['threshold']:.3g} ({doc['threshold_source']})"
+
+
 def imagededup_groups(method: str, folder: Path) -> tuple[list[list[str]], float]:
+    import logging
+
     from imagededup import methods
+
+    logging.getLogger("imagededup").setLevel(logging.WARNING)  # its progress, not ours
 
     hasher = getattr(methods, method)(verbose=False)
     t = time.perf_counter()
@@ -128,208 +107,113 @@ def imagededup_groups(method: str, folder: Path) -> tuple[list[list[str]], float
     return [[a, *dups] for a, dups in found.items() if dups], seconds
 
 
-def scene_frames(root: str, sequences=SEQUENCES, per_sequence: int = 8, step: int = 4,
-                 changed: float = CHANGED) -> list[Path]:
-    """Frames of ViSP's video sequences (a camera, a scene, things moving), up to
-    ``per_sequence`` of each, every ``step``-th frame considered: a frame is kept when its
-    pixels differ from those of every frame kept of its sequence by ``changed`` grey levels
-    on average: different pictures of one scene."""
-    out = []
-    for sequence in sequences:
-        files = sorted(p for p in Path(root, sequence).glob("*")
-                       if p.suffix.lower() in (".pgm", ".ppm", ".png", ".jpg"))
-        kept: list[np.ndarray] = []
-        for path in files[::step]:
-            frame = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
-            if all(np.abs(frame - k).mean() >= changed for k in kept):
-                kept.append(frame)
-                out.append(path)
-            if len(kept) == per_sequence:
-                break
-    return out
+def breakdown(name: str, found: set, truth: set) -> None:
+    """Recall of each kind of picture and each kind of copy, and the false pairs of each
+    kind of picture (a false pair counts for the kinds of both its files)."""
+    hit, missed, false = defaultdict(int), defaultdict(int), defaultdict(int)
+    for pair in truth:
+        a, b = sorted(pair)
+        copy = pictures.copy_of(b if a.endswith("-original.jpg") else a)
+        for key in (("kind", pictures.kind_of(a)), ("copy", copy if "original" in a + b
+                                                    else "between two copies")):
+            (hit if pair in found else missed)[key] += 1
+    for pair in found - truth:
+        for kind in {pictures.kind_of(f) for f in pair}:
+            false[("kind", kind)] += 1
+    print(f"  {name}: recall (found/true) and false pairs")
+    for key in sorted(set(hit) | set(missed)):
+        n = hit[key] + missed[key]
+        extra = f", {false[key]} false" if key[0] == "kind" else ""
+        print(f"    {key[0]:<5} {key[1]:<28}{hit[key] / n:>7.3f} ({hit[key]}/{n}){extra}")
+
+
+def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]]) -> dict:
+    """One set's table (and breakdown); {method: (precision, recall)}."""
+    made = sources(name, args)
+    if not made:
+        print(f"\n{name}: no pictures (apt-get install {pictures.PHOTO_PACKAGES} "
+              f"visp-images-data {pictures.KIND_PACKAGES})")
+        return {}
+    folder = work / name.replace(" ", "-")
+    kinds = {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})}
+    truth = true_pairs(pictures.write_copies(made, folder, kinds))
+    print(f"\n{name}: {len(made)} pictures and {len(kinds) * len(made)} copies, {len(truth)} "
+          f"true pairs among {len(list(folder.iterdir()))} files; weights {args.weights}",
+          flush=True)
+    rows, found = [], {}
+    index = work / f"index-{folder.name}"
+    groups, seconds, threshold = ours(folder, index, args.weights, env)
+    found[codes[0][0]] = pairs_of(groups)
+    rows.append((codes[0][0], *score(found[codes[0][0]], truth), seconds,
+                 f"threshold {threshold}, pixels verified"))
+    for label, extra, note in (
+            ("  without the difference", ["--max-difference", "inf"], "similarity alone"),
+            ("  without --verify", ["--no-verify"], "fc7 alone")):
+        groups, seconds, _ = ours_again(index, env, extra)
+        rows.append((label, *score(pairs_of(groups), truth), seconds, note))
+    for label, code_env in codes[1:]:  # last: a run of another version forgets ours' work
+        groups, seconds, threshold = ours_again(index, code_env, [])
+        found[label] = pairs_of(groups)
+        rows.append((label, *score(found[label], truth), seconds,
+                     f"threshold {threshold}, pixels verified"))
+    try:
+        for method in HASHES:
+            groups, seconds = imagededup_groups(method, folder)
+            found[f"imagededup {method}"] = pairs_of(groups)
+            rows.append((f"imagededup {method}", *score(pairs_of(groups), truth), seconds,
+                         "default max_distance_threshold 10"))
+    except ImportError:
+        rows.append(("imagededup", float("nan"), float("nan"), 0.0,
+                     "not installed: pip install --no-deps imagededup PyWavelets"))
+    print(f"{'method':<30}{'precision':>10}{'recall':>8}{'seconds':>9}  setting")
+    for method, p, r, s, note in rows:
+        print(f"{method:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}", flush=True)
+    for method in (codes[0][0], "imagededup PHash"):
+        if method in found:
+            breakdown(method, found[method], truth)
+    return {method.strip(): (p, r) for method, p, r, _, _ in rows}
 
 
 def quality(args) -> None:
     from extract_throughput import fake_imagenet_weights, scratch_dir
 
-    sets = [("photos", originals(args.photos)),
-            ("similar scenes", scene_frames(args.scenes) if args.scenes else [])]
-    if not sets[0][1]:
-        sys.exit("no photos: apt-get install plasma-workspace-wallpapers mate-backgrounds, or "
-                 "--photos 'DIR/*'")
     work = scratch_dir("retrieve-bench-dups-")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if args.weights == "imagenet" and not os.environ.get("TORCH_HOME"):
         fake_imagenet_weights(work / "torch")  # no network: random weights, ImageNet's shape
         env["TORCH_HOME"] = str(work / "torch")
-    for name, sources in sets:
-        if not sources:
-            print(f"\n{name}: none (apt-get install visp-images-data)")
-            continue
-        folder = work / name.replace(" ", "-")
-        truth = true_pairs(write_copies(sources, folder))
-        print(f"\n{name}: {len(sources)} pictures and {5 * len(sources)} copies, "
-              f"{len(truth)} true pairs among {len(list(folder.iterdir()))} files; weights "
-              f"{args.weights}", flush=True)
-        index = work / f"index-{folder.name}"
-        rows = []
-        groups, seconds, threshold = ours(folder, index, args.weights, env)
-        rows.append(("retrieve duplicates", *score(pairs_of(groups), truth), seconds,
-                     f"threshold {threshold}, pixels verified"))
-        for label, extra, note in (
-                ("  without the difference", ["--max-difference", "inf"],
-                 "correlation alone (the saved checks reused)"),
-                ("  without --verify", ["--no-verify"], "fc7 alone")):
-            groups, seconds, _ = ours_again(index, env, extra)
-            rows.append((label, *score(pairs_of(groups), truth), seconds, note))
-        try:
-            for method in ("PHash", "DHash", "WHash"):
-                groups, seconds = imagededup_groups(method, folder)
-                rows.append((f"imagededup {method}", *score(pairs_of(groups), truth), seconds,
-                             "default max_distance_threshold 10"))
-        except ImportError:
-            rows.append(("imagededup", float("nan"), float("nan"), 0.0,
-                         "not installed: pip install --no-deps imagededup PyWavelets"))
-        print(f"{'method':<30}{'precision':>10}{'recall':>8}{'seconds':>9}  setting")
-        for method, p, r, s, note in rows:
-            print(f"{method:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}", flush=True)
-
-
-def ours_again(index: Path, env: dict, extra: list[str]) -> tuple[list[list[str]], float, str]:
-    """duplicates --json on ``index`` through the CLI with ``extra`` options: (groups of file
-    names, seconds, "T (where T came from)")."""
-    import json
-
-    t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
-                           "--json", "--quiet", *extra], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    doc = json.loads(done.stdout)
-    groups = [[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]]
-    return groups, seconds, f"{doc['threshold']:.3g} ({doc['threshold_source']})"
-
-
-# -- scale ----------------------------------------------------------------------------------
-DIM = 4096
-CHUNK = 8192  # vectors generated (and staged) at a time
-PLANT_EVERY = 100  # row j is a near-copy of row j - 1 when j % PLANT_EVERY == 1
-PLANT_NOISE = 0.02  # of the vectors' scale: the copies' distance
-
-
-class PlantedExtractor:
-    """fc7-like vectors (ReLU of a Gaussian mixture, as search.py's), generated chunk by chunk
-    from the row number, with near-duplicate pairs planted; the imagenet identity."""
-
-    def __init__(self, identity: dict, n: int) -> None:
-        self._identity, self.n = identity, n
-        self.centres = np.random.default_rng(0).standard_normal((64, DIM)).astype(np.float32)
-
-    def identity(self) -> dict:
-        return self._identity
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        rng = np.random.default_rng(start + 1)
-        x = self.centres[rng.integers(0, 64, stop - start)] + rng.standard_normal(
-            (stop - start, DIM), dtype=np.float32)
-        for j in range(start, stop):
-            if j % PLANT_EVERY == 1 and j > start:
-                x[j - start] = x[j - start - 1] + PLANT_NOISE * rng.standard_normal(DIM)
-        return np.maximum(x, 0)
-
-    def embed(self, paths):
-        for start in range(0, len(paths), CHUNK):
-            stop = min(start + CHUNK, len(paths))
-            yield list(range(start, stop)), self.rows(start, stop), []
-
-
-def peak_rss_mib(command: list[str], env: dict) -> tuple[float, float, str]:
-    """(seconds, peak RSS MiB, stdout) of a command run to its end."""
-    t = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
-    return time.perf_counter() - t, int(done.stderr.strip().splitlines()[-1]) / 1024, done.stdout
-
-
-def imagededup_cnn(x: np.ndarray) -> tuple[float, float]:
-    """imagededup's CNN find_duplicates on ``x`` as encodings, in a subprocess capped at 8 GB
-    of address space: (seconds, peak RSS MiB), or NaNs when it does not get through."""
-    code = ("import logging, sys, numpy as np\n"
-            "from imagededup.methods.cnn import CNN\n"
-            "x = np.load(sys.argv[1], mmap_mode='r')\n"
-            "cnn = CNN.__new__(CNN); cnn.verbose = False; cnn.logger = logging.getLogger()\n"
-            "cnn.find_duplicates(encoding_map={str(i): v for i, v in enumerate(x)},\n"
-            "                    min_similarity_threshold=0.99, num_sim_workers=0)\n")
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"retrieve-bench-enc-{len(x)}.npy"
-    np.save(path, x)
-    try:
-        return peak_rss_mib(["bash", "-c", f"ulimit -v {8 << 20}; exec {sys.executable} -c "
-                             f"\"$0\" {path}", code], dict(os.environ))[:2]
-    except subprocess.CalledProcessError:
-        return float("nan"), float("nan")
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def scale(sizes: list[int], factory: str) -> None:
-    import json
-
-    from extract_throughput import fake_imagenet_weights, scratch_dir
-
-    from indexes.build import build_index
-    from indexes.config import BuildConfig
-    from retrieval.config import ExtractConfig
-    from retrieval.features import FeatureExtractor
-
-    work = scratch_dir("retrieve-bench-dupscale-")
-    fake_imagenet_weights(work / "torch")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(work / "torch")}
-    os.environ["TORCH_HOME"] = str(work / "torch")
-    identity = FeatureExtractor.load("imagenet", config=ExtractConfig(1, 0, "cpu")).identity()
-    print(f"\n{'vectors':>9}  {'method':<42}{'seconds':>9}{'peak MiB':>10}  result", flush=True)
-    for n in sizes:
-        files = work / f"files-{n}"
-        files.mkdir()
-        paths = [files / f"{i:07d}" for i in range(n)]
-        for i, p in enumerate(paths):
-            p.write_bytes(b"%d" % i)  # distinct bytes: no exact copies (hashed, never decoded)
-        source = PlantedExtractor(identity, n)
-        t = time.perf_counter()
-        build_index(work / f"index-{n}", paths, source, BuildConfig(factory=factory))
-        built = time.perf_counter() - t
-        planted = {(j - 1, j) for j in range(1, n) if j % PLANT_EVERY == 1}
-        threshold = 2.5 * PLANT_NOISE * np.sqrt(DIM)  # the copies lie at about 1.3
-        seconds, peak, out = peak_rss_mib(
-            [sys.executable, "-m", "cli", "duplicates", "--index", str(work / f"index-{n}"),
-             "--threshold", f"{threshold:.3f}", "--no-verify", "--json", "-q"], env)
-        groups = json.loads(out)["groups"]
-        found = {tuple(sorted(int(Path(m["path"]).name) for m in g["members"])) for g in groups}
-        hit = len(found & planted)
-        print(f"{n:>9}  {'retrieve duplicates (' + factory + ')':<42}{seconds:>9.0f}{peak:>10.0f}  "
-              f"{hit}/{len(planted)} planted pairs, {len(found - planted)} other groups; "
-              f"index built in {built:.0f} s", flush=True)
-        for m in (1000, 10_000, 20_000, 40_000):
-            if m > n:
-                break
-            s, peak = imagededup_cnn(source.rows(0, m))
-            result = "ran out of 8 GB" if s != s else "the full similarity matrix"
-            name = "imagededup CNN find_duplicates (encodings)"
-            print(f"{m:>9}  {name:<42}{s:>9.0f}{peak:>10.0f}  {result}", flush=True)
-        shutil.rmtree(files)
+    codes = [("retrieve duplicates", env)] + [
+        (f"retrieve duplicates ({Path(c).name})", {**env, "PYTHONPATH": str(Path(c).resolve())})
+        for c in args.code]
+    table = {name: run_set(name, args, work, env, codes) for name in args.sets}
+    methods = [label for label, _ in codes] + [f"imagededup {m}" for m in HASHES]
+    print(f"\n{'precision / recall':<32}" + "".join(f"{name:>18}" for name in table))
+    for method in methods:
+        cells = [table[name].get(method) for name in table]
+        print(f"{method:<32}" + "".join(f"{c[0]:>9.3f}{c[1]:>9.3f}" if c else f"{'':>18}"
+                                       for c in cells))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--weights", default="imagenet", help="weights to index the photos with")
-    ap.add_argument("--photos", nargs="+", default=list(PHOTOS),
+    ap.add_argument("--weights", default="imagenet", help="weights to index the pictures with")
+    ap.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), metavar="SET",
+                    help=f"which sets: {', '.join(SETS)} (default: all)")
+    ap.add_argument("--everyday", action="store_true",
+                    help="add eight copies made in other everyday ways (gamma, a turn, ...)")
+    ap.add_argument("--code", nargs="*", default=[], metavar="DIR",
+                    help="other checkouts whose `retrieve duplicates` runs beside (before/after)")
+    ap.add_argument("--photos", nargs="+", default=list(pictures.PHOTOS),
                     help="glob patterns of folders of photos (one picture per file)")
-    ap.add_argument("--scenes", default=SCENES,
+    ap.add_argument("--scenes", default=pictures.SCENES,
                     help="ViSP's images (similar scenes: video frames); '' to leave them out")
     ap.add_argument("--scale", nargs="*", type=int, default=[],
-                    help="the scale test at these numbers of vectors (instead of the photos)")
+                    help="the scale test at these numbers of vectors (benchmarks/dup_scale.py)")
     ap.add_argument("--factory", default="PCA256,IVF4096,SQ8", help="for the scale test")
     args = ap.parse_args()
     if args.scale:
+        from dup_scale import scale
+
         scale(args.scale, args.factory)
     else:
         quality(args)

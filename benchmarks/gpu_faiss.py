@@ -298,10 +298,10 @@ def duplicates(ctx) -> dict:
     threshold = float(0.6 * np.sqrt(d))  # random pairs are ~2.5 sqrt(d) apart
     folder, _ = built_store(ctx, "duplicates", x.numpy())
 
-    def copy_vectors(path):  # three copies of an image, as retrieval.copies would make
-        row = x[int(Path(path).stem)]
-        noise = torch.randn(3, d, generator=torch.Generator().manual_seed(int(Path(path).stem)))
-        return (row + 0.2 * noise).numpy()
+    def copy_vectors(paths):  # three copies of each image, as retrieval.copies would make
+        seeds = [int(Path(path).stem) for path in paths]
+        return [(x[i] + 0.2 * torch.randn(3, d, generator=torch.Generator().manual_seed(i))
+                 ).numpy() for i in seeds]
 
     found, seconds, calibrated = {}, {}, {}
     for where in ("cpu", "cuda" if ctx.faiss_gpu else "cpu"):

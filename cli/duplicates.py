@@ -26,7 +26,7 @@ OUT = click.Path(dir_okay=False, path_type=Path)
               help="Take fc7's candidates as they are, without comparing their pixels.")
 @click.option("--min-similarity", type=click.FloatRange(-1, 1),
               default=default(DuplicatesConfig, "min_similarity"), show_default=True,
-              help="Pixel correlation a candidate pair needs to be a duplicate (1: the same).")
+              help="How alike the pixels of a candidate pair must be, tone matched (1: the same).")
 @click.option("--max-difference", type=click.FloatRange(min=0),
               default=default(DuplicatesConfig, "max_difference"), show_default=True,
               help="How different the most different part of a pair may be (0: nowhere), "
@@ -91,7 +91,7 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
             return FeatureExtractor.load(*weights_ref(store.settings),
                                          config=ExtractConfig(8, 0, device))
 
-        report = find_duplicates(store, config, lambda p: extractor().copy_vectors(p),
+        report = find_duplicates(store, config, lambda paths: extractor().copy_vectors(paths),
                                  progress_enabled(quiet))
         root = (plans.collection_root(os.fsdecode(p) for p in store.items())
                 if plan_rules else None)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from retrieval.errors import RetrieveError
 
 if TYPE_CHECKING:  # imported by find itself, when a search runs
-    from .duplicates import Progress, Report
+    from .duplicates import Report
+    from .progress import ProgressFn
 
 KEPT_REPORTS = 4  # settings whose reports are kept for the committed generation
 STATES = ("running", "done", "cancelled", "failed")
 # (settings key, progress) -> the report: find_duplicates over the committed generation.
-Find = Callable[[object, "Progress"], "Report"]
+Find = Callable[[object, "ProgressFn"], "Report"]
 
 
 class Cancelled(RetrieveError):
@@ -41,7 +42,7 @@ class Job:
     settings: str  # repr of the DuplicatesConfig: with the generation, the cache's key
     config: object
     state: str = "running"  # one of STATES
-    stage: str = "starting"  # a stage of duplicates.Progress
+    stage: str = "starting"  # a stage of find_duplicates' progress
     done: int = 0
     total: int = 0
     started: float = field(default_factory=time.time)

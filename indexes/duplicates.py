@@ -20,31 +20,29 @@ interrupted run goes on where it stopped.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from retrieval.copies import CHECK, Match, compare_files
-from retrieval.errors import NotAnImage
-from retrieval.images import image_size
+from retrieval.copies import CHECK
 
 from . import faiss_ops
 from .closeness import nearest_other
 from .config import DUPLICATE_K, DuplicatesConfig
+from .dup_groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
+                         second_look, verified)
+from .progress import Progress, ProgressFn, as_progress
 from .store import IndexStore
+
+__all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
 
 STATE = "duplicates.sqlite"
 BATCH = 1024  # images searched per step (and per saved step)
@@ -54,7 +52,7 @@ CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 # random weights, brightened photos reach 1.4x), and the pixel check keeps the precision.
 COPY_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.5
-VERIFY_BATCH = 256  # pairs verified per saved step
+CALIBRATION_CHUNK = 16  # images whose copies are embedded between two reports of progress
 SCHEMA_VERSION = 2  # 2: checked holds each pair's difference
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,35 +65,9 @@ CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity R
                                     difference REAL, PRIMARY KEY (run, a, b));
 """
 
-# path -> (n_copies, d) fc7 vectors of copies of that image (retrieval.features'
-# FeatureExtractor.copy_vectors); NotAnImage when the file cannot be read.
-CopyVectors = Callable[[str], np.ndarray]
-# (stage, done, total), told as each stage starts and after each saved step: "hashing" (files),
-# "calibrating" (images), "searching" (images), "verifying" (pairs). It may raise to stop
-# the run: the work saved so far is kept, and the next run goes on from it.
-Progress = Callable[[str, int, int], None]
-
-
-class _Stage:
-    """A stage's progress: a tqdm bar on stderr (``progress`` True) or calls of ``progress``
-    (a Progress), or neither."""
-
-    def __init__(self, progress: bool | Progress, stage: str, total: int, unit: str) -> None:
-        self.tell = progress if callable(progress) else None
-        self.stage, self.done, self.total = stage, 0, total
-        self.bar = tqdm(total=total, desc=stage, unit=unit, disable=progress is not True,
-                        leave=False)
-        if self.tell is not None:
-            self.tell(stage, 0, total)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        self.bar.update(n)
-        if self.tell is not None:
-            self.tell(self.stage, self.done, self.total)
-
-    def close(self) -> None:
-        self.bar.close()
+# paths -> for each, (n_copies, d) fc7 vectors of copies of that image, or None when it cannot
+# be read (retrieval.features' FeatureExtractor.copy_vectors, in batches).
+CopyVectors = Callable[[list[str]], list[np.ndarray | None]]
 
 
 @dataclass
@@ -108,25 +80,6 @@ class Calibration:
     others_within: float  # share of the images whose nearest other image is within it
     copy_distances: list[float] = field(default_factory=list)
     other_distances: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Member:
-    id: int  # in the index
-    path: str
-    distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
-    similarity: float | None  # pixel correlation with the kept file (None: not compared)
-    difference: float | None  # of its most different part from the kept file (retrieval.copies)
-    width: int
-    height: int
-    bytes: int
-    same_bytes_as: str | None = None  # in a near group: the member whose bytes it has
-
-
-@dataclass
-class Group:
-    tier: str  # "exact" (the same bytes) or "near"
-    members: list[Member]  # the file to keep first
 
 
 @dataclass
@@ -189,29 +142,31 @@ class State:
 
 def find_duplicates(store: IndexStore, config: DuplicatesConfig,
                     copy_vectors: CopyVectors | None = None,
-                    progress: bool | Progress = False) -> Report:
+                    progress: bool | ProgressFn = False) -> Report:
     """Group the near-duplicates among the images of ``store`` (see the module docstring).
 
-    ``copy_vectors`` embeds copies of an image, for the calibration when no threshold is
-    given (RetrieveError without it); ``progress``: bars on stderr (True) or a Progress
-    callback. Nothing is moved or deleted.
+    ``copy_vectors`` embeds copies of images, for the calibration when no threshold is
+    given (RetrieveError without it). ``progress``: tqdm bars on stderr (True), or a
+    callback called with (stage, done, total) as each stage ("hashing", "calibrating",
+    "searching", "verifying") goes on, which may raise to stop the run (its saved work
+    kept). Nothing is moved or deleted.
     """
+    report = as_progress(progress)
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
     state = State(store.folder)
     try:
-        exact = exact_groups(items, state, progress)
+        exact = exact_groups(items, state, report)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
-        threshold, source, calibration = _threshold(store, config, copy_vectors, state,
-                                                    progress)
+        threshold, source, calibration = _threshold(store, config, copy_vectors, state, report)
         run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
         state.start(run)
         pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
-                           progress)
+                           report)
         check = PixelCheck(items, config, state, run) if config.verify else None
-        accepted = verified(pairs, check, progress)
-        look = None if check is None else _second_look(store, check)
-        groups = _folded([_exact_group(g, items) for g in exact],
-                         _near_groups(accepted, pairs, items, look))
+        accepted = verified(pairs, check, report)
+        look = None if check is None else second_look(store, check)
+        groups = folded([exact_group(g, items) for g in exact],
+                        near_groups(accepted, pairs, items, look))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
@@ -219,8 +174,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
 
 
 # -- 1. exact copies ------------------------------------------------------------------------
-def exact_groups(items: dict[int, str], state: State,
-                 progress: bool | Progress) -> list[list[int]]:
+def exact_groups(items: dict[int, str], state: State, progress: Progress) -> list[list[int]]:
     """Ids of files with the same bytes, grouped (only files that share a size are read)."""
     by_size: dict[int, list[int]] = defaultdict(list)
     stats = {}
@@ -233,16 +187,15 @@ def exact_groups(items: dict[int, str], state: State,
         by_size[st.st_size].append(i)
     alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
     by_hash: dict[str, list[int]] = defaultdict(list)
-    bar = _Stage(progress, "hashing", len(alike), "files")
-    for start in range(0, len(alike), BATCH):  # saved a batch at a time
-        chunk = alike[start:start + BATCH]
-        with state.transaction():
-            for i in chunk:
-                digest = _sha256(items[i], stats[i], state)
-                if digest is not None:
-                    by_hash[digest].append(i)
-        bar.update(len(chunk))
-    bar.close()
+    with progress.stage("hashing", len(alike), "files") as advance:
+        for start in range(0, len(alike), BATCH):  # saved a batch at a time
+            chunk = alike[start:start + BATCH]
+            with state.transaction():
+                for i in chunk:
+                    digest = _sha256(items[i], stats[i], state)
+                    if digest is not None:
+                        by_hash[digest].append(i)
+            advance(len(chunk))
     return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
 
 
@@ -266,8 +219,7 @@ def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
 
 # -- 2. candidates --------------------------------------------------------------------------
 def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVectors | None,
-               state: State, progress: bool | Progress = False
-               ) -> tuple[float, str, Calibration | None]:
+               state: State, progress: Progress) -> tuple[float, str, Calibration | None]:
     if config.threshold is not None:
         return config.threshold, "given", None
     s = store.settings
@@ -286,7 +238,7 @@ def _threshold(store: IndexStore, config: DuplicatesConfig, copy_vectors: CopyVe
 
 def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBRATION_IMAGES,
               nprobe: int | None = None, seed: int = 0,
-              progress: bool | Progress = False) -> Calibration:
+              progress: bool | ProgressFn | Progress = False) -> Calibration:
     """THRESHOLD_MARGIN x the distance COPY_QUANTILE of the copies of up to ``images``
     indexed images stay within, each copy searched in the index as a query and measured to
     its original there (a copy not among its DUPLICATE_K nearest counts as infinitely far)."""
@@ -294,17 +246,14 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
     sample = np.random.default_rng(seed).permutation(ids)[:images]
     paths = store.paths(sample)
     copy_rows, originals = [], []
-    bar = _Stage(progress, "calibrating", len(sample), "images")
-    for i in sample:
-        try:
-            vectors = copy_vectors(paths[int(i)])
-        except NotAnImage:
-            continue
-        finally:
-            bar.update(1)
-        copy_rows.append(vectors)
-        originals += [int(i)] * len(vectors)
-    bar.close()
+    with as_progress(progress).stage("calibrating", len(sample), "images") as advance:
+        for start in range(0, len(sample), CALIBRATION_CHUNK):
+            chunk = sample[start:start + CALIBRATION_CHUNK]
+            for i, vectors in zip(chunk, copy_vectors([paths[int(i)] for i in chunk])):
+                if vectors is not None:  # None: the file cannot be read
+                    copy_rows.append(vectors)
+                    originals += [int(i)] * len(vectors)
+            advance(len(chunk))
     if not copy_rows:
         from retrieval.errors import RetrieveError
 
@@ -322,202 +271,36 @@ def calibrate(store: IndexStore, copy_vectors: CopyVectors, images: int = CALIBR
 
 
 def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, ids: list[int],
-               state: State, run: str, progress: bool | Progress
+               state: State, run: str, progress: bool | ProgressFn | Progress
                ) -> dict[tuple[int, int], float]:
     """(a, b) -> fc7 distance of every pair of ``ids`` within ``threshold``, a < b; each
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
     wanted = set(ids)
     done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
-    bar = _Stage(progress, "searching", len(ids), "images")
-    for start in range(0, len(ids), BATCH):
-        if start in done:
-            bar.update(len(ids[start:start + BATCH]))
-            continue
-        batch = np.asarray(ids[start:start + BATCH], dtype=np.int64)
-        D, I = store.search(faiss_ops.stored_vectors(index, batch), config.k + 1, config.nprobe,
-                            inner=True)  # Euclidean, as query prints; on the GPU where it is used
-        found = {}
-        for a, d_row, i_row in zip(batch.tolist(), D, I):
-            for d, b in zip(d_row.tolist(), i_row.tolist()):
-                if b != a and b in wanted and d <= threshold:
-                    found[min(a, b), max(a, b)] = d
-        with state.transaction():  # the batch's pairs and its being done, or neither
-            state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
-                                 [(run, a, b, d) for (a, b), d in found.items()])
-            state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
-        bar.update(len(batch))
-    bar.close()
+    with as_progress(progress).stage("searching", len(ids), "images") as advance:
+        for start in range(0, len(ids), BATCH):
+            if start not in done:
+                _search_batch(store, index, ids[start:start + BATCH], wanted, config,
+                              threshold, state, run, start)
+            advance(len(ids[start:start + BATCH]))
     rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
     return {(a, b): d for a, b, d in rows}
 
 
-# -- 3. verification and groups -------------------------------------------------------------
-class PixelCheck:
-    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
-    in ``config.workers`` processes when there are several batches to do."""
-
-    def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
-                 run: str) -> None:
-        self.items, self.config, self.state, self.run = items, config, state, run
-        self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
-            "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
-
-    def matches(self, pairs: list[tuple[int, int]], progress: bool | Progress = False
-                ) -> dict[tuple[int, int], Match]:
-        """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
-        todo = [pair for pair in pairs if pair not in self.known]
-        batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
-        files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
-        bar = _Stage(progress, "verifying", len(pairs), "pairs")
-        bar.update(len(pairs) - len(todo))  # saved by an earlier run
-        with _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
-            for batch, found in zip(batches, mapped(compare_files, files)):
-                self.known.update(zip(batch, found))
-                with self.state.transaction():  # saved a batch at a time
-                    self.state.db.executemany(
-                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)",
-                        [(self.run, a, b, m.similarity, m.difference)
-                         for (a, b), m in zip(batch, found)])
-                bar.update(len(batch))
-        bar.close()
-        return {pair: self.known[pair] for pair in pairs}
-
-    def accepts(self, match: Match) -> bool:
-        return (match.similarity >= self.config.min_similarity
-                and match.difference <= self.config.max_difference)
-
-
-@contextmanager
-def _mapping(workers: int) -> Iterator[Callable]:
-    """``map``, in this process (0) or in ``workers`` processes (results in order)."""
-    if workers == 0:
-        yield map
-        return
-    # spawn: the children need only Pillow and numpy, not this process's threads (torch,
-    # FAISS); Ctrl-C is this process's to handle: the children finish their batch and go.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-    try:
-        yield pool.map
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
-def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
-             progress: bool | Progress) -> dict[tuple[int, int], Match | None]:
-    """The candidate pairs whose pixels match (all of them, unchecked, without a check):
-    (a, b) -> their ``Match``."""
-    if check is None:
-        return {pair: None for pair in pairs}
-    return {pair: m for pair, m in check.matches(sorted(pairs), progress).items()
-            if check.accepts(m)}
-
-
-# A member found only through another member: (kept, m) -> (fc7 distance, Match) when the
-# pixels of m match those of the kept file, else None.
-SecondLook = Callable[[int, int], tuple[float, Match] | None]
-
-
-def _second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
-    """Pairs fc7 did not offer, compared by their pixels (and their fc7 distance measured)."""
-    index = functools.cache(lambda: faiss_ops.inner_space(store.load_index(mmap=True)))
-
-    def look(kept: int, m: int) -> tuple[float, Match] | None:
-        pair = (min(kept, m), max(kept, m))
-        match = check.matches([pair])[pair]
-        if not check.accepts(match):
-            return None
-        x = faiss_ops.stored_vectors(index(), np.array(pair, dtype=np.int64))
-        return float(np.linalg.norm(x[0] - x[1])), match
-
-    return look
-
-
-def _pixels(match: Match | None) -> tuple[float | None, float | None]:
-    return (None, None) if match is None else (match.similarity, match.difference)
-
-
-def _facts(path: str) -> tuple[int, int, int]:
-    """(width, height, bytes) of a file; zeros where it cannot be read."""
-    try:
-        return (*image_size(path), os.path.getsize(path))  # HEIC and RAW files too
-    except (OSError, NotAnImage):
-        return 0, 0, 0
-
-
-def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[int]:
-    """The largest resolution first, then the largest file, then by path."""
-    for i in ids:
-        if i not in facts:
-            facts[i] = _facts(items[i])
-    return sorted(ids, key=lambda i: (-facts[i][0] * facts[i][1], -facts[i][2], items[i]))
-
-
-def _folded(exact: list[Group], near: list[Group]) -> list[Group]:
-    """The exact copies of a file that is in a near group join that group, right after it
-    (with its distance and pixels): a file in two groups would be planned twice."""
-    near_of = {m.id: g for g in near for m in g.members}
-    alone = []
-    for g in exact:
-        found = next((m for m in g.members if m.id in near_of), None)  # the one searched
-        if found is None:
-            alone.append(g)
-            continue
-        members = near_of[found.id].members
-        at = next(n for n, m in enumerate(members) if m.id == found.id)
-        members[at + 1:at + 1] = [
-            Member(m.id, m.path, members[at].distance, members[at].similarity,
-                   members[at].difference, m.width, m.height, m.bytes, found.path)
-            for m in g.members if m is not found]
-    return alone + near
-
-
-def _exact_group(ids: list[int], items: dict[int, str]) -> Group:
-    facts: dict = {}
-    order = _keep_order(ids, items, facts)
-    return Group("exact", [Member(i, items[i], 0.0, 1.0, 0.0, *facts[i]) for i in order])
-
-
-def _near_groups(accepted: dict[tuple[int, int], Match | None],
-                 pairs: dict[tuple[int, int], float], items: dict[int, str],
-                 second_look: SecondLook | None = None) -> list[Group]:
-    """Stars around the files to keep: each member an accepted pair with its kept file.
-
-    A file whose partners all went to other stars first is compared (``second_look``) with
-    the kept files of those stars, and joins the first that matches: fc7 may put a copy past
-    the threshold from one copy and within it from another.
-    """
-    partners: dict[int, set[int]] = defaultdict(set)
-    for a, b in accepted:
-        partners[a].add(b)
-        partners[b].add(a)
-    facts: dict = {}
-    stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
-    star_of: dict[int, int] = {}
-    left = []
-    for kept in _keep_order(partners, items, facts):
-        if kept in star_of:
-            continue
-        members = [m for m in partners[kept] if m not in star_of]
-        if not members:
-            left.append(kept)
-            continue
-        pair = {m: (min(kept, m), max(kept, m)) for m in members}
-        stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
-        star_of.update({kept: kept, **{m: kept for m in members}})
-    for m in left if second_look is not None else []:
-        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
-            found = second_look(kept, m)
-            if found is not None:
-                stars[kept][m] = found
-                break
-    groups = []
-    for kept, members in stars.items():
-        order = sorted(_keep_order(members, items, facts), key=lambda m: members[m][0])
-        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, 0.0, *facts[kept])] + [
-            Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
-            for m in order]))  # nearest to the kept file first
-    return sorted(groups, key=lambda g: g.members[0].path)
+def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],
+                  config: DuplicatesConfig, threshold: float, state: State, run: str,
+                  start: int) -> None:
+    """The pairs of one batch of images with their k nearest, saved with its being done."""
+    ids = np.asarray(batch, dtype=np.int64)
+    D, I = store.search(faiss_ops.stored_vectors(index, ids), config.k + 1, config.nprobe,
+                        inner=True)  # Euclidean, as query prints; on the GPU where it is used
+    found = {}
+    for a, d_row, i_row in zip(ids.tolist(), D, I):
+        for d, b in zip(d_row.tolist(), i_row.tolist()):
+            if b != a and b in wanted and d <= threshold:
+                found[min(a, b), max(a, b)] = d
+    with state.transaction():  # the batch's pairs and its being done, or neither
+        state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
+                             [(run, a, b, d) for (a, b), d in found.items()])
+        state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))

@@ -217,7 +217,7 @@ def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
 
 def _same_bytes(f: dict, kept: dict) -> bool:
     """Whether a near group's ``f`` and ``kept`` are exact copies of each other (folded in
-    from a group of exact copies: duplicates._folded)."""
+    from a group of exact copies: dup_groups.folded)."""
     a, b = f.get("same_bytes_as"), kept.get("same_bytes_as")
     return a == kept["path"] or b == f["path"] or (a is not None and a == b)
 

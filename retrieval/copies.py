@@ -3,54 +3,50 @@
 ``copies`` turns an image into the copies a photo collection gathers (resized by a
 messenger, recompressed, cropped, brightened, a PNG of a JPEG): `retrieve duplicates`
 calibrates its fc7 threshold on them. ``compare`` checks two images by their pixels,
-tolerating exactly those changes, so that a pair fc7 finds close can be verified before it is
-called a duplicate: a similar scene is not a copy, and neither is the same scene a moment
-later (a burst shot, a frame of a video) or an edited photo.
+tolerating exactly what copying does, so that a pair fc7 finds close can be verified before
+it is called a duplicate: a similar scene is not a copy, and neither is the same scene a
+moment later (a burst shot, a frame of a video) or an edited photo.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance
 
+from . import evidence
+from . import grain as grains
 from .errors import NotAnImage
 from .images import load_image
+from .registration import MIN_SIDE, Box, locate, polish
 
 COPY_KINDS = ("resized", "recompressed", "cropped", "brightened", "png of a jpeg")
 RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 2  # the pixel check's version: `duplicates` redoes similarities saved by another
-SIGNATURE = 32  # pixels a side of the views the pixel check correlates
-THUMB = 128  # pixels on the longer side of the picture the views are cut from
-# The pixel check looks for the crop one image is of the other: a box of the first image's
-# aspect, at least MIN_SCALE of the largest such box in the second, anywhere in it; a coarse
-# grid of scales and positions, then a pattern search from the best.
-MIN_SCALE = 0.8
-GRID_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
-GRID_PLACES = (0.0, 0.5, 1.0)  # of the margin the box leaves, across and down
-STEPS = (0.025, 0.25)  # the pattern search's first steps in scale and in place, halved 4 times
-REFINES = 4
-# How far the search goes, so that most pairs (different pictures) cost little: the grid
-# only when a centred crop correlates GLANCE (the benchmark's copies: 0.65 and more, and 2/3
-# of the pairs fc7 offered there below 0.5), the pattern search only from REFINE_FROM (it
-# added 0.14 at most to the grid's best, and a copy needs MIN_SIMILARITY, 0.9, in the end).
-GLANCE = 0.5
-REFINE_FROM = 0.7
-# A brightened copy loses what clips at white: the other image is brightened as much (and
-# clipped) before the last comparison, at these gains.
-GAINS = (1.1, 1.2, 1.3, 1.4, 1.6)
-SAME_PICTURE = 0.98  # a whole-view match this close needs no search for a crop
-DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on
-DIFF_BLOCK = 8  # pixels a side of the squares it looks at: 1/12 of the picture's side
+CHECK = 3  # the pixel check's version: `duplicates` redoes similarities saved by another
+THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
+SIGNATURE = 32  # pixels a side of the views the similarity is measured on
+DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
+# A difference this large at ROUGH pixels a side (3 to a square) is not measured finer: the
+# fine one was as large or larger on every pair of Fashion-MNIST's garments fc7 offered.
+ROUGH, CLEARLY_DIFFERENT = 36, 0.75
+# A whole-view match this close (and its difference this small) needs no search for a crop.
+SAME_PICTURE, PLAINLY_ALIKE = 0.98, 0.1
+SEARCH_FROM = 0.6  # alignments whose coarse views are less alike are not measured
+POLISH_BELOW = 1.5  # a box whose difference is larger is not a misplaced copy's (at most 1.1)
+RIVAL = 0.02  # the other alignment is measured too when it is this close (a page of text)
+# Of the boxes the profiles suggest, those whose views correlate best are fitted a tone and
+# compared (a tone's fit is most of a box's time; a copy's box correlates best as it is).
+RANKED = 2
+FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture this faint
+# or fainter is compared by its grain as well
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 
 
@@ -76,58 +72,198 @@ def copies(img: Image.Image) -> list[tuple[str, Image.Image]]:
     ]
 
 
-Box = tuple[float, float, float, float]  # left, top, right, bottom in a thumbnail's pixels
-
-
 @dataclass(frozen=True)
 class Signature:
     """What ``compare`` compares of one image."""
 
-    thumb: Image.Image  # RGB, THUMB pixels on the longer side
+    thumb: Image.Image  # RGB, at most THUMB pixels on the longer side, at least 1 on each
     aspect: float  # the file's own width / height
     full: np.ndarray  # (SIGNATURE, SIGNATURE, 3) float32 view of the whole picture
+    size: tuple[int, int]  # width and height as decoded (a JPEG's shorter side: 256 at least)
+    grain: grains.Grain | None = None  # of a picture that shows little at THUMB pixels
 
 
 def signature(source: str | os.PathLike | Image.Image) -> Signature:
-    """An image decoded small (draft mode), for ``compare``."""
+    """An image decoded small (draft mode), for ``compare``; one that shows next to nothing
+    at that size is decoded again larger for its grain."""
     img = (source if isinstance(source, Image.Image)
-           else load_image(source, draft_size=2 * THUMB))
-    aspect = img.width / img.height
-    thumb = ImageOps.contain(img.convert("RGB"), (THUMB, THUMB))
-    return Signature(thumb, aspect, _view(thumb))
+           else load_image(source, draft_size=2 * THUMB)).convert("RGB")
+    w, h = img.size
+    thumb = _thumbnail(img, THUMB)  # a small picture is not enlarged: no detail to add
+    full = _view(thumb)
+    grain = None
+    if max(w, h) > 2 * THUMB and evidence.contrast(full) < FAINT ** 2:
+        if not isinstance(source, Image.Image):
+            img = load_image(source, draft_size=grains.SIDE)
+        grain = grains.grain(img)
+    return Signature(thumb, w / h, full, (w, h), grain)
 
 
 @dataclass(frozen=True)
 class Match:
     """How two images compare, by ``compare``."""
 
-    similarity: float  # in [-1, 1]: the pictures look the same (1), brightness and contrast aside
+    similarity: float  # in [0, 1]: the pictures look the same (1), brightness and contrast aside
     difference: float  # 0 and up: how different the most different part of them is
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """``x``'s whole picture taken as ``box`` of ``y``, and how alike the coarse views are
+    once the tone is matched (``evidence``)."""
+
+    x: Signature
+    y: Signature
+    box: Box
+    similarity: float
+    tone: evidence.Tone
+    swapped: bool  # the tone brings y's view to x's (x's is the brighter)
 
 
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do.
 
-    ``similarity`` is the best normalised correlation of one image's whole view with a crop of
-    the other of the same aspect, either way round. ``difference`` is then taken on that crop
-    at DIFF_SIZE pixels: the worst DIFF_BLOCK square of what differs beyond a pixel's
-    misplacement, after brightness and contrast are matched, in units of the picture's
-    contrast. A copy is alike everywhere (the benchmark's copies: 0.17 at most); a photo with
-    something painted in or moved is not (the tests' edit: 0.35 and 0.90), even when it looks
-    the same as a whole (similarity 0.98 and more). Pairs that look nothing alike (below
-    GLANCE) are not measured: their difference is infinite."""
-    whole = _correlation(a.full, b.full)
-    if whole >= SAME_PICTURE and abs(np.log(a.aspect / b.aspect)) < 0.01:
-        best, gain = _best_gain(a.full, b.full, whole)
-        return Match(best, _difference(a, b, (0, 0, *b.thumb.size), gain))
-    one, other = _best_crop(a, b), _best_crop(b, a)
-    (best, gain, box), (x, y) = (one, (a, b)) if one[0] >= other[0] else (other, (b, a))
-    if box is None or best < GLANCE:
-        return Match(best, np.inf)  # not the same picture: what differs is not measured
-    return Match(best, _difference(x, y, box, gain))
+    One image is taken as the whole picture and the other as a box of it (a crop of any
+    aspect, found by ``registration``), either way round. Once a copy's change of tone is
+    undone, ``similarity`` says how much of the picture's variation at SIGNATURE pixels the
+    other explains, a floor of what copying leaves counted in (a flat picture is alike to a
+    copy of it, not to another colour), and ``difference`` is the worst of 12 x 12 squares
+    of what differs beyond a pixel's misplacement, at the finer resolution both files have
+    (at most DIFF_SIZE pixels), and, for faint pictures, in their grain (``grain``). A copy
+    is alike everywhere; a photo with something painted in or moved is not, even when it
+    looks the same as a whole."""
+    same_shape = abs(np.log(a.aspect / b.aspect)) < 0.01
+    results = []
+    if same_shape:  # first the whole pictures
+        whole = _aligned(a, b, (0, 0, *b.thumb.size))
+        results.append((_measure(whole), whole))
+    m = results[0][0] if results else None
+    # Then the crops, unless plainly one picture, or a crop would have changed the size.
+    if not (same_shape and (m.similarity >= SAME_PICTURE and m.difference <= PLAINLY_ALIKE
+                            or a.size == b.size)):
+        results += _crops(a, b, same_shape)
+    # The alignment that leaves least over, among those that look alike at all.
+    m, t = min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
+                                        -r[0].similarity))
+    return _with_grain(m, t)
 
 
-UNREADABLE = Match(-1.0, float("inf"))  # a pair of which one file cannot be decoded
+def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _Aligned]]:
+    """Either picture as a box of the other, the box whose coarse views are most alike of
+    those the profiles suggest; measured (polished first where that may help) when it is
+    the better of the two or about as good (a page of text, alike shifted by a line)."""
+    tried = []
+    for x, y in ((a, b), (b, a)):
+        boxes = [box for box in locate(np.asarray(x.thumb), np.asarray(y.thumb))
+                 if not (same_shape and _whole(box, y))]  # the whole was measured
+        if boxes:
+            tried.append(max((_aligned(x, y, box, view) for box, view in _likeliest(x, y, boxes)),
+                             key=lambda t: t.similarity))
+    top = max([t.similarity for t in tried], default=0.0)
+    out = []
+    for t in tried:
+        if t.similarity < max(SEARCH_FROM, top - RIVAL):
+            out.append((Match(t.similarity, float("inf")), t))  # not alike: not measured
+            continue
+        m = _measure(t)
+        if PLAINLY_ALIKE < m.difference < POLISH_BELOW and evidence.contrast(
+                t.x.full) >= FAINT ** 2 / 4:  # worth moving the box a little
+            t = _aligned(t.x, t.y, _polished(t))
+            m = _measure(t)
+        out.append((m, t))
+    return out
+
+
+def _likeliest(x: Signature, y: Signature, boxes: list[Box]) -> list[tuple[Box, np.ndarray]]:
+    """The RANKED of ``boxes`` of ``y`` whose views correlate best with ``x``'s whole view,
+    with their views."""
+    views = [_view(y.thumb, box) for box in boxes]
+    if len(boxes) <= RANKED:
+        return list(zip(boxes, views))
+    target = _normalised(x.full)
+    best = np.argsort([-float(target @ _normalised(v)) for v in views])[:RANKED]
+    return [(boxes[k], views[k]) for k in best]
+
+
+def _whole(box: Box, y: Signature) -> bool:
+    """Whether ``box`` is all of ``y``'s thumbnail, to half a pixel."""
+    w, h = y.thumb.size
+    return max(abs(box[0]), abs(box[1]), abs(box[2] - w), abs(box[3] - h)) < 0.5
+
+
+def _aligned(x: Signature, y: Signature, box: Box, view: np.ndarray | None = None) -> _Aligned:
+    view = _view(y.thumb, box) if view is None else view
+    darker, brighter, swapped = evidence.ordered(x.full, view)
+    tone = evidence.fit(darker, brighter, softly=min(*x.size, *y.size) > 2 * SIGNATURE)
+    return _Aligned(x, y, box, evidence.similarity(tone(darker), brighter), tone, swapped)
+
+
+def _measure(t: _Aligned) -> Match:
+    """The Match of an alignment: its similarity, and its difference at the finer
+    resolution both files have (at ROUGH pixels only, when it is plain there), a tone near
+    white fitted again on the views it is measured on when they average the files' pixels
+    (the coarser, the more: clipping shows differently)."""
+    box = t.box
+    scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
+    detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
+    for size in (ROUGH, DIFF_SIZE):
+        x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
+        darker, brighter = (y, x) if t.swapped else (x, y)
+        tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
+        difference = evidence.difference(tone(darker), brighter)
+        if difference > CLEARLY_DIFFERENT:
+            break
+    return Match(t.similarity, difference)
+
+
+def _thumbnail(img: Image.Image, longer: int) -> Image.Image:
+    """``img`` with at most ``longer`` pixels on its longer side (never enlarged)."""
+    w, h = img.size
+    scale = min(1.0, longer / max(w, h))
+    if scale == 1:
+        return img
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                      Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+
+def _polished(t: _Aligned) -> Box:
+    """``t``'s box moved a little where the coarse views correlate better."""
+    target = _normalised(t.x.full)
+    _, box = polish(lambda boxes: np.array([target @ _normalised(_view(t.y.thumb, tuple(b)))
+                                            for b in boxes]),
+                    t.box, t.y.thumb.size, float(target @ _normalised(_view(t.y.thumb, t.box))))
+    return box
+
+
+def _with_grain(m: Match, t: _Aligned) -> Match:
+    """``m``, its difference raised to how much the grain of the pictures disagrees where
+    both have a grain to compare (``grain``)."""
+    x, y, box = t.x, t.y, t.box
+    if x.grain is None or y.grain is None or not np.isfinite(m.difference):
+        return m
+    scale = (box[2] - box[0]) / y.thumb.width * y.grain.width / x.grain.width
+    # A picture with no contrast gives the box no hold: its scale is known within a crop's.
+    flat = min(evidence.contrast(x.full), evidence.contrast(y.full)) < evidence.SIMILARITY_FLOOR ** 2
+    spread = 1 / MIN_SIDE if flat else grains.SCALE_STEP
+    return Match(m.similarity, max(m.difference, grains.difference(x.grain, y.grain, scale, spread)))
+
+
+def _normalised(view: np.ndarray) -> np.ndarray:
+    """A view as a unit vector, each channel's mean taken off (for Pearson's correlation)."""
+    v = (view - view.reshape(-1, 3).mean(axis=0)).reshape(-1)
+    return v / max(float(np.sqrt(v @ v)), 1e-6)
+
+
+def _detailed(img: Image.Image, box: Box | None, detail: int, size: int) -> np.ndarray:
+    """``box`` of ``img`` at ``size`` pixels a side with no more than ``detail`` pixels'
+    worth of detail (a picture with less is compared with the other's at its own)."""
+    if detail >= size:
+        return _view(img, box, size)
+    small = img.resize((detail, detail), Image.Resampling.BOX, box=box)
+    return _view(small, None, size)
+
+
+UNREADABLE = Match(0.0, float("inf"))  # a pair of which one file cannot be decoded
 
 
 def compare_files(pairs: Sequence[tuple[str, str]]) -> list[Match]:
@@ -160,104 +296,3 @@ def _view(img: Image.Image, box: Box | None = None, size: int = SIGNATURE) -> np
     """``box`` of ``img`` (all of it by default) resized to ``size`` x ``size``, float32."""
     small = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(small, dtype=np.float32)
-
-
-def _normalised(view: np.ndarray) -> np.ndarray:
-    """A view as a unit vector, each channel's mean taken off: brightness and contrast do not
-    count, colours do (a red circle is not a blue one)."""
-    x = view.reshape(-1, 3)
-    x = (x - x.mean(axis=0)).reshape(-1)
-    return x / max(float(np.sqrt(x @ x)), 1e-6)
-
-
-def _correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson's correlation of two views (see ``_normalised``)."""
-    return float(_normalised(x) @ _normalised(y))
-
-
-def _best_crop(a: Signature, b: Signature) -> tuple[float, float, Box | None]:
-    """The best correlation of ``a``'s whole view with a box of ``b`` of ``a``'s aspect, its
-    gain (``_best_gain``) and the box; (-1, 1, None) when no such box of at least MIN_SCALE
-    fits: ``a`` is not a small crop of ``b``."""
-    W, H = b.thumb.size
-    # The largest box of a's aspect in b; the boxes tried are it at a scale from ``low`` (where
-    # it covers MIN_SCALE^2 of b) to 1, placed anywhere in b.
-    bw, bh = (W, W / a.aspect) if W / a.aspect <= H else (H * a.aspect, H)
-    low = MIN_SCALE * np.sqrt(W * H / (bw * bh))
-    if low > 1:
-        return -1.0, 1.0, None
-
-    def box(z: float, fx: float, fy: float) -> Box:
-        w, h = bw * z, bh * z
-        x, y = (W - w) * fx, (H - h) * fy
-        return x, y, x + w, y + h
-
-    whole = _normalised(a.full)
-
-    def score(p: tuple[float, float, float]) -> float:
-        return float(whole @ _normalised(_view(b.thumb, box(*p))))
-
-    scales = [z for z in GRID_SCALES if z >= low]
-    best, at = max((score((z, 0.5, 0.5)), (z, 0.5, 0.5)) for z in scales)  # centred crops
-    if best < GLANCE:
-        return best, 1.0, box(*at)
-    best, at = max([(best, at)] + [(score(p), p) for p in itertools.product(
-        scales, GRID_PLACES, GRID_PLACES) if p[1:] != (0.5, 0.5)])
-    if best < REFINE_FROM:
-        return best, 1.0, box(*at)
-    steps = STEPS
-    for _ in range(REFINES):
-        moved = True
-        while moved:
-            moved = False
-            for d, step in ((0, steps[0]), (1, steps[1]), (2, steps[1])):
-                for sign in (-1, 1):
-                    p = list(at)
-                    p[d] += sign * step
-                    if not (low <= p[0] <= 1 and 0 <= p[1] <= 1 and 0 <= p[2] <= 1):
-                        continue
-                    s = score(tuple(p))
-                    if s > best:
-                        best, at, moved = s, tuple(p), True
-        steps = (steps[0] / 2, steps[1] / 2)
-    return (*_best_gain(a.full, _view(b.thumb, box(*at)), best), box(*at))
-
-
-def _best_gain(x: np.ndarray, y: np.ndarray, plain: float) -> tuple[float, float]:
-    """A brightened copy lost what clipped at white: the best correlation of two views with
-    either brightened as much and clipped, and its gain (>1: ``x`` brightened, <1: ``y``;
-    1 and ``plain``, their plain correlation, when that is best)."""
-    best, gain = plain, 1.0
-    for g in GAINS:
-        for s, which in ((_correlation(np.minimum(x * g, 255), y), g),
-                         (_correlation(x, np.minimum(y * g, 255)), 1 / g)):
-            if s > best:
-                best, gain = s, which
-    return best, gain
-
-
-def _difference(a: Signature, b: Signature, box: Box, gain: float) -> float:
-    """The worst DIFF_BLOCK square of ``a``'s whole view against ``box`` of ``b``, either
-    brightened by ``gain`` (``_best_gain``), each way round (``_beyond``)."""
-    x, y = _view(a.thumb, size=DIFF_SIZE), _view(b.thumb, box, DIFF_SIZE)
-    if gain > 1:
-        x = np.minimum(x * gain, 255)
-    elif gain < 1:
-        y = np.minimum(y / gain, 255)
-    n = DIFF_SIZE // DIFF_BLOCK
-    beyond = np.maximum(_beyond(x, y), _beyond(y, x))
-    return float(beyond.reshape(n, DIFF_BLOCK, n, DIFF_BLOCK).mean(axis=(1, 3)).max())
-
-
-def _beyond(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """How far each pixel of ``y`` falls outside the range of ``x`` around it (3 x 3, so that
-    resampling and a pixel's misplacement do not count), once each channel of ``x`` is fitted
-    to ``y`` (least squares), over the standard deviation of ``y``; (h, w)."""
-    mx, my = x.mean(axis=(0, 1)), y.mean(axis=(0, 1))
-    slope = (((x - mx) * (y - my)).sum(axis=(0, 1))
-             / np.maximum(((x - mx) ** 2).sum(axis=(0, 1)), 1e-6))
-    h, w = y.shape[:2]
-    fitted = np.pad((x - mx) * slope + my, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    around = np.stack([fitted[i:i + h, j:j + w] for i in range(3) for j in range(3)])
-    out = np.maximum(0, np.maximum(y - around.max(axis=0), around.min(axis=0) - y))
-    return out.mean(axis=2) / max(float(y.std()), 1.0)

@@ -74,6 +74,8 @@ def make_hostile(folder: Path) -> dict[str, tuple[Path, str]]:
         "1x1 image": ("tiny.png", _save(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"), "ok"),
         "10000x10 image": ("wide.png", _save(Image.new("RGB", (10_000, 10), (10, 200, 10)), "PNG"),
                            "ok"),
+        "10000x1 strip": ("strip.png", _save(Image.new("RGB", (10_000, 1), (200, 200, 10)), "PNG"),
+                          "ok"),
         "decompression bomb": ("bomb.png", bomb_png(), "refused: too many pixels"),
         "webp": ("photo.webp", _save(shape, "WEBP"), "ok"),
         "bmp": ("photo.bmp", _save(shape, "BMP"), "ok"),

@@ -17,6 +17,7 @@ from PIL import Image, ImageEnhance
 
 from cli.main import cli
 from conftest import tiny_checkpoint
+from indexes import dup_groups
 from indexes import duplicates as dups
 from indexes import plans
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
@@ -155,11 +156,11 @@ def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
     """A ~ B and B ~ C by fc7, A the file to keep: A's group takes B, and C only when C's
     pixels match A's own."""
     resolution = {"/a": 30, "/b": 20, "/c": 10}
-    monkeypatch.setattr(dups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
     items = {1: "/a", 2: "/b", 3: "/c"}
     pairs = {(1, 2): 1.0, (2, 3): 1.5}
     match = Match(0.95, 0.1)
-    groups = dups._near_groups({pair: match for pair in pairs}, pairs, items)
+    groups = dup_groups.near_groups({pair: match for pair in pairs}, pairs, items)
     assert [[m.path for m in g.members] for g in groups] == [["/a", "/b"]]
     looked = []
 
@@ -168,12 +169,24 @@ def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
         return (2.5, match) if alike else None
 
     for alike, expected in ((False, [["/a", "/b"]]), (True, [["/a", "/b", "/c"]])):
-        groups = dups._near_groups({pair: match for pair in pairs}, pairs, items, second_look)
+        groups = dup_groups.near_groups({pair: match for pair in pairs}, pairs, items, second_look)
         assert [[m.path for m in g.members] for g in groups] == expected
     assert looked == [(1, 3), (1, 3)]
     pairs[1, 3] = 2.0  # with A ~ C as well, all three are copies of A
-    groups = dups._near_groups({pair: match for pair in pairs}, pairs, items)
+    groups = dup_groups.near_groups({pair: match for pair in pairs}, pairs, items)
     assert [[m.path for m in g.members] for g in groups] == [["/a", "/b", "/c"]]
+
+
+def test_a_copy_joins_the_star_it_differs_least_from(monkeypatch):
+    """C, a cropped copy of frame B, is also a crop of frame A (the camera moved): accepted
+    with both, it goes to B's group, where it differs less, though A is kept first."""
+    resolution = {"/a": 40, "/b": 30, "/c": 20, "/d": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/a", 2: "/b", 3: "/c", 4: "/d"}
+    accepted = {(1, 3): Match(0.99, 0.15), (2, 3): Match(0.99, 0.01), (2, 4): Match(0.99, 0.02)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items)
+    assert [[m.path for m in g.members] for g in groups] == [["/b", "/c", "/d"]]
 
 
 def test_outputs_parse(flat, tmp_path):
@@ -233,7 +246,7 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
             raise KeyboardInterrupt
         return real(a, b)
 
-    monkeypatch.setattr(dups, "VERIFY_BATCH", 50)
+    monkeypatch.setattr(dup_groups, "VERIFY_BATCH", 50)
     monkeypatch.setattr(copies_module, "compare", counted)
     with pytest.raises(KeyboardInterrupt):
         dups.find_duplicates(store, config)
@@ -278,7 +291,7 @@ def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
 
 def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch):
     store = open_for_reading(flat)
-    monkeypatch.setattr(dups, "VERIFY_BATCH", 50)  # several batches: the workers share them
+    monkeypatch.setattr(dup_groups, "VERIFY_BATCH", 50)  # several batches: the workers share them
     reports = []
     for workers in (0, 2):
         (flat / dups.STATE).unlink(missing_ok=True)

@@ -72,6 +72,20 @@ def test_odd_names_come_back_one_line_each_and_as_valid_json(hostile_index):
     assert os.fsencode(str(cases["non-UTF-8 name"][0])) in {os.fsencode(p) for p in found}
 
 
+def test_duplicates_take_every_file_build_index_took(hostile_index):
+    """A 1-pixel picture, a 10000x1 strip, a CMYK JPEG, an animated GIF, odd names: compared
+    without a traceback; the copies among them (one drawing saved every way) grouped."""
+    index, cases, _, _ = hostile_index
+    r = run("duplicates", "--index", index, "--workers", "0", "--json", "--threshold", "1e9")
+    assert "Traceback" not in r.output
+    groups = json.loads(r.stdout)["groups"]
+    grouped = {p for g in groups for p in g["paths"]}
+    assert grouped <= _ok(cases)
+    same_drawing = {str(cases[c][0]) for c in ("png named .jpg", "bmp", "webp", "cmyk jpeg")}
+    assert any(same_drawing <= set(g["paths"]) for g in groups)
+    assert str(cases["10000x1 strip"][0]) not in grouped  # nothing else looks like it
+
+
 def test_querying_bad_files(hostile_index):
     index, cases, _, _ = hostile_index
     truncated = cases["truncated jpeg"][0]

@@ -1,0 +1,244 @@
+"""The pixel check of `retrieve duplicates`' candidate pairs, and the groups it makes: stars
+around the file to keep, each member a verified copy of the kept file itself."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import signal
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.copies import Match, compare_files
+from retrieval.errors import NotAnImage
+from retrieval.images import image_size
+
+from . import faiss_ops
+from .config import DuplicatesConfig
+from .progress import Progress
+from .store import IndexStore
+
+if TYPE_CHECKING:
+    from .duplicates import State
+
+VERIFY_BATCH = 256  # pairs verified per saved step
+
+
+@dataclass
+class Member:
+    id: int  # in the index
+    path: str
+    distance: float  # fc7 distance to the kept file (0 for itself and exact copies)
+    similarity: float | None  # pixel similarity with the kept file (None: not compared)
+    difference: float | None  # of its most different part from the kept file (retrieval.copies)
+    width: int
+    height: int
+    bytes: int
+    same_bytes_as: str | None = None  # in a near group: the member whose bytes it has
+
+
+@dataclass
+class Group:
+    tier: str  # "exact" (the same bytes) or "near"
+    members: list[Member]  # the file to keep first
+
+
+class PixelCheck:
+    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
+    in ``config.workers`` processes when there are several batches to do."""
+
+    def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
+                 run: str) -> None:
+        self.items, self.config, self.state, self.run = items, config, state, run
+        self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
+            "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
+
+    def matches(self, pairs: list[tuple[int, int]], progress: Progress | None = None
+                ) -> dict[tuple[int, int], Match]:
+        """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
+        todo = [pair for pair in pairs if pair not in self.known]
+        batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
+        files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
+        with (progress or Progress()).stage("verifying", len(pairs), "pairs") as advance, \
+                _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
+            advance(len(pairs) - len(todo))  # saved by an earlier run
+            for batch, found in zip(batches, mapped(compare_files, files)):
+                self.known.update(zip(batch, found))
+                with self.state.transaction():  # saved a batch at a time
+                    self.state.db.executemany(
+                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)",
+                        [(self.run, a, b, m.similarity, m.difference)
+                         for (a, b), m in zip(batch, found)])
+                advance(len(batch))
+        return {pair: self.known[pair] for pair in pairs}
+
+    def accepts(self, match: Match) -> bool:
+        return (match.similarity >= self.config.min_similarity
+                and match.difference <= self.config.max_difference)
+
+
+@contextmanager
+def _mapping(workers: int) -> Iterator[Callable]:
+    """``map``, in this process (0) or in ``workers`` processes (results in order)."""
+    if workers == 0:
+        yield map
+        return
+    # spawn: the children need only Pillow and numpy, not this process's threads (torch,
+    # FAISS); Ctrl-C is this process's to handle: the children finish their batch and go.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+    try:
+        yield pool.map
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def verified(pairs: dict[tuple[int, int], float], check: PixelCheck | None,
+             progress: Progress) -> dict[tuple[int, int], Match | None]:
+    """The candidate pairs whose pixels match (all of them, unchecked, without a check):
+    (a, b) -> their ``Match``."""
+    if check is None:
+        return {pair: None for pair in pairs}
+    return {pair: m for pair, m in check.matches(sorted(pairs), progress).items()
+            if check.accepts(m)}
+
+
+# A member found only through another member: (kept, m) -> (fc7 distance, Match) when the
+# pixels of m match those of the kept file, else None.
+SecondLook = Callable[[int, int], tuple[float, Match] | None]
+
+
+def second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
+    """Pairs fc7 did not offer, compared by their pixels (and their fc7 distance measured)."""
+    index = functools.cache(lambda: faiss_ops.inner_space(store.load_index(mmap=True)))
+
+    def look(kept: int, m: int) -> tuple[float, Match] | None:
+        pair = (min(kept, m), max(kept, m))
+        match = check.matches([pair])[pair]
+        if not check.accepts(match):
+            return None
+        x = faiss_ops.stored_vectors(index(), np.array(pair, dtype=np.int64))
+        return float(np.linalg.norm(x[0] - x[1])), match
+
+    return look
+
+
+def _pixels(match: Match | None) -> tuple[float | None, float | None]:
+    return (None, None) if match is None else (match.similarity, match.difference)
+
+
+def _facts(path: str) -> tuple[int, int, int]:
+    """(width, height, bytes) of a file; zeros where it cannot be read."""
+    try:
+        return (*image_size(path), os.path.getsize(path))  # HEIC and RAW files too
+    except (OSError, NotAnImage):
+        return 0, 0, 0
+
+
+def _keep_order(ids: Iterable[int], items: dict[int, str], facts: dict) -> list[int]:
+    """The largest resolution first, then the largest file, then by path."""
+    for i in ids:
+        if i not in facts:
+            facts[i] = _facts(items[i])
+    return sorted(ids, key=lambda i: (-facts[i][0] * facts[i][1], -facts[i][2], items[i]))
+
+
+def exact_group(ids: list[int], items: dict[int, str]) -> Group:
+    facts: dict = {}
+    order = _keep_order(ids, items, facts)
+    return Group("exact", [Member(i, items[i], 0.0, 1.0, 0.0, *facts[i]) for i in order])
+
+
+def folded(exact: list[Group], near: list[Group]) -> list[Group]:
+    """The exact copies of a file that is in a near group join that group, right after it
+    (with its distance and pixels): a file in two groups would be planned twice."""
+    near_of = {m.id: g for g in near for m in g.members}
+    alone = []
+    for g in exact:
+        found = next((m for m in g.members if m.id in near_of), None)  # the one searched
+        if found is None:
+            alone.append(g)
+            continue
+        members = near_of[found.id].members
+        at = next(n for n, m in enumerate(members) if m.id == found.id)
+        members[at + 1:at + 1] = [
+            Member(m.id, m.path, members[at].distance, members[at].similarity,
+                   members[at].difference, m.width, m.height, m.bytes, found.path)
+            for m in g.members if m is not found]
+    return alone + near
+
+
+def near_groups(accepted: dict[tuple[int, int], Match | None],
+                 pairs: dict[tuple[int, int], float], items: dict[int, str],
+                 second_look: SecondLook | None = None) -> list[Group]:
+    """Stars around the files to keep: each member an accepted pair with its kept file.
+
+    A member accepted with the kept files of several stars goes to the one it differs least
+    from (a cropped copy of one video frame also matches the frame before, of which it is a
+    crop too). A file whose partners all went to other stars first is compared
+    (``second_look``) with the kept files of those stars, and joins the first that matches:
+    fc7 may put a copy past the threshold from one copy and within it from another.
+    """
+    partners: dict[int, set[int]] = defaultdict(set)
+    for a, b in accepted:
+        partners[a].add(b)
+        partners[b].add(a)
+    facts: dict = {}
+    stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
+    star_of: dict[int, int] = {}
+    left = []
+    for kept in _keep_order(partners, items, facts):
+        if kept in star_of:
+            continue
+        members = [m for m in partners[kept] if m not in star_of]
+        if not members:
+            left.append(kept)
+            continue
+        pair = {m: (min(kept, m), max(kept, m)) for m in members}
+        stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
+        star_of.update({kept: kept, **{m: kept for m in members}})
+    _closest_stars(stars, star_of, accepted, pairs)
+    for m in left if second_look is not None else []:
+        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
+            found = second_look(kept, m)
+            if found is not None:
+                stars[kept][m] = found
+                break
+    groups = []
+    for kept, members in stars.items():
+        if not members:
+            continue
+        order = sorted(_keep_order(members, items, facts), key=lambda m: members[m][0])
+        groups.append(Group("near", [Member(kept, items[kept], 0.0, 1.0, 0.0, *facts[kept])] + [
+            Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
+            for m in order]))  # nearest to the kept file first
+    return sorted(groups, key=lambda g: g.members[0].path)
+
+
+def _closest_stars(stars: dict, star_of: dict[int, int],
+                   accepted: dict[tuple[int, int], Match | None],
+                   pairs: dict[tuple[int, int], float]) -> None:
+    """Each member moved to the star, of those whose kept file it was accepted with, that it
+    differs least from (its pixels' difference, else its fc7 distance)."""
+    def how_far(kept: int, m: int) -> float:
+        match = accepted[min(kept, m), max(kept, m)]
+        return pairs[min(kept, m), max(kept, m)] if match is None else match.difference
+
+    for kept, members in list(stars.items()):
+        for m in list(members):
+            best = min((k for k in stars if k != m and (min(k, m), max(k, m)) in accepted),
+                       key=lambda k: (how_far(k, m), k != kept))
+            if best != kept:
+                pair = (min(best, m), max(best, m))
+                stars[best][m] = (pairs[pair], accepted[pair])
+                del members[m]
+                star_of[m] = best

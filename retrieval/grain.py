@@ -1,0 +1,131 @@
+"""The fine texture of a picture that shows next to nothing at a thumbnail's scale (paper, a
+wall, a plain background): a window of it at the decoded resolution, and whether two such
+windows show one texture.
+
+Two papers of one colour are told apart by their grain alone, which a thumbnail averages
+away. A copy keeps the grain (recompressed, it keeps at least part of it) or loses it (a
+small copy, a heavy JPEG: nothing left to contradict the original); another paper has a
+grain of its own that the first one's does not explain anywhere (template matching, every
+place of the window tried, so that an uncertain crop does not matter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# The window: WINDOW pixels a side from the middle of the picture brought to SIDE pixels on
+# its shorter side (or as it is, when smaller); its middle TEMPLATE pixels are looked for
+# anywhere in the other's window: a crop of up to a fifth of the picture moves the middle
+# by less than (WINDOW - TEMPLATE) / 2 pixels.
+SIDE = 768
+WINDOW = 192
+TEMPLATE = 48
+SMOOTH = 2  # radius of the box blur taken off: the grain is what varies within 5 pixels
+# Grain weaker than FLOOR grey levels (standard deviation) is within what copying leaves:
+# no evidence either way. Two windows of one texture correlate MATCH or more at their best
+# place once brought to one scale (the benchmark's copies: 0.45 and more after JPEG at
+# quality 50; different papers: 0.15 at most).
+FLOOR = 1.5
+MATCH = 0.4
+SCALE_STEP = 1.03  # scales tried 9%, then 3% apart where the pictures' scale is not known better
+
+
+@dataclass(frozen=True)
+class Grain:
+    """A window of a picture at its decoded resolution, grey, float32."""
+
+    window: np.ndarray  # (WINDOW, WINDOW) or smaller for a small picture
+    width: int  # decoded pixels across the whole picture
+
+
+def grain(img: Image.Image) -> Grain:
+    """The window in the middle of ``img``, brought to SIDE pixels on its shorter side."""
+    if min(img.size) > SIDE:
+        f = SIDE / min(img.size)
+        box = ((img.width - WINDOW / f) / 2, (img.height - WINDOW / f) / 2)
+        box = (*box, box[0] + WINDOW / f, box[1] + WINDOW / f)
+        window = img.convert("L").resize((WINDOW, WINDOW), Image.Resampling.BOX, box=box)
+        return Grain(np.asarray(window, dtype=np.float32), round(img.width * f))
+    w, h = img.size
+    n = min(WINDOW, w, h)
+    left, top = (w - n) // 2, (h - n) // 2
+    window = np.asarray(img.convert("L").crop((left, top, left + n, top + n)), dtype=np.float32)
+    return Grain(window, w)
+
+
+def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0) -> float:
+    """How much ``x``'s grain and ``y``'s disagree, in [0, 1]: 0 when they match or when
+    either has next to no grain. ``scale`` is ``y``'s decoded pixels per pixel of ``x``'s,
+    known within a factor ``spread`` either way (scales tried across it)."""
+    best, weak = -1.0, 0.0
+    coarse = [SCALE_STEP ** 3] if spread > SCALE_STEP ** 3 else []
+    for step in coarse + [SCALE_STEP]:  # coarse, then fine around the best
+        steps = int(np.ceil(np.log(spread) / np.log(step)))
+        for k in scale * step ** np.arange(-steps, steps + 1):
+            rho, e = _agreement(x.window, y.window, k)
+            if rho > best:
+                best, weak, at = rho, e, k
+        scale, spread = at, step
+    if weak <= FLOOR / 2:
+        return 0.0
+    return max(0.0, 1 - best / MATCH) * weak ** 2 / (weak ** 2 + FLOOR ** 2)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[float, float]:
+    """(the best correlation of the middle of ``a`` with a place of ``b``, the weaker grain's
+    standard deviation there) once both are at the coarser one's scale; (1, 0) when too
+    small to tell."""
+    if scale < 1:  # b is the coarser: bring a to its scale, and the other way round
+        a = _resized(a, scale)
+    else:
+        b = _resized(b, 1 / scale)
+    if min(a.shape) < TEMPLATE // 2 or min(b.shape) < TEMPLATE // 2:
+        return 1.0, 0.0
+    a, b = _high_pass(a), _high_pass(b)
+    m = min(TEMPLATE, *a.shape, *b.shape)
+    top, left = (a.shape[0] - m) // 2, (a.shape[1] - m) // 2
+    template = a[top:top + m, left:left + m]
+    rho, found = _best_place(template, b)
+    return rho, min(float(template.std()), found)
+
+
+def _resized(window: np.ndarray, factor: float) -> np.ndarray:
+    h, w = window.shape
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(window, "F").resize(size, Image.Resampling.BOX))
+
+
+def _high_pass(window: np.ndarray) -> np.ndarray:
+    """What varies within 2 SMOOTH + 1 pixels: the window less its box blur."""
+    k = 2 * SMOOTH + 1
+    blurred = _box_sums(np.pad(window, SMOOTH, mode="edge"), k) / (k * k)
+    return (window - blurred).astype(np.float32)
+
+
+def _best_place(template: np.ndarray, window: np.ndarray) -> tuple[float, float]:
+    """The best normalised correlation of ``template`` (m, m) with an m x m part of
+    ``window``, every place tried (FFT), and the standard deviation of that part."""
+    m = template.shape[0]
+    h, w = window.shape
+    t = template - template.mean()
+    t_norm = float(np.sqrt((t * t).sum()))
+    if t_norm < 1e-6:
+        return 0.0, 0.0
+    shape = (h + m, w + m)
+    corr = np.fft.irfft2(np.fft.rfft2(window, shape) * np.conj(np.fft.rfft2(t, shape)), shape)
+    corr = corr[:h - m + 1, :w - m + 1]  # placements wholly inside the window
+    sums = _box_sums(window, m)
+    squares = _box_sums(window * window, m)
+    var = np.maximum(squares - sums ** 2 / (m * m), 1e-6)  # m^2 x the part's variance
+    ncc = corr / (t_norm * np.sqrt(var))
+    i = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    return float(ncc[i]), float(np.sqrt(var[i] / (m * m)))
+
+
+def _box_sums(a: np.ndarray, m: int) -> np.ndarray:
+    """The sums of every m x m part of ``a``: (h - m + 1, w - m + 1)."""
+    c = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return c[m:, m:] - c[:-m, m:] - c[m:, :-m] + c[:-m, :-m]

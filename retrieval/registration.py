@@ -1,0 +1,108 @@
+"""Where one picture lies in another (image registration): the box of a crop, any aspect and
+any place, from the pictures' row and column profiles, polished on their views.
+
+A copy is the whole picture or a crop of it, resized (not necessarily keeping the aspect):
+the box of the original it shows. The columns of a crop average to a stretch of the
+original's column profile, and its rows to a stretch of the row profile, so the box is found
+one axis at a time by matching profiles (cheap: a few hundred candidates on 1-d arrays), then
+polished on the 2-d views by a short pattern search. Views are area averages computed from a
+summed-area table, many boxes at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom, in a picture's pixels
+MIN_SIDE = 0.75  # the shortest box side tried, as a share of the picture's side: 25% cropped
+PROFILE = 48  # samples of a profile matched
+STEP = 0.01  # of a side: the profile search's grid
+TIE = 0.01  # a larger box wins unless a smaller one matches this much better
+CHOICES, SEPARATE = 3, 0.03  # stretches kept of each axis, at least this far apart
+POLISH = (0.005, 0.002)  # the 2-d pattern search's steps, as a share of each side
+
+
+def profiles(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean brightness of each column and of each row: (w,), (h,)."""
+    grey = pixels.astype(np.float32).mean(axis=2)
+    return grey.mean(axis=0), grey.mean(axis=1)
+
+
+def _stretches(length: int) -> np.ndarray:
+    """Candidate (start, end) stretches of a side as shares of it, each at least MIN_SIDE."""
+    grid = np.arange(0.0, 1.0 + STEP / 2, STEP)
+    s, e = np.meshgrid(grid, grid, indexing="ij")
+    keep = e - s >= MIN_SIDE - 1e-9
+    return np.stack([s[keep], e[keep]], axis=1)
+
+
+def _sample(profile: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``profile`` (of pixel centres) read at ``at`` (shares of its side), linearly."""
+    n = len(profile)
+    return np.interp(at * n - 0.5, np.arange(n), profile)
+
+
+def _ncc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson's correlation of ``x`` (L,) with each row of ``y`` (K, L)."""
+    x = x - x.mean()
+    y = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((x @ x) * (y * y).sum(axis=1))
+    return np.where(den > 1e-6, (y @ x) / np.maximum(den, 1e-12), 0.0)
+
+
+def stretches(part: np.ndarray, whole: np.ndarray, n: int = CHOICES) -> list[tuple[float, float]]:
+    """The ``n`` stretches of ``whole``'s profile that ``part``'s profile matches best, at
+    least SEPARATE apart, best first: (start, end) as shares of the side; a tie goes to the
+    larger stretch (by TIE); only the whole side when there is nothing to align on."""
+    u = (np.arange(PROFILE) + 0.5) / PROFILE
+    ends = _stretches(len(whole))
+    mine = _sample(part, u)
+    if mine.std() < 1e-3:  # nothing to align on: every stretch alike
+        return [(0.0, 1.0)]
+    score = _ncc(mine, _sample(whole, ends[:, :1] + (ends[:, 1:] - ends[:, :1]) * u))
+    score = score + TIE * (ends[:, 1] - ends[:, 0])
+    out: list[tuple[float, float]] = []
+    for k in np.argsort(-score):
+        s, e = ends[k]
+        if all(max(abs(s - s2), abs(e - e2)) >= SEPARATE for s2, e2 in out):
+            out.append((float(s), float(e)))
+            if len(out) == n:
+                break
+    return out
+
+
+def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
+    """Boxes of ``whole`` (h, w, c pixels) that ``part`` (h', w', c) may show, from their
+    profiles, in ``whole``'s pixels, the likeliest first: each axis's CHOICES best stretches
+    combined (a profile with one strong edge, a screenshot's side bar, leaves its scale
+    open: the 2-d views decide)."""
+    (pc, pr), (wc, wr) = profiles(part), profiles(whole)
+    h, w = whole.shape[:2]
+    return [(x0 * w, y0 * h, x1 * w, y1 * h)
+            for (x0, x1), (y0, y1) in itertools.product(stretches(pc, wc), stretches(pr, wr))]
+
+
+def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, Box]:
+    """A pattern search from ``box`` over its four sides, ``score(boxes (B, 4)) -> (B,)``
+    (higher is better) of boxes that stay inside a picture of ``size`` (w, h) and keep at
+    least MIN_SIDE of each side: (best score, its box)."""
+    w, h = size
+    at = np.array(box, dtype=np.float64)
+    for step in POLISH:
+        delta = np.array([w, h, w, h]) * step
+        moved = True
+        while moved:
+            tries = np.repeat(at[None], 8, axis=0)
+            tries[np.arange(8), np.arange(8) // 2] += np.tile([-1, 1], 4) * delta[np.arange(8) // 2]
+            ok = ((tries[:, 0] >= 0) & (tries[:, 1] >= 0) & (tries[:, 2] <= w) & (tries[:, 3] <= h)
+                  & (tries[:, 2] - tries[:, 0] >= MIN_SIDE * w - 1e-6)
+                  & (tries[:, 3] - tries[:, 1] >= MIN_SIDE * h - 1e-6))
+            moved = False
+            if ok.any():
+                scores = score(tries[ok])
+                k = int(np.argmax(scores))
+                if scores[k] > best + 1e-6:
+                    best, at, moved = float(scores[k]), tries[ok][k], True
+    return best, tuple(float(v) for v in at)

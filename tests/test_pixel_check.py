@@ -1,0 +1,148 @@
+"""The pixel check on the kinds of picture that have no contrast to lean on (flat, a faint
+texture after JPEG, a gradient, a dark blurred scene), on tiny pictures, and on the files
+build-index accepts: each copy found, a different picture of the same kind kept apart."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
+from retrieval.copies import Match, compare, signature
+
+SIZE = (240, 180)
+
+
+def _image(array) -> Image.Image:
+    return Image.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8))
+
+
+def _smooth(rng, scale: int, size=SIZE) -> np.ndarray:
+    """Unit-variance noise smooth over ``scale`` pixels, (h, w)."""
+    small = rng.standard_normal((size[1] // scale + 2, size[0] // scale + 2)).astype(np.float32)
+    big = np.asarray(Image.fromarray(small, "F").resize(
+        (size[0] + 2 * scale, size[1] + 2 * scale), Image.Resampling.BICUBIC))
+    out = big[scale:scale + size[1], scale:scale + size[0]]
+    return out / out.std()
+
+
+def flat(seed: int) -> Image.Image:
+    """One colour and a sensor's faint noise."""
+    rng = np.random.default_rng(seed)
+    return _image(rng.integers(30, 225, 3) + rng.normal(0, 1, (SIZE[1], SIZE[0], 3)))
+
+
+def faint_texture(seed: int) -> Image.Image:
+    """Paper grain of 3 grey levels on one cream colour (the same colour for every seed)."""
+    rng = np.random.default_rng(seed)
+    grain = 3 * (_smooth(rng, 2) + _smooth(rng, 8) + _smooth(rng, 30)) / np.sqrt(3)
+    return _image(np.array([228, 220, 204]) + grain[..., None])
+
+
+def gradient(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    angle = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:SIZE[1], 0:SIZE[0]] / SIZE[0]
+    t = x * np.cos(angle) + y * np.sin(angle)
+    t = ((t - t.min()) / (t.max() - t.min()))[..., None]
+    return _image(a * (1 - t) + b * t + rng.normal(0, 0.8, (SIZE[1], SIZE[0], 3)))
+
+
+def dark(seed: int) -> Image.Image:
+    """A blurred night scene: colour blobs between 10 and 50 grey levels."""
+    rng = np.random.default_rng(seed)
+    scene = np.stack([_smooth(rng, 40) for _ in range(3)], axis=-1)
+    return _image(28 + 9 * scene).filter(ImageFilter.GaussianBlur(3))
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def copies(img: Image.Image) -> dict[str, Image.Image]:
+    """The issue's two copies and a heavy recompression."""
+    w, h = img.size
+    dx, dy = round(w * .05), round(h * .05)
+    return {"60% at JPEG 50": _jpeg(img.resize((round(w * .6), round(h * .6)),
+                                               Image.Resampling.LANCZOS), 50),
+            "cropped off 4 sides, 10% brighter": ImageEnhance.Brightness(
+                img.crop((dx, dy, w - dx, h - dy))).enhance(1.1),
+            "JPEG 40": _jpeg(img, 40)}
+
+
+def accepted(m: Match) -> bool:
+    return m.similarity >= MIN_SIMILARITY and m.difference <= MAX_DIFFERENCE
+
+
+@pytest.mark.parametrize("kind", [flat, faint_texture, gradient, dark], ids=lambda f: f.__name__)
+def test_a_copy_is_found_and_another_picture_of_its_kind_is_not(kind):
+    img = kind(1)
+    own = signature(img)
+    for how, copy in copies(img).items():
+        m = compare(own, signature(copy))
+        assert accepted(m), (how, m)
+    for seed in (2, 3):
+        other = kind(seed)
+        for b in (other, copies(other)["60% at JPEG 50"]):
+            m = compare(own, signature(b))
+            assert not accepted(m), (seed, m)
+
+
+def garment(kind: str) -> Image.Image:
+    """A 28-pixel garment drawn as Fashion-MNIST shows one: light on black."""
+    img = Image.new("L", (28, 28), 0)
+    d = ImageDraw.Draw(img)
+    if kind in ("t-shirt", "t-shirt with a logo"):
+        d.polygon([(8, 3), (20, 3), (27, 9), (24, 12), (21, 10), (21, 26), (7, 26), (7, 10),
+                   (4, 12), (1, 9)], fill=170)
+        if kind == "t-shirt with a logo":
+            d.rectangle((11, 8, 16, 12), fill=235)
+    elif kind == "dress":
+        d.polygon([(10, 2), (18, 2), (19, 10), (24, 26), (4, 26), (9, 10)], fill=160)
+    else:  # a coat: long sleeves and a zip
+        d.polygon([(8, 2), (20, 2), (26, 8), (27, 25), (23, 25), (21, 12), (21, 26), (7, 26),
+                   (7, 12), (5, 25), (1, 25), (2, 8)], fill=160)
+        d.line((14, 3, 14, 26), fill=90)
+    return img.filter(ImageFilter.SMOOTH).convert("RGB")
+
+
+def test_tiny_garments_are_told_apart_and_their_copies_are_not():
+    t_shirt = signature(garment("t-shirt"))
+    assert not accepted(compare(t_shirt, signature(garment("t-shirt with a logo"))))
+    assert not accepted(compare(signature(garment("dress")), signature(garment("coat"))))
+    for copy in (_jpeg(garment("t-shirt"), 90),
+                 garment("t-shirt").resize((112, 112), Image.Resampling.BICUBIC)):  # shown larger
+        assert accepted(compare(t_shirt, signature(copy)))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10_000, 1), (1, 300), (3, 2)])
+def test_any_shape_compares_without_an_error(size):
+    odd = signature(Image.new("RGB", size, (200, 10, 10)))
+    for other in (odd, signature(flat(1)), signature(Image.new("RGB", (1, 1), (0, 0, 0)))):
+        m = compare(odd, other)
+        assert 0 <= m.similarity <= 1 and m.difference >= 0
+    assert accepted(compare(odd, odd))
+
+
+def test_different_transparent_pictures_are_not_copies(tmp_path):
+    """Two white logos on transparency (the hidden colour white everywhere, as exporters
+    leave it) decode on one background: the logos, not an all-white picture, are compared."""
+    def logo(shape: str) -> Image.Image:
+        img = Image.new("RGBA", (200, 150), (255, 255, 255, 0))
+        draw = ImageDraw.Draw(img)
+        shape_of = draw.ellipse if shape == "circle" else draw.rectangle
+        shape_of((50, 25, 150, 125), fill=(255, 255, 255, 255))
+        return img
+
+    logo("circle").save(tmp_path / "circle.png")
+    logo("square").save(tmp_path / "square.png")
+    logo("circle").save(tmp_path / "circle.webp", lossless=True)
+    circle = signature(tmp_path / "circle.png")
+    assert not accepted(compare(circle, signature(tmp_path / "square.png")))
+    assert accepted(compare(circle, signature(tmp_path / "circle.webp")))
