@@ -129,7 +129,7 @@ def stand_in_extractor(batch_size: int, workers: int):
 def one(code: str, n: int, work: Path, factory: str, commit_every: int, batch_size: int,
         workers: int) -> dict:
     """One build-index --on-disk of the first ``n`` files, in this process."""
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from indexes.config import BuildConfig
     try:
         from retrieval.walk import find_images
@@ -166,8 +166,8 @@ def precision(n: int = 30_000, factory: str = "PCA256,IVF256,SQ8") -> list[tuple
     import faiss
 
     from index_scale import Vectors
-    from indexes import faiss_ops
-    from indexes.metrics import recall_at_k_vs_exact
+    from indexes.store import faiss_ops
+    from indexes.evaluation.metrics import recall_at_k_vs_exact
 
     source = Vectors()
     xb, xq = source.chunk(n, (1, 0)), source.chunk(200, (2, 0))

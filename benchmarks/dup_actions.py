@@ -43,8 +43,8 @@ def main() -> None:
     os.environ["XDG_DATA_HOME"] = str(work / "share")
     from send2trash.plat_other import send2trash
 
-    from indexes import actions, plans
-    from indexes.duplicates import Group, Member, Report
+    from indexes.duplicates import actions, plans
+    from indexes.duplicates.find import Group, Member, Report
 
     pairs = files(work / "photos", args.groups, args.size_kb * 1024)
     groups = [Group("near", [Member(2 * g, str(k), 0.0, 1.0, 0.0, 100, 100, k.stat().st_size),

@@ -82,7 +82,7 @@ def scale(sizes: list[int], factory: str) -> None:
 
     from extract_throughput import fake_imagenet_weights, scratch_dir
 
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from indexes.config import BuildConfig
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor

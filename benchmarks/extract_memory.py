@@ -1,6 +1,6 @@
 """build-index peak memory against the number of images: it should not grow beyond the index.
 
-Runs build-index (indexes.build.build_index + FeatureExtractor, --weights imagenet) in a fresh
+Runs build-index (indexes.build.incremental.build_index + FeatureExtractor, --weights imagenet) in a fresh
 subprocess per size on small JPEGs (640x480) and prints the peak RSS of that process and of its
 DataLoader workers (getrusage of the reaped children), with the index's size on disk.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CHILD = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from indexes.build import build_index
+from indexes.build.incremental import build_index
 from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
 paths = sys.argv[2:]

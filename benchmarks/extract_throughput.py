@@ -6,7 +6,7 @@ JPEG "photos" of ordinary sizes (a seeded mix of 0.3 to 16 megapixels) are writt
   F  forward only: fc7 images/s of the model on batches already in memory
   D  decode + draft + resize + crop images/s on all cores (a process pool, our load path)
   C  1 / (1/F + 1/D): the ceiling when decoding and the model share the CPU cores
-  E  build-index end to end (indexes.build.build_index + FeatureExtractor, fresh index dir)
+  E  build-index end to end (indexes.build.incremental.build_index + FeatureExtractor, fresh index dir)
   B  img2vec-pytorch's usual per-image loop (PIL open, Img2Vec.get_vec), alexnet fc7
 
     python benchmarks/extract_throughput.py --n 60          # a few minutes on 2 CPU cores
@@ -111,7 +111,7 @@ def measure_decode(paths, weights, processes: int) -> float:
 
 
 def measure_build(paths, weights, batch_size: int, workers: int, device: str) -> float:
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 

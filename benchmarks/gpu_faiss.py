@@ -72,7 +72,7 @@ def timed(fn, *args, repeat: int = 1):
 
 
 def place(ctx) -> None:
-    from indexes import gpu
+    from indexes.store import gpu
 
     gpu.configure("cuda" if ctx.faiss_gpu else "cpu")
 
@@ -94,9 +94,9 @@ class Vectors:
 
 
 def built_store(ctx, name: str, x: np.ndarray, factory: str = "Flat"):
-    """(index folder, paths) of an index of ``x``'s rows built by indexes.build, files in 10
+    """(index folder, paths) of an index of ``x``'s rows built by indexes.build.incremental, files in 10
     class folders (for evaluate's labels)."""
-    from indexes.build import BuildConfig, build_index
+    from indexes.build.incremental import BuildConfig, build_index
 
     root = ctx.work / name
     paths = []
@@ -145,7 +145,7 @@ def smoke(ctx) -> dict:
 def exact_100k(ctx) -> dict:
     """100k Flat: an image's distance to itself and the ids, GPU (raw and re-ranked) vs CPU vs
     exact."""
-    from indexes import faiss_ops, gpu
+    from indexes.store import faiss_ops, gpu
 
     n, d, nq = ctx.size((100_000, 4096, 256), (400, 32, 16))
     x = fc7_like(n, d, 1, ctx.device)
@@ -178,8 +178,8 @@ def limits(ctx) -> dict:
     """k and nprobe past faiss-gpu's 2048 through the store, and `evaluate`'s whole ranking
     (k = images + 1, the README's 3,000-image example)."""
     from indexes.config import EvalConfig
-    from indexes.evaluate import evaluate
-    from indexes.store import open_for_reading
+    from indexes.evaluation.evaluate import evaluate
+    from indexes.store.store import open_for_reading
 
     n, d, big = ctx.size((3000, 256, 3000), (60, 16, 40))
     x = fc7_like(n, d, 5, "cpu").numpy()
@@ -212,7 +212,7 @@ def limits(ctx) -> dict:
 def factories(ctx) -> dict:
     """Each README factory built, on the GPU or with the line saying why not: recall@10 of
     its GPU and CPU searches against exact search, build and search times."""
-    from indexes import faiss_ops, gpu
+    from indexes.store import faiss_ops, gpu
 
     n, d, nq = ctx.size((20000, 4096, 64), (300, 32, 8))
     x = fc7_like(n + nq, d, 2, ctx.device)
@@ -254,7 +254,7 @@ def factories(ctx) -> dict:
 def flat_1m(ctx) -> dict:
     """1M x 4096 Flat (16 GB): the upload to the GPU, its memory, search times at 1, 64 and
     1024 queries (re-ranked exactly on the CPU), the CPU's at 1 and 64."""
-    from indexes import faiss_ops, gpu
+    from indexes.store import faiss_ops, gpu
 
     n, d = ctx.size((1_000_000, 4096), (2000, 32))
     x = fc7_like(n, d, 3, ctx.device)
@@ -287,10 +287,10 @@ def flat_1m(ctx) -> dict:
 def duplicates(ctx) -> dict:
     """Duplicates on the GPU and on the CPU: the calibrated threshold (copies searched as
     queries, originals' stored vectors) and the candidate pairs and their distances."""
-    from indexes import gpu
+    from indexes.store import gpu
     from indexes.config import DuplicatesConfig
-    from indexes.duplicates import State, calibrate, candidates
-    from indexes.store import open_for_reading
+    from indexes.duplicates.find import State, calibrate, candidates
+    from indexes.store.store import open_for_reading
 
     n, d, planted = ctx.size((20000, 512, 1000), (120, 16, 10))
     x = fc7_like(n, d, 4, "cpu")
@@ -329,8 +329,8 @@ def service(ctx) -> dict:
     """The served index (IndexService) under 32 threads asking neighbours by id: queries/s,
     errors, each answer's distances those of exact search (the image itself left out); the
     GPU copy made in the background."""
-    from indexes import gpu
-    from indexes.service import IndexService
+    from indexes.store import gpu
+    from indexes.search.service import IndexService
 
     n, d, per = ctx.size((20000, 4096, 25), (100, 16, 2))
     x = fc7_like(n, d, 6, "cpu").numpy()

@@ -155,7 +155,7 @@ def extraction(ctx) -> dict:
     """Images/s from generated 800x600 JPEGs: the forward pass alone, decoding alone, the
     extractor with CPU workers and with nvJPEG, build-index end to end, and the training
     pipeline's decode + augment (what `retrieve train` gets from files)."""
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from retrieval.config import ExtractConfig, loader_workers
     from retrieval.data import collate_skipping
     from retrieval.features import FeatureExtractor, ImageDataset, full_float32
@@ -268,7 +268,7 @@ def resume(ctx) -> dict:
 def torchrun(ctx) -> dict:
     """torchrun with 2 processes on the one GPU (gloo: they share it) for train and
     build-index, beside one process: the same index, training finishing in both."""
-    from indexes.store import open_for_reading
+    from indexes.store.store import open_for_reading
 
     if ctx.dry:
         return {"dry_run": "torchrun is launched on the GPU run only "

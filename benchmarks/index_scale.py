@@ -3,7 +3,7 @@
 
 Each (size, kind) is built in its own process, so that its peak RSS is its own. The vectors
 are generated chunk by chunk (never all in memory) and streamed into the code build-index
-commits with (indexes.faiss_ops: the same training sample size, the same adds; for --on-disk
+commits with (indexes.store.faiss_ops: the same training sample size, the same adds; for --on-disk
 ``fill_on_disk``, parts of ON_DISK_PART_BYTES merged into one .ivfdata file), skipping
 build-index's staging of raw vectors (16 KB per image: 160 GB at 10M, more than this disk).
 The queries are held-out vectors of the same distribution; recall@10 is against exact search
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from extract_throughput import scratch_dir  # noqa: E402
 
-from indexes import faiss_ops, files  # noqa: E402
 from indexes.config import DEFAULT_NPROBE  # noqa: E402
-from indexes.metrics import recall_at_k_vs_exact  # noqa: E402
+from indexes.evaluation.metrics import recall_at_k_vs_exact  # noqa: E402
+from indexes.store import faiss_ops, files  # noqa: E402
 
 DIM, K, NQ = 4096, 10, 200
 CHUNK = 16_384  # vectors generated (and added) at a time: 256 MiB
@@ -178,9 +178,9 @@ def through_build_index(n: int, factory: str, folder: Path, source: Vectors, xq:
                         truth_path: Path, anon: PeakAnon) -> dict:
     """`build-index --on-disk` of ``n`` files (one per vector, never decoded), staged and
     committed as the command does; the time includes staging the raw vectors."""
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from indexes.config import BuildConfig
-    from indexes.store import open_for_reading
+    from indexes.store.store import open_for_reading
 
     photos = folder.parent / f"files-{n}"
     photos.mkdir()

@@ -1,6 +1,6 @@
 """`retrieve query` latency for one image, before (torch) and after (ONNX Runtime), in one run.
 
-The index is made through the library's own build path (indexes.build.build_index) with an
+The index is made through the library's own build path (indexes.build.incremental.build_index) with an
 extractor that returns synthetic fc7-like vectors instead of running the network N times, and
 the imagenet identity (a random-weights torchvision AlexNet file in a temporary TORCH_HOME), so
 that `retrieve query` accepts it; then the fc7 network is exported into it as build-index does
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 TORCH_STAGES = """
 import time, sys
 t0 = time.perf_counter()
-from indexes import manifest
-from indexes.store import neighbours, open_for_reading
+from indexes.store import manifest
+from indexes.store.store import neighbours, open_for_reading
 from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
 from retrieval.images import load_image
@@ -56,8 +56,8 @@ print(t1-t0, t2-t1, t3-t2, t4-t3h, t5-t4, t6-t5, t7-t6, t3h-t3)
 ONNX_STAGES = """
 import time, sys
 t0 = time.perf_counter()
-from indexes import manifest
-from indexes.store import neighbours, open_for_reading
+from indexes.store import manifest
+from indexes.store.store import neighbours, open_for_reading
 from retrieval.config import ExtractConfig
 from retrieval.images import load_image
 from retrieval.onnx_fc7 import INPUT, OUTPUT, eval_array, open_export
@@ -125,7 +125,7 @@ def main() -> None:
     torch_home = scratch_dir("retrieve-bench-torch-")
     fake_imagenet_weights(torch_home)
     os.environ["TORCH_HOME"] = str(torch_home)
-    from indexes.build import BuildConfig, build_index
+    from indexes.build.incremental import BuildConfig, build_index
     from retrieval.features import FeatureExtractor
     from retrieval.onnx_export import write_export
     from retrieval.onnx_fc7 import EXPORTS

@@ -3,7 +3,7 @@
 
 Synthetic fc7-like data (4096-d, non-negative, clustered: ReLU of a Gaussian mixture), the
 same vectors and queries for every method, measured in one run. Prints one table. Every
-index is made, trained and filled by the tool's own code (indexes.faiss_ops), so a factory
+index is made, trained and filled by the tool's own code (indexes.store.faiss_ops), so a factory
 string here behaves as `retrieve build-index --factory` would build it.
 
     python benchmarks/search.py --n 20000                   # a few minutes on 2 CPU cores
@@ -24,8 +24,8 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from indexes import faiss_ops  # noqa: E402
-from indexes.metrics import recall_at_k_vs_exact  # noqa: E402
+from indexes.evaluation.metrics import recall_at_k_vs_exact  # noqa: E402
+from indexes.store import faiss_ops  # noqa: E402
 
 DIM = 4096  # fc7 (Krizhevsky et al. 2012, section 6.1)
 K = 10
@@ -56,7 +56,7 @@ def synthetic(n: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def from_index(folder: str, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The vectors of a Flat index made by `retrieve build-index`: nq of them, drawn at random,
     become the queries and leave the database (so no query finds itself)."""
-    from indexes.store import open_for_reading
+    from indexes.store.store import open_for_reading
 
     store = open_for_reading(folder)
     try:

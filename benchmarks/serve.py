@@ -171,7 +171,7 @@ def main() -> None:
     from extract_throughput import fake_imagenet_weights, make_photos, scratch_dir
     from query_latency import SyntheticExtractor
 
-    from indexes.build import build_index
+    from indexes.build.incremental import build_index
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
     from retrieval.walk import find_images

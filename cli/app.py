@@ -1,6 +1,6 @@
 """The HTTP face of `retrieve serve`: a JSON API and the page that browses it (FastAPI).
 
-Thin, like the click commands: each route parses, calls ``indexes.service.IndexService``
+Thin, like the click commands: each route parses, calls ``indexes.search.service.IndexService``
 (the model and the index, loaded once, queries batched) and formats. Files are only ever
 read by id, from the index's database; no route writes anything or fetches a URL. The
 interactive documentation (/docs, /redoc) is served from fastapi-offline's copy of Swagger UI
@@ -29,11 +29,11 @@ from cli import dup_api, previews
 from cli.previews import BROWSER_TYPES
 from cli import schemas as s
 from cli.output import to_json
-from indexes import dup_report
-from indexes.browse import SORTS
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
-from indexes.dup_jobs import Busy, Cancelled
-from indexes.service import IndexService, ItemGone, UnknownItem, WeightsChanged
+from indexes.duplicates import report as dup_report
+from indexes.duplicates.jobs import Busy, Cancelled
+from indexes.search.browse import SORTS
+from indexes.search.service import IndexService, ItemGone, UnknownItem, WeightsChanged
 from retrieval import __version__
 from retrieval.errors import FactoryError, IndexCorrupt, NotAnImage, RetrieveError
 

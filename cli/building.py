@@ -27,7 +27,7 @@ class Build:
     def prepare(self, weights: str | None, extract, team) -> None:
         """Load the network with the weights and the walk with the selection to build with:
         those asked for, else the index's own (rank 0 alone reads the database)."""
-        from indexes.build import recorded_settings, weights_to_build_with
+        from indexes.build.incremental import recorded_settings, weights_to_build_with
         from retrieval.features import FeatureExtractor
         from retrieval.walk import Selection
 
@@ -55,7 +55,7 @@ class Build:
 
     def run(self, rebuild: bool, team):
         """Build once; the report, or None on a rank other than 0 of a torchrun build."""
-        from indexes.build import NothingIndexed, build_index
+        from indexes.build.incremental import NothingIndexed, build_index
 
         try:
             report = build_index(self.index_dir, self.images(), self.extractor, self.config,
@@ -115,13 +115,13 @@ class Build:
     def watch(self, poll_seconds: float | None, rebuild: bool) -> None:
         """Build, then follow PATH... until Ctrl-C (exit 0: the index holds every change
         committed so far; one interrupted mid-build is resumed by the next run)."""
-        from indexes.build import NothingIndexed
-        from indexes.watch import network_mount, watch_index
+        from indexes.build.incremental import NothingIndexed
+        from indexes.build.watch import network_mount, watch_index
 
         poll_ms = None if poll_seconds is None else round(poll_seconds * 1000)
         mount = network_mount(self.paths) if poll_ms is None else None
         if mount:
-            from indexes.watch import POLL_MS
+            from indexes.build.watch import POLL_MS
 
             poll_ms = POLL_MS
         try:

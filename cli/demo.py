@@ -1,4 +1,4 @@
-"""`retrieve demo`: the whole tool on a small data set (thin over retrieval.demo)."""
+"""`retrieve demo`: the whole tool on a small data set (thin over cli.demo_steps)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def demo(out, data, minutes, per_class, queries_per_class, device, quiet):
     retrieve demo
     retrieve demo --data shapes --minutes 1 --out /tmp/demo
     """
-    from retrieval.demo import format_summary, run_demo
+    from cli.demo_steps import format_summary, run_demo
 
     faiss_on(device)
     config = DemoConfig(out=out, data=data, minutes=minutes, per_class=per_class,

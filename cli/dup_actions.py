@@ -13,7 +13,7 @@ from retrieval.errors import RetrieveError
 
 PLAN = click.Path(dir_okay=False, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-KEEP_RULES = ["largest", "oldest", "newest", "shortest-path"]  # indexes.plans.KEEP_RULES
+KEEP_RULES = ["largest", "oldest", "newest", "shortest-path"]  # indexes.duplicates.plans.KEEP_RULES
 WHAT_UNDO_DID = {"trash": "back from the trash", "move": "moved back",
                  "hardlink": "back in place of their hard links",
                  "symlink": "back in place of their symbolic links"}
@@ -90,7 +90,7 @@ def other_mode(index_dir: Path, as_json: bool, quiet: bool, apply_file, undo_fil
 
 def _apply_or_undo(apply_file, undo_file, as_json: bool, quiet: bool) -> None:
     from cli.options import progress_enabled
-    from indexes import actions
+    from indexes.duplicates import actions
 
     progress = progress_enabled(quiet)
     outcome = (actions.apply(apply_file, progress) if apply_file
@@ -118,8 +118,8 @@ def _apply_or_undo(apply_file, undo_file, as_json: bool, quiet: bool) -> None:
 
 
 def _decide(index_dir: Path, mark: bool, forget: bool, files, as_json: bool) -> None:
-    from indexes.decisions import Decisions
-    from indexes.files import DATABASE
+    from indexes.duplicates.decisions import Decisions
+    from indexes.store.files import DATABASE
 
     if not (index_dir / DATABASE).is_file():
         raise RetrieveError(f"{index_dir}: no index here")
@@ -151,7 +151,7 @@ def _decide(index_dir: Path, mark: bool, forget: bool, files, as_json: bool) -> 
 
 def rules(plan_file, action, move_to, keep_rules, prefer, protect, **_):
     """The plan's Rules, or None when no plan is asked for (UsageError for a half-asked one)."""
-    from indexes.plans import PlanError, Rules
+    from indexes.duplicates.plans import PlanError, Rules
 
     if action is not None and move_to is not None:
         raise click.UsageError(f"--{action} and --move-to: one action at a time")
@@ -173,7 +173,7 @@ def rules(plan_file, action, move_to, keep_rules, prefer, protect, **_):
 def show_plan(report, rules, root: str, plan_file, as_json: bool, quiet: bool,
               progress: bool) -> None:
     """Make the plan of ``report``, print it file by file (or as JSON) and write it."""
-    from indexes import plans
+    from indexes.duplicates import plans
     from retrieval.atomic import write_atomic
 
     if rules.move_to is not None and plans.under(rules.move_to, [root]):

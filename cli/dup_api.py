@@ -21,10 +21,11 @@ from starlette.exceptions import HTTPException
 
 from cli import schemas as s
 from cli.output import to_json
-from indexes import actions, gone, journal, plans
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, VERIFY_WORKERS, DuplicatesConfig
-from indexes.decisions import Decisions
-from indexes.service import IndexService
+from indexes.duplicates import actions, journal, plans
+from indexes.duplicates.decisions import Decisions
+from indexes.search.service import IndexService
+from indexes.store import gone
 from retrieval.atomic import write_atomic
 
 MAX_GROUPS = 500  # groups in one page of /api/duplicates/groups

@@ -70,11 +70,11 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
         return
     plan_rules = dup_actions.rules(**acting)
 
-    from indexes import dup_report, plans
-    from indexes.decisions import honour
-    from indexes.duplicates import find_duplicates
-    from indexes.manifest import weights_ref
-    from indexes.store import open_for_reading
+    from indexes.duplicates import report as dup_report, plans
+    from indexes.duplicates.decisions import honour
+    from indexes.duplicates.find import find_duplicates
+    from indexes.store.manifest import weights_ref
+    from indexes.store.store import open_for_reading
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 

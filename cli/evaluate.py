@@ -50,10 +50,10 @@ def evaluate(queries, index_dir, k, baseline, as_json, plot, map_at, per_class, 
     retrieve evaluate test-images/ --map-at 100 --per-class --json
     retrieve evaluate copies/ --ground-truth pairs.csv -k 5
     """
-    from indexes import eval_report
-    from indexes.evaluate import evaluate as run
-    from indexes.evaluate import load_ground_truth
-    from indexes.searcher import Searcher
+    from indexes.evaluation import report as eval_report
+    from indexes.evaluation.evaluate import evaluate as run
+    from indexes.evaluation.evaluate import load_ground_truth
+    from indexes.search.searcher import Searcher
     from retrieval.features import FeatureExtractor
     from retrieval.walk import find_images
 

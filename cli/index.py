@@ -137,7 +137,7 @@ def query(images, index_dir, k, as_json, sheet, nprobe, max_distance, device, ba
     retrieve query cat.jpg dog.jpg --sheet neighbours.png
     retrieve query cat.jpg --max-distance 12.5    # its copies in the index
     """
-    from indexes.searcher import Searcher
+    from indexes.search.searcher import Searcher
     from retrieval.onnx_fc7 import load_extractor
     from retrieval.walk import find_images
 
@@ -186,7 +186,7 @@ def info(index_dir, as_json):
     \b
     retrieve info --index retrieve-index
     """
-    from indexes.store import describe, open_for_reading
+    from indexes.store.store import describe, open_for_reading
 
     store = open_for_reading(index_dir)
     try:

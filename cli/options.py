@@ -57,8 +57,8 @@ def device_option(f):
 
 
 def faiss_on(device: str) -> None:
-    """FAISS runs where --device says (``indexes.gpu``): imported only by commands using it."""
-    from indexes import gpu
+    """FAISS runs where --device says (``indexes.store.gpu``): imported only by commands using it."""
+    from indexes.store import gpu
 
     gpu.configure(device)
 

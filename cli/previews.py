@@ -11,8 +11,8 @@ from functools import lru_cache
 
 from PIL import Image
 
-from indexes.browse import Facts
-from indexes.service import ItemGone
+from indexes.search.browse import Facts
+from indexes.search.service import ItemGone
 from retrieval import formats
 from retrieval.errors import NotAnImage
 from retrieval.images import image_size, load_image

@@ -79,7 +79,7 @@ def serve(index_dir, host, port, token, max_upload_mb, allow_actions, move_to, d
     import uvicorn
 
     from cli.app import create_app
-    from indexes.service import IndexService
+    from indexes.search.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 

@@ -89,7 +89,7 @@ def env_info() -> DistInfo:
 class Team:
     """The processes of a build-index under torchrun, which exchange only small Python
     objects (the plan, counts, skipped files: the vectors go through the index folder), over
-    gloo whatever the device. ``indexes.build.Team`` is what the build needs of it."""
+    gloo whatever the device. ``indexes.build.incremental.Team`` is what the build needs of it."""
 
     def __init__(self, info: DistInfo) -> None:
         self.rank, self.size = info.rank, info.world_size

@@ -142,7 +142,7 @@ def open_export(index: str | os.PathLike, source: str, trusted,
 
 def load_extractor(index: str | os.PathLike, source: str, trusted,
                    config: ExtractConfig | None = None):
-    """What a query of ``index`` embeds with (``indexes.searcher.LoadExtractor``): the
+    """What a query of ``index`` embeds with (``indexes.search.searcher.LoadExtractor``): the
     ONNX export when ``open_export`` finds one, else ``FeatureExtractor.load`` (torch).
     ``config`` defaults to a few images decoded in this process, on the CPU or a GPU."""
     config = config or ExtractConfig(workers=0)

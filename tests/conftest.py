@@ -127,7 +127,7 @@ def served(tmp_path_factory):
 
     from cli.app import create_app
     from cli.main import cli
-    from indexes.service import IndexService
+    from indexes.search.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 

@@ -12,7 +12,7 @@ import threading
 import faiss
 import numpy as np
 
-from indexes import gpu
+from indexes.store import gpu
 
 NOT_ON_GPU = ("Error in virtual faiss::Index* faiss::gpu::ToGpuCloner::clone_Index(const "
               "faiss::Index*) at /project/faiss/faiss/gpu/GpuCloner.cpp:262: Error: 'This index "

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER = r"""
 import json, os, sys, traceback
 import faiss, torch, torchvision  # noqa: F401
-import cli.main, indexes.build, indexes.searcher, retrieval.features  # noqa: F401
+import cli.main, indexes.build.incremental, indexes.search.searcher, retrieval.features  # noqa: F401
 
 def child(job):
     for fd, path in ((1, job["out"]), (2, job["err"])):

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from cli.main import main
-from indexes import staging
+from indexes.store import staging
 
 if os.environ["RANK"] == os.environ["RANK_FAULT_RANK"]:
     write_batch, calls = staging.write_batch, []

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cli.main import cli
 from conftest import CLASSES, SMALL, TINY_DIM, draw_shape, tiny_checkpoint
-from indexes.store import open_for_reading
+from indexes.store.store import open_for_reading
 from retrieval import sheet
 from retrieval.model import AlexNet, ModelConfig
 from retrieval.transforms import Preprocess
@@ -200,8 +200,8 @@ def test_normalized_flat_and_ivf_factories(image_folder, checkpoint, tmp_path):
 
 def test_a_query_racing_a_build_reads_a_whole_generation(image_folder, checkpoint, tmp_path,
                                                          monkeypatch):
-    from indexes import faiss_ops
-    from indexes.store import neighbours
+    from indexes.store import faiss_ops
+    from indexes.store.store import neighbours
 
     root, paths = image_folder
     index = tmp_path / "idx"

@@ -31,7 +31,7 @@ def test_query_command_does_not_import_training_or_plotting():
     modules = _modules_after(
         "import cli.main\n"
         "cli.main.cli.get_command(None, 'query')\n"
-        "import indexes.searcher, retrieval.onnx_fc7, retrieval.images\n"
+        "import indexes.search.searcher, retrieval.onnx_fc7, retrieval.images\n"
         "import retrieval.features, retrieval.weights")
     assert "cli.index" in modules
     loaded = sorted(m for m in modules for bad in NOT_FOR_QUERY

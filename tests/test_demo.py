@@ -10,9 +10,9 @@ from PIL import Image
 from cli import demo as demo_command
 from cli.main import cli
 from conftest import TINY
-from retrieval import demo as demo_module
+from cli import demo_steps as demo_module
 from retrieval.config import DemoConfig
-from retrieval.demo import CENTRED_GREY, DemoSummary, format_summary
+from cli.demo_steps import CENTRED_GREY, DemoSummary, format_summary
 
 
 EPOCHS = 3  # of the demo's training here: its best weights are those of epoch 3 on these

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from conftest import SMALL, draw_shape
-from indexes.staging import Staging
-from indexes.store import open_for_reading
+from indexes.store.staging import Staging
+from indexes.store.store import open_for_reading
 from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (fixtures)
 
 IMAGES = 20

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from indexes import actions, plans
-from indexes.duplicates import Group, Member, Report
+from indexes.duplicates import actions, plans
+from indexes.duplicates.find import Group, Member, Report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,8 +218,8 @@ def test_keep_rules_prefer_and_protect(tmp_path):
 KILL = r"""
 import json, os, signal, sys
 from cli.main import main
-import cli.duplicates, indexes.actions, send2trash.plat_other  # noqa
-from indexes import fileops, trash
+import cli.duplicates, indexes.duplicates.actions, send2trash.plat_other  # noqa
+from indexes.duplicates import fileops, trash
 
 def kill_after(module, name, calls, before=False):
     real, count = getattr(module, name), []
@@ -303,7 +303,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
     from cli.app import create_app
     from conftest import tiny_checkpoint
     from openapi_check import conforms
-    from indexes.service import IndexService
+    from indexes.search.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 
@@ -383,7 +383,7 @@ def test_decisions_last_across_runs_and_applied_plans_leave_query_and_serve(tmp_
 
 
 def test_a_journal_cut_by_a_crash_is_read_and_one_run_at_a_time_holds_it(tmp_path):
-    from indexes.journal import Journal, JournalError
+    from indexes.duplicates.journal import Journal, JournalError
 
     path = tmp_path / "plan-x.jsonl"
     j = Journal(path, {"plan": "p"})

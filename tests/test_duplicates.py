@@ -17,11 +17,11 @@ from PIL import Image, ImageEnhance
 
 from cli.main import cli
 from conftest import tiny_checkpoint
-from indexes import dup_groups
-from indexes import duplicates as dups
-from indexes import plans
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
-from indexes.store import open_for_reading
+from indexes.duplicates import find as dups
+from indexes.duplicates import groups as dup_groups
+from indexes.duplicates import plans
+from indexes.store.store import open_for_reading
 from retrieval import copies as copies_module
 from retrieval.copies import Match, compare, copies, signature
 
@@ -349,7 +349,7 @@ def test_serve_answers_duplicates_and_max_distance(collection, flat):
     from fastapi.testclient import TestClient
 
     from cli.app import create_app
-    from indexes.service import IndexService
+    from indexes.search.service import IndexService
     from retrieval.config import ExtractConfig
     from retrieval.features import FeatureExtractor
 

@@ -15,12 +15,12 @@ from PIL import Image
 
 from cli.main import cli
 from conftest import SMALL, draw_shape, tiny_checkpoint, tiny_model
-from indexes import evaluate as ev
-from indexes import faiss_ops
-from indexes.build import build_index
-from indexes.metrics import drop_self
-from indexes.searcher import Searcher
-from indexes.store import open_for_reading
+from indexes.build.incremental import build_index
+from indexes.evaluation import evaluate as ev
+from indexes.evaluation.metrics import drop_self
+from indexes.search.searcher import Searcher
+from indexes.store import faiss_ops
+from indexes.store.store import open_for_reading
 from retrieval.config import ExtractConfig
 from retrieval.datasets import make_shapes
 from retrieval.features import FeatureExtractor

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, draw_shape, write_malicious_checkpoint
-from indexes import files
-from indexes.store import open_for_reading
+from indexes.store import files
+from indexes.store.store import open_for_reading
 from test_build_query import FAST, build, checkpoint, run  # noqa: F401 (fixtures)
 
 NEW = 6  # images added by the build that gets killed, two per batch
@@ -30,8 +30,8 @@ CRASH = r"""
 import os, signal, sys
 import faiss, torch
 from cli.main import main
-from indexes import files, staging
-from indexes.store import IndexStore
+from indexes.store import files, staging
+from indexes.store.store import IndexStore
 
 def patch(point, marker):
     def die(*_):

@@ -18,7 +18,7 @@ from PIL import Image
 
 from cli.app import BROWSER_TYPES, create_app
 from cli.main import cli
-from indexes.service import IndexService
+from indexes.search.service import IndexService
 from retrieval import formats
 from retrieval.config import ExtractConfig
 from retrieval.errors import NotAnImage

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fake_gpu import FakeGpu, raw_gpu_distances
-from indexes import faiss_ops, gpu
-from indexes.build import BuildConfig, build_index
-from indexes.duplicates import State, candidates
+from indexes.build.incremental import BuildConfig, build_index
 from indexes.config import DuplicatesConfig
-from indexes.store import open_for_reading
+from indexes.duplicates.find import State, candidates
+from indexes.store import faiss_ops, gpu
+from indexes.store.store import open_for_reading
 from test_index_store import FakeExtractor, brute_force, make_files, vector_of
 
 FACTORIES = {  # the README's factories, and FAISS's index types without a GPU version

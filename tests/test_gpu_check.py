@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from indexes import gpu
+from indexes.store import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 

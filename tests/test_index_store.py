@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from indexes import faiss_ops, files, manifest
-from indexes.build import BuildConfig, NothingIndexed, build_index
-from indexes.metrics import recall_at_k_vs_exact
-from indexes.store import IndexStore, describe, neighbours, open_for_reading
+from indexes.build.incremental import BuildConfig, NothingIndexed, build_index
+from indexes.evaluation.metrics import recall_at_k_vs_exact
+from indexes.store import faiss_ops, files, manifest
+from indexes.store.store import IndexStore, describe, neighbours, open_for_reading
 from retrieval.errors import FactoryError, IndexCorrupt, IndexMismatch, RetrieveError
 
 DIM = 32
@@ -396,7 +396,7 @@ def test_nprobe_holds_for_one_search_also_on_a_device_copy(tmp_path, monkeypatch
 
 
 def test_a_rerun_keeps_the_recorded_factory_and_normalisation(tmp_path):
-    from indexes.build import recorded_settings, weights_to_build_with
+    from indexes.build.incremental import recorded_settings, weights_to_build_with
 
     paths = make_files(tmp_path / "img", 6)
     idx = tmp_path / "idx"
@@ -436,7 +436,7 @@ def test_a_batch_on_a_flat_index_is_exact_though_blas_finds_its_candidates(tmp_p
 def test_a_file_staged_before_it_changed_is_indexed_as_it_is_now(tmp_path):
     """A killed build (rank 1 of a torchrun build, say) staged a file that changed since:
     that row is never used, whichever batch comes first, and the file is indexed anew."""
-    from indexes.staging import FileState, Staging
+    from indexes.store.staging import FileState, Staging
 
     img = tmp_path / "img"
     paths = make_files(img, 6)

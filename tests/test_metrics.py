@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from indexes.metrics import (RankingMetrics, average_precision, average_precisions, drop_self,
+from indexes.evaluation.metrics import (RankingMetrics, average_precision, average_precisions, drop_self,
                              mean_average_precision, per_class, precision_at_k,
                              precision_recall_curve, ranking_metrics, read_ground_truth,
                              recall_at_k, recall_at_k_vs_exact, relevance_from_labels,
@@ -210,5 +210,5 @@ def test_malformed_ground_truth_is_refused(tmp_path, text, message):
 
 
 def test_metrics_do_not_import_torch():
-    code = "import sys, indexes.metrics; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, indexes.evaluation.metrics; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from indexes import faiss_ops, files
-from indexes.build import BuildConfig, build_index
-from indexes.store import IndexStore, neighbours, open_for_reading
+from indexes.build.incremental import BuildConfig, build_index
+from indexes.store import faiss_ops, files
+from indexes.store.store import IndexStore, neighbours, open_for_reading
 from retrieval.errors import FactoryError
 from test_index_store import DIM, FakeExtractor, all_files, make_files
 

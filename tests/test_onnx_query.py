@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from conftest import SMALL, draw_shape, drawn_folder, tiny_checkpoint, tiny_model
-from indexes.searcher import Searcher
+from indexes.search.searcher import Searcher
 from retrieval.config import ExtractConfig
 from retrieval.digest import weights_file
 from retrieval.errors import ExportError

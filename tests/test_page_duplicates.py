@@ -16,8 +16,8 @@ from conftest import ACTING_TOKEN, WAIT_S
 from test_page import IMAGES, focused, hash_of, js, loaded, open_page, press, shot, tiles
 
 from cli.main import cli
-from indexes.dup_jobs import Jobs
-from indexes.duplicates import Group, Member, Report
+from indexes.duplicates.find import Group, Member, Report
+from indexes.duplicates.jobs import Jobs
 
 GROUPS = 120  # in the report of many groups
 PAGE = 50  # groups the page lists at a time (views/duplicates.js)

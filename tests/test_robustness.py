@@ -13,7 +13,7 @@ from PIL import Image
 from cli.output import printable
 from conftest import SMALL, draw_shape
 from hostile import EXIF_ORIENTATION, make_hostile
-from indexes.store import open_for_reading
+from indexes.store.store import open_for_reading
 from test_build_query import build, checkpoint, run  # noqa: F401 (fixtures)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexes import commit, training
-from indexes.build import BuildConfig, build_index
-from indexes.staging import Staging
-from indexes.store import open_for_reading
+from indexes.build import commit, training
+from indexes.build.incremental import BuildConfig, build_index
+from indexes.store.staging import Staging
+from indexes.store.store import open_for_reading
 from test_index_store import DIM, FakeExtractor, all_files, make_files, vector_of
 
 QUERIES = np.random.default_rng(3).standard_normal((10, DIM)).astype(np.float32)

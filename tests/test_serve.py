@@ -21,7 +21,7 @@ from cli.app import create_app
 from cli.previews import THUMBNAIL
 from cli.main import cli
 from conftest import SMALL, draw_shape, drawn_folder, tiny_checkpoint
-from indexes.service import IndexService
+from indexes.search.service import IndexService
 from retrieval.config import ExtractConfig
 from retrieval.features import FeatureExtractor
 

@@ -232,7 +232,7 @@ def test_the_search_runs_once_in_the_background_is_followed_and_cancelled(served
     import time
 
     from conftest import WAIT_S
-    from indexes.dup_jobs import Jobs
+    from indexes.duplicates.jobs import Jobs
 
     service = served[2]
     gate, calls, starts = threading.Event(), [], []

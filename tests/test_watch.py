@@ -19,11 +19,11 @@ from conftest import draw_shape, drawn_folder, tiny_checkpoint
 from watch_worker import BytesExtractor
 
 from cli.main import cli
-from indexes.build import build_index
+from indexes.build.incremental import build_index
+from indexes.build.watch import watch_index
 from indexes.config import BuildConfig
-from indexes.files import BuildLock
-from indexes.store import open_for_reading
-from indexes.watch import watch_index
+from indexes.store.files import BuildLock
+from indexes.store.store import open_for_reading
 from retrieval.errors import RetrieveError
 from retrieval.walk import Selection, Walked, find_images
 

@@ -57,7 +57,7 @@ def test_a_recorded_stamp_spares_hashing_until_the_file_is_touched(small_checkpo
 
 def test_query_time_loading_hashes_only_a_file_changed_since_the_build(small_checkpoint, tmp_path,
                                                                         monkeypatch):
-    from indexes import manifest
+    from indexes.store import manifest
     from retrieval import weights as weights_module
     from retrieval.features import FeatureExtractor
 

@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 
+from indexes.build.watch import watch_index
 from indexes.config import BuildConfig
-from indexes.watch import watch_index
 from retrieval.walk import find_images
 
 DIM = 8

@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from retrieval.errors import RetrieveError
 
-from . import fileops
+from indexes.duplicates import fileops
 
 if TYPE_CHECKING:  # not imported: applying a plan needs neither FAISS nor the pixel check
-    from .duplicates import Group, Member, Report
+    from indexes.duplicates.find import Group, Member, Report
 
 FORMAT = "retrieve-duplicates-plan"
 VERSION = 1

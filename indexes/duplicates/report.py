@@ -12,7 +12,7 @@ from PIL import ImageOps
 from retrieval.errors import NotAnImage
 from retrieval.images import load_image
 
-from .duplicates import Report
+from indexes.duplicates.find import Report
 
 THUMBNAIL = 160  # pixels a side in the HTML report
 

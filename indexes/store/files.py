@@ -17,7 +17,7 @@ DATABASE = "items.sqlite"
 MANIFEST = "manifest.json"
 LOCK = "lock"
 STAGING = "staging"
-PLAN = "plan.sqlite"  # a build's scratch plan (indexes/plan.py), removed when it ends
+PLAN = "plan.sqlite"  # a build's scratch plan (indexes/build/plan.py), removed when it ends
 INDEX_PATTERN = re.compile(r"^index-(\d+)\.(faiss|ivfdata)$")  # ivfdata: on-disk lists
 REBUILD_HINT = "rebuild it with `retrieve build-index PATH... --index {dir} --rebuild`"
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from retrieval.errors import RetrieveError
 
 if TYPE_CHECKING:
-    from .duplicates import Report
+    from indexes.duplicates.find import Report
 
 DATABASE = "decisions.sqlite"
 SCHEMA = """

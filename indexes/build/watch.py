@@ -12,9 +12,9 @@ from pathlib import Path
 from retrieval.errors import RetrieveError
 from retrieval.walk import IGNORE_FILE
 
-from .build import BuildReport, Extractor, build_index
-from .config import BuildConfig
-from .files import BuildLock
+from indexes.build.incremental import BuildReport, Extractor, build_index
+from indexes.config import BuildConfig
+from indexes.store.files import BuildLock
 
 HOLDER = "build-index --watch"  # what the lock says of a watch (files.BuildLock.holder)
 # A burst of changes ends after QUIET_MS without another (a file still being copied keeps it

@@ -21,7 +21,7 @@ import numpy as np
 
 from retrieval.atomic import fsync_dir
 
-from .faiss_ops import _quiet_c_stdout as quiet_c_stdout  # noqa: PLC2701 (one helper, shared)
+from indexes.store.faiss_ops import _quiet_c_stdout as quiet_c_stdout  # noqa: PLC2701 (one helper, shared)
 
 ID_BYTES = 8  # FAISS ids are int64
 INVALID_OFFSET = (1 << 64) - 1  # an empty list's offset in OnDiskInvertedLists

@@ -15,22 +15,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from indexes.build import build_index
+from indexes.build.incremental import build_index
 from indexes.config import BuildConfig, EvalConfig
-from indexes.evaluate import evaluate
-from indexes.searcher import Searcher
+from indexes.evaluation.evaluate import evaluate
+from indexes.search.searcher import Searcher
 
-from .atomic import write_atomic
-from .config import DemoConfig, ExtractConfig, TrainConfig
-from .datasets import export_fashion_mnist, make_shapes
-from .errors import DataError, ExportError
-from .features import FeatureExtractor
-from .walk import find_images
-from .kernels import save_kernels
-from .onnx_export import write_export
-from .pixels import pixel_vectors
-from .sheet import draw_sheet
-from .train import train
+from retrieval.atomic import write_atomic
+from retrieval.config import DemoConfig, ExtractConfig, TrainConfig
+from retrieval.datasets import export_fashion_mnist, make_shapes
+from retrieval.errors import DataError, ExportError
+from retrieval.features import FeatureExtractor
+from retrieval.walk import find_images
+from retrieval.kernels import save_kernels
+from retrieval.onnx_export import write_export
+from retrieval.pixels import pixel_vectors
+from retrieval.sheet import draw_sheet
+from retrieval.train import train
 
 K = 10  # precision@10, as the summary reports
 SHEET_QUERIES = 6  # rows of queries.png

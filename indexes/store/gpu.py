@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from . import faiss_ops
+from indexes.store import faiss_ops
 
 # faiss/gpu/utils/DeviceDefs.cuh: GPU k-selection goes up to 2048 (CUDA >= 9.2); a search asking
 # more neighbours, or visiting more IVF lists, is refused (faiss/gpu/impl/IndexUtils.cu:

@@ -7,8 +7,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .evaluate import Report
-from .metrics import RankingMetrics
+from indexes.evaluation.evaluate import Report
+from indexes.evaluation.metrics import RankingMetrics
 
 BASELINE = "pixels"
 PLOT_SIZE = (5.0, 4.0)  # inches; at PLOT_DPI a ~40 KB PNG

@@ -20,13 +20,13 @@ from retrieval.copies import Match, compare_files
 from retrieval.errors import NotAnImage
 from retrieval.images import image_size
 
-from . import faiss_ops
-from .config import DuplicatesConfig
-from .progress import Progress
-from .store import IndexStore
+from indexes.config import DuplicatesConfig
+from indexes.duplicates.progress import Progress
+from indexes.store import faiss_ops
+from indexes.store.store import IndexStore
 
 if TYPE_CHECKING:
-    from .duplicates import State
+    from indexes.duplicates.find import State
 
 VERIFY_BATCH = 256  # pairs verified per saved step
 

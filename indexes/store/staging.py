@@ -23,7 +23,7 @@ import numpy as np
 
 from retrieval.atomic import write_atomic
 
-from . import files
+from indexes.store import files
 
 BATCH_NAME = re.compile(r"^(\d+)-(\d+)\.npz$")  # <rank>-<n>.npz
 

@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 from retrieval.errors import RetrieveError
 
-from . import fileops, files, gone, plans, trash
-from .journal import Journal, JournalError, path_for
+from indexes.duplicates import fileops, plans, trash
+
+from indexes.duplicates.journal import Journal, JournalError, path_for
+from indexes.store import files, gone
 
 # Steps whose begin records share one fsync: a begun step not yet started is nothing to undo.
 JOURNAL_BATCH = 64
@@ -362,7 +364,7 @@ class _Index:
             self._opened = True
             if not (Path(self.folder) / files.DATABASE).is_file():
                 return None  # no index any more: nothing to tell it
-            from .store import IndexStore
+            from indexes.store.store import IndexStore
 
             try:
                 self._store = IndexStore.open(self.folder)

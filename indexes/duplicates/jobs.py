@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from retrieval.errors import RetrieveError
 
 if TYPE_CHECKING:  # imported by find itself, when a search runs
-    from .duplicates import Report
-    from .progress import ProgressFn
+    from indexes.duplicates.find import Report
+    from indexes.duplicates.progress import ProgressFn
 
 KEPT_REPORTS = 4  # settings whose reports are kept for the committed generation
 STATES = ("running", "done", "cancelled", "failed")

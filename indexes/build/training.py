@@ -10,7 +10,7 @@ import numpy as np
 
 from retrieval.errors import FactoryError
 
-from . import faiss_ops
+from indexes.store import faiss_ops
 
 # FAISS's k-means warns with fewer training points than 39 per centroid (faiss/Clustering.cpp):
 # IVF4096 trains on 159,744 vectors, a PQ's 256-centroid codebooks on 9,984.

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from . import fileops
+from indexes.duplicates import fileops
 
 FREEDESKTOP = sys.platform not in ("darwin", "win32")
 PROBED_NAMES = 1000  # send2trash's names for one file: NAME, "BASE 1.EXT", "BASE 2.EXT", ...

@@ -20,8 +20,8 @@ import numpy as np
 from retrieval.atomic import write_atomic
 from retrieval.errors import FactoryError, SearchError
 
-from .config import DEFAULT_NPROBE
-from .files import corrupt
+from indexes.config import DEFAULT_NPROBE
+from indexes.store.files import corrupt
 
 # Training vectors kept for IVF / PQ: FAISS needs ~39 per centroid and warns above 256
 # per centroid that it subsamples anyway; 50k 4096-d vectors are 800 MB.
@@ -43,7 +43,7 @@ RERANK_FLOATS = 1 << 24  # candidate vectors held at once for re-ranking (64 MiB
 FAISS_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold
 ADD_CHUNK = 8192  # vectors per add_with_ids call when rebuilding (bounds the temporary copies)
 # An index built --on-disk encodes parts of at most this many bytes of codes and ids in memory
-# and appends each to its file of inverted lists (indexes/ondisk.py; ``fill_on_disk`` below,
+# and appends each to its file of inverted lists (indexes/store/ondisk.py; ``fill_on_disk`` below,
 # which merges parts into a new file as faiss.contrib.ondisk.merge_ondisk does, is what
 # benchmarks/index_scale.py measures).
 ON_DISK_PART_BYTES = 512 << 20

@@ -10,10 +10,12 @@ import numpy as np
 
 from retrieval.errors import FactoryError
 
-from . import faiss_ops, files, gpu, manifest, ondisk, training
-from .plan import Plan
-from .staging import Staging
-from .store import IndexStore
+from indexes.store import faiss_ops, files, gpu, manifest, ondisk
+
+from indexes.build import training
+from indexes.build.plan import Plan
+from indexes.store.staging import Staging
+from indexes.store.store import IndexStore
 
 
 def stage_half(settings: dict) -> bool:

@@ -32,11 +32,11 @@ import numpy as np
 
 from retrieval.errors import IndexCorrupt, SearchError
 
-from . import faiss_ops, files, gone, gpu, manifest
-from .staging import FileState, Staging, StagedRow
+from indexes.store import faiss_ops, files, gone, gpu, manifest
+from indexes.store.staging import FileState, Staging, StagedRow
 
 # Extra neighbours a search asks for in place of files an applied plan took away (a search
-# past the GPU's k limit of 2048 runs on the CPU copy: indexes.gpu).
+# past the GPU's k limit of 2048 runs on the CPU copy: indexes.store.gpu).
 GONE_ROOM = 1024
 COMMIT_RETRIES = 5  # times a reader re-reads the generation when a build commits under it
 SCHEMA = """
@@ -211,7 +211,7 @@ class IndexStore:
         return [(i, os.fsdecode(bytes(p))) for i, p in rows]
 
     def select(self, sql: str, params: Sequence = ()) -> Iterator[tuple]:
-        """The rows of a read-only query of the tables above (browsing: indexes/browse.py)."""
+        """The rows of a read-only query of the tables above (browsing: indexes/search/browse.py)."""
         return self._db.execute(sql, params)
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray | None:
@@ -255,7 +255,7 @@ class IndexStore:
 
     def use_gpu(self, wait: bool = True) -> None:
         """Search on FAISS's GPU copy of the index from now on, where FAISS has a GPU and the
-        search fits its limits (``indexes.gpu``): for serve, evaluate, duplicates and big
+        search fits its limits (``indexes.store.gpu``): for serve, evaluate, duplicates and big
         batches, whose searches pay for the copy. Made at the next search, once per process for
         every store of this folder; ``wait`` False: the CPU answers while it is being made."""
         self._gpu = "wait" if wait else "background"
@@ -319,7 +319,7 @@ class IndexStore:
     def commit_generation(self, settings: dict, apply: Callable[[sqlite3.Connection, float], None],
                           fresh: bool, next_id: int) -> int:
         """One transaction: the item changes (``apply(db, now)``, the plan's SQL: see
-        ``indexes.plan``; every item replaced when ``fresh``), the settings and generation + 1,
+        ``indexes.build.plan``; every item replaced when ``fresh``), the settings and generation + 1,
         which index-<generation+1>.faiss must already hold. Returns the new generation."""
         now, generation = time.time(), self.generation + 1
         with self.atomic():
@@ -335,7 +335,7 @@ class IndexStore:
 
     @property
     def db(self) -> sqlite3.Connection:
-        """The connection, for a build's plan (``indexes.plan``), which attaches its scratch
+        """The connection, for a build's plan (``indexes.build.plan``), which attaches its scratch
         database to it and reads the items table in SQL."""
         return self._db
 

@@ -21,9 +21,13 @@ import numpy as np
 
 from retrieval.errors import NotAnImage, RetrieveError
 
-from . import browse, closeness, dup_jobs, gone, manifest
-from .searcher import LoadExtractor
-from .store import describe, hits, open_for_reading
+from indexes.search import browse
+
+from indexes.store import closeness, gone, manifest
+
+from indexes.duplicates import jobs as dup_jobs
+from indexes.search.searcher import LoadExtractor
+from indexes.store.store import describe, hits, open_for_reading
 
 MAX_BATCH = 64  # queries per forward pass and search
 BATCH_WAIT_S = 0.002  # after the first query, how long a batch waits for more to join it
@@ -123,11 +127,11 @@ class IndexService:
         return self._submit([_Job(k, nprobe, max_distance, item=item)])
 
     def duplicates(self, config) -> object:
-        """`retrieve duplicates` over the committed generation (an ``indexes.duplicates``
+        """`retrieve duplicates` over the committed generation (an ``indexes.duplicates.find``
         Report): the job of ``config`` (``self.jobs``: started, or joined, and waited for;
         dup_jobs.Cancelled), with the user's decisions and the files plans took away
         honoured at each call (decisions.honour)."""
-        from . import decisions
+        from indexes.duplicates import decisions
 
         report = self.jobs.report(config)
         folder = self.store.folder
@@ -143,10 +147,10 @@ class IndexService:
     def _find_duplicates(self, config, progress) -> object:
         """find_duplicates over the committed generation, on a connection of its own (beside
         the batcher), with the served weights for the calibration."""
-        from .duplicates import find_duplicates
+        from indexes.duplicates.find import find_duplicates
 
         store = open_for_reading(self.store.folder)
-        store.use_gpu()  # the batcher's copy when it is of this generation (indexes.gpu)
+        store.use_gpu()  # the batcher's copy when it is of this generation (indexes.store.gpu)
         try:
             return find_duplicates(store, config, self.extractor.copy_vectors, progress)
         finally:

@@ -21,9 +21,11 @@ import numpy as np
 
 from retrieval.errors import RetrieveError
 
-from . import faiss_ops, metrics
-from .config import EvalConfig
-from .store import IndexStore
+from indexes.store import faiss_ops
+
+from indexes.config import EvalConfig
+from indexes.evaluation import metrics
+from indexes.store.store import IndexStore
 
 MAX_RESULTS = 1 << 24  # ids per search call (128 MiB of int64 + distances): queries are chunked
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import faiss_ops, gpu, manifest
-from .build import Extractor
-from .store import IndexStore, neighbours, open_for_reading
+from indexes.build.incremental import Extractor
+from indexes.store import faiss_ops, gpu, manifest
+from indexes.store.store import IndexStore, neighbours, open_for_reading
 
 # (source, trusted) -> an extractor with those weights; trusted: (stamp, sha256) or None.
 LoadExtractor = Callable[[str, "tuple[list[int], str] | None"], Extractor]

@@ -34,13 +34,13 @@ import numpy as np
 
 from retrieval.copies import CHECK
 
-from . import faiss_ops
-from .closeness import nearest_other
-from .config import DUPLICATE_K, DuplicatesConfig
-from .dup_groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
+from indexes.config import DUPLICATE_K, DuplicatesConfig
+from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
                          second_look, verified)
-from .progress import Progress, ProgressFn, as_progress
-from .store import IndexStore
+from indexes.duplicates.progress import Progress, ProgressFn, as_progress
+from indexes.store import faiss_ops
+from indexes.store.closeness import nearest_other
+from indexes.store.store import IndexStore
 
 __all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
 

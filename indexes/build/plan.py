@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import files
-from .staging import FileState, Staging
+from indexes.store import files
+from indexes.store.staging import FileState, Staging
 
 SCHEMA = """
 CREATE TABLE plan.walk (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL)

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from typing import NamedTuple
 
-from .store import IndexStore
+from indexes.store.store import IndexStore
 
 SORTS = {  # what a page may be sorted by -> its SQL order (path last: a stable order)
     "path": "path",

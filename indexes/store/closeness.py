@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import faiss_ops
-from .store import IndexStore
+from indexes.store import faiss_ops
+from indexes.store.store import IndexStore
 
 # Indexed images whose nearest other image makes the scale: a share read off it is within
 # ~3 points of the whole index's (the binomial standard error at 50%, sqrt(.25 / 256)), and a

@@ -14,7 +14,7 @@ from pathlib import Path
 from retrieval.config import IMAGENET
 from retrieval.errors import IndexCorrupt, IndexMismatch, WeightsError
 
-from . import files
+from indexes.store import files
 
 FORMAT = "retrieve-index"
 VERSION = 1

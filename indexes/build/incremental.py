@@ -16,13 +16,14 @@ import numpy as np
 from retrieval.config import DEFAULT_RAW, IMAGENET
 from retrieval.errors import IndexCorrupt, RetrieveError
 
-from . import commit as commits
-from . import files, manifest, training
-from .config import DEFAULT_FACTORY, BuildConfig
-from .files import BuildLock
-from .plan import Plan
-from .staging import FileState, Staging
-from .store import IndexStore
+from indexes.build import commit as commits
+from indexes.build import training
+from indexes.build.plan import Plan
+from indexes.config import DEFAULT_FACTORY, BuildConfig
+from indexes.store import files, manifest
+from indexes.store.files import BuildLock
+from indexes.store.staging import FileState, Staging
+from indexes.store.store import IndexStore
 
 
 class Extractor(Protocol):
@@ -130,7 +131,7 @@ def build_index(folder: str | os.PathLike, paths: Iterable[str | os.PathLike], e
     """Bring the index at ``folder`` up to date with the image files ``paths`` (any iterable,
     consumed once as it comes: the files that exist and are wanted).
 
-    The plan is SQL (``indexes.plan``); the files to extract go through the model and are
+    The plan is SQL (``indexes.build.plan``); the files to extract go through the model and are
     committed in rounds of ``config.commit_every``, each a generation of its own, so that
     memory and staging stay bounded by a round whatever the number of images. A new index is
     first trained on a sample spread over the files (``training.sample_size``).
