@@ -64,9 +64,11 @@ def neighbours(index, photos) -> list:
             for q in doc["queries"]]
 
 
-def test_two_ranks_build_the_index_one_process_builds(photos, single, checkpoint, preloaded, tmp_path):  # noqa: F811
+def test_two_ranks_build_the_index_one_process_builds(
+        photos, single, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    done = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS)
+    done = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index,
+                    *ARGS)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"Indexed {IMAGES} images ({IMAGES} new, 0 changed, 0 removed, "
                            f"0 skipped) into {index} in " + done.stdout.split(" in ", 1)[1])
@@ -78,8 +80,8 @@ def test_two_ranks_build_the_index_one_process_builds(photos, single, checkpoint
 def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
         photos, single, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    killed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
-                      fault="kill")
+    killed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index,
+                      *ARGS, fault="kill")
     assert killed.returncode != 0
     staged = Staging(index).rows()
     names = {row.batch for row in staged.values()}
@@ -93,10 +95,11 @@ def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
     assert neighbours(index, photos) == neighbours(single, photos)
 
 
-def test_a_rank_that_fails_ends_every_rank_with_one_line(photos, checkpoint, preloaded, tmp_path):  # noqa: F811
+def test_a_rank_that_fails_ends_every_rank_with_one_line(
+        photos, checkpoint, preloaded, tmp_path):  # noqa: F811
     index = tmp_path / "idx"
-    failed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index, *ARGS,
-                      fault="full")
+    failed = torchrun(preloaded, "build-index", photos, "--weights", checkpoint, "--index", index,
+                      *ARGS, fault="full")
     assert failed.returncode != 0
     ours = [line for line in failed.stderr.splitlines() if line.startswith("Error: ")]
     assert [line for line in ours if "rank 1 of 2" in line] == [
