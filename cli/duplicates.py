@@ -39,7 +39,8 @@ OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--sheet", type=OUT, metavar="OUT.png",
               help="Also draw the groups into one PNG, the file to keep first in each row.")
 @click.option("--workers", type=click.IntRange(min=0), default=VERIFY_WORKERS, show_default=True,
-              help="Processes comparing the pixels of candidate pairs (0: this one).")
+              help="Processes comparing the pixels of candidate pairs, from 1,024 pairs on "
+                   "(0: this one).")
 @nprobe_option
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")

@@ -292,6 +292,7 @@ def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
 def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch):
     store = open_for_reading(flat)
     monkeypatch.setattr(dup_groups, "VERIFY_BATCH", 50)  # several batches: the workers share them
+    monkeypatch.setattr(dup_groups, "POOL_FROM", 0)  # workers however few the pairs
     reports = []
     for workers in (0, 2):
         (flat / dups.STATE).unlink(missing_ok=True)

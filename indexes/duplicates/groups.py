@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from indexes.duplicates.find import State
 
 VERIFY_BATCH = 256  # pairs verified per saved step
+# Pairs to verify before worker processes pay for themselves: each starts Python, imports
+# Pillow and numpy and decodes its files again (~0.3 s of CPU), and a pair costs 1.5-5 ms; at
+# 285 pairs two workers took 2.24-2.44 CPU-s and the same wall time as this process alone
+# (1.73-1.91 CPU-s).
+POOL_FROM = 1024
 
 
 @dataclass
@@ -52,7 +57,7 @@ class Group:
 
 class PixelCheck:
     """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
-    in ``config.workers`` processes when there are several batches to do."""
+    in ``config.workers`` processes when there are POOL_FROM pairs or more to do."""
 
     def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
                  run: str) -> None:
@@ -67,7 +72,7 @@ class PixelCheck:
         batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
         files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
         with (progress or Progress()).stage("verifying", len(pairs), "pairs") as advance, \
-                _mapping(self.config.workers if len(batches) > 1 else 0) as mapped:
+                _mapping(self.config.workers if len(todo) >= POOL_FROM else 0) as mapped:
             advance(len(pairs) - len(todo))  # saved by an earlier run
             for batch, found in zip(batches, mapped(compare_files, files)):
                 self.known.update(zip(batch, found))
