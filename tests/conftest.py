@@ -225,9 +225,8 @@ def preloaded(tmp_path_factory):
     server.close()
 
 
-# -- pytest-xdist (the README's `pytest -n auto`): which tests share a worker
+# -- pytest-xdist (the README's `pytest -n auto`): which worker takes what, in which order
 
-BROWSER_FIXTURES = {"browser", "served", "served_acting"}
 MAX_AUTO_WORKERS = 4  # each worker imports torch and FAISS and makes its session's fixtures
 
 
@@ -237,11 +236,13 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``: the tests of one module run in one worker (its module-scoped
-    fixtures are made once), and the modules that use the served index or the browser all in
-    the same worker (one uvicorn, one Chromium)."""
-    served = {item.module.__name__ for item in items
-              if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    """Modules with a test marked ``slow`` first, then the modules with more tests: with
+    ``--dist loadfile`` each module goes whole to one worker (its module-scoped fixtures made
+    once) in this order, so that a long module does not start last and run alone (the three
+    torchrun tests, 25 s, did at the end of the suite when ordered by their number)."""
+    modules: dict[str, list] = {}
     for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("served" if module in served else module))
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(modules.values(), key=lambda tests: (
+        not any(t.get_closest_marker("slow") for t in tests), -len(tests)))
+    items[:] = [item for tests in order for item in tests]

@@ -12,6 +12,8 @@ from indexes.store.staging import Staging
 from indexes.store.store import open_for_reading
 from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.slow  # three torchrun launches, two ranks each
+
 IMAGES = 20
 ARGS = [*FAST, "--batch-size", "2"]
 
