@@ -6,12 +6,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-
-import numpy as np
 
 from retrieval.config import DEFAULT_RAW, IMAGENET
 from retrieval.errors import IndexCorrupt, RetrieveError
@@ -20,21 +18,11 @@ from indexes.build import commit as commits
 from indexes.build import training
 from indexes.build.plan import Plan
 from indexes.config import DEFAULT_FACTORY, BuildConfig
+from indexes.extractor import Extractor
 from indexes.store import files, manifest
 from indexes.store.files import BuildLock
 from indexes.store.staging import FileState, Staging
 from indexes.store.store import IndexStore
-
-
-class Extractor(Protocol):
-    """What a build needs from the model side (retrieval.features.FeatureExtractor)."""
-
-    def identity(self) -> dict:
-        """weights (source), sha256, layer, dim, transform, model: recorded in the manifest."""
-
-    def embed(self, paths: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list]]:
-        """Per batch: positions in ``paths`` that decoded, their (b, dim) float32 vectors,
-        and [(path, reason)] of those that did not."""
 
 
 class Team(Protocol):

@@ -12,8 +12,9 @@ from pathlib import Path
 from retrieval.errors import RetrieveError
 from retrieval.walk import IGNORE_FILE
 
-from indexes.build.incremental import BuildReport, Extractor, build_index
+from indexes.build.incremental import BuildReport, build_index
 from indexes.config import BuildConfig
+from indexes.extractor import Extractor
 from indexes.store.files import BuildLock
 
 HOLDER = "build-index --watch"  # what the lock says of a watch (files.BuildLock.holder)

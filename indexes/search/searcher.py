@@ -2,7 +2,7 @@
 
 The one path by which `query`, `evaluate` and the demo turn images into neighbours, so that
 an answer is the same whichever way it is asked. The model side comes in as an extractor
-(``build.Extractor``: ``identity()`` and batched ``embed(paths)``) made by a loader the
+(``indexes.extractor.Extractor``: ``identity()`` and batched ``embed(paths)``) made by a loader the
 caller passes; this module never imports torch.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from indexes.build.incremental import Extractor
+from indexes.extractor import Extractor
 from indexes.store import faiss_ops, gpu, manifest
 from indexes.store.store import IndexStore, neighbours, open_for_reading
 
