@@ -19,6 +19,7 @@ import numpy as np
 
 from indexes.store import files
 from indexes.store.staging import FileState, Staging
+from indexes.store.store import transaction
 
 SCHEMA = """
 CREATE TABLE plan.walk (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL)
@@ -64,16 +65,6 @@ class Plan:
     def _one(self, sql: str, *args) -> int:
         return self.db.execute(sql, args).fetchone()[0] or 0
 
-    @contextmanager
-    def _transaction(self):
-        self.db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
     # -- what there is to do ------------------------------------------------------------------
     def walk(self, paths: Iterable[str | os.PathLike], skip: Skip) -> None:
         """Record each of ``paths`` (made absolute; the first of duplicates kept) with its size
@@ -89,13 +80,13 @@ class Plan:
                     continue
                 yield os.fsencode(p), st.st_size, st.st_mtime_ns
 
-        with self._transaction():
+        with transaction(self.db):
             self.db.executemany("INSERT OR IGNORE INTO plan.walk VALUES (?, ?, ?)", rows())
 
     def compare(self, rebuild: bool) -> None:
         """The files to extract (new or changed since indexed; all of them with ``rebuild``),
         in path order, and the items whose files are gone."""
-        with self._transaction():
+        with transaction(self.db):
             if rebuild:
                 self.db.execute("INSERT INTO plan.todo (path, size, mtime_ns) "
                                 "SELECT path, size, mtime_ns FROM plan.walk ORDER BY path")
@@ -119,7 +110,7 @@ class Plan:
         n = self._one("SELECT count(*) FROM plan.todo")
         k = min(size, n)
         if k:  # seq runs 1..n; (seq - 1) * k mod n < k holds for k evenly spaced ones
-            with self._transaction():
+            with transaction(self.db):
                 self.db.execute("UPDATE plan.todo SET round = 0 WHERE ((seq - 1) * ?) % ? < ?",
                                 (k, n, k))
 
@@ -132,7 +123,7 @@ class Plan:
         if sampled:
             yield 0, not self._one(left)
         for r in itertools.count(1):
-            with self._transaction():
+            with transaction(self.db):
                 taken = self.db.execute(
                     "UPDATE plan.todo SET round = ? WHERE seq IN (SELECT seq FROM plan.todo "
                     "WHERE round IS NULL ORDER BY seq LIMIT ?)", (r, size)).rowcount
@@ -145,7 +136,7 @@ class Plan:
     # -- one round ------------------------------------------------------------------------------
     def rescan(self, staging: Staging) -> None:
         """Note every batch in ``staging`` (at most a round of them): which file each row is."""
-        with self._transaction():
+        with transaction(self.db):
             self.db.execute("DELETE FROM plan.staged")
             for name, paths, sizes, mtimes in staging.entries():  # later batches win
                 rows = zip(paths.tolist(), sizes.tolist(), mtimes.tolist())
@@ -176,7 +167,7 @@ class Plan:
 
     def added(self, ids: np.ndarray, seqs: list[int]) -> None:
         """Record that the files ``seqs`` went into FAISS under ``ids``."""
-        with self._transaction():
+        with transaction(self.db):
             self.db.executemany("INSERT INTO plan.adds VALUES (?, ?)", zip(ids.tolist(), seqs))
 
     def removals(self, r: int, last: bool) -> Iterator[np.ndarray]:
@@ -212,7 +203,7 @@ class Plan:
 
     def done(self) -> None:
         """The round is committed: forget its adds."""
-        with self._transaction():
+        with transaction(self.db):
             self.db.execute("DELETE FROM plan.adds")
 
 

@@ -25,8 +25,7 @@ import json
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, f
 from indexes.duplicates.progress import Progress, ProgressFn, as_progress
 from indexes.store import faiss_ops
 from indexes.store.closeness import nearest_other
-from indexes.store.store import IndexStore
+from indexes.store.store import IndexStore, transaction
 
 __all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
 
@@ -120,15 +119,9 @@ class State:
     def put(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self):
+        """One transaction on the saved state (store.transaction)."""
+        return transaction(self.db)
 
     def start(self, run: str) -> None:
         """Forget the work of other runs (another generation, threshold, k or nprobe)."""

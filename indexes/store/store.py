@@ -47,6 +47,19 @@ CREATE TABLE IF NOT EXISTS items (
 """
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """One transaction on ``db`` (opened with isolation_level=None), started by BEGIN (or BEGIN
+    IMMEDIATE): committed when the block ends, rolled back on any exception."""
+    db.execute(begin)
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class Item(NamedTuple):
     """A committed image: its FAISS id and the file's size and mtime when it was indexed."""
 
@@ -124,17 +137,10 @@ class IndexStore:
         self._index = self._device_index = None
         self._db.close()
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self):
         """One SQLite transaction, holding the write lock from its start (BEGIN IMMEDIATE):
         everything written inside is committed together, or rolled back on any exception."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return transaction(self._db, "BEGIN IMMEDIATE")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
