@@ -205,24 +205,22 @@ class IndexService:
     def facts(self, item: int) -> browse.Facts:
         """What the index holds of ``item`` (UnknownItem)."""
         with self._lock:
-            found = browse.facts(self.store, item)
-            taken = gone.items(self.store.folder, self.store.generation).get(item)
-        if found is None:
-            raise UnknownItem(f"no image with id {item} in the index")
-        if taken is not None:
-            raise ItemGone(f"item {item}: {gone.describe(taken)}")
-        return found
+            return self._present(item, browse.facts(self.store, item))
 
     def path(self, item: int) -> str:
         """The indexed path of ``item``: files are only ever read by id, from the database."""
         with self._lock:
-            path = self.store.paths([item]).get(item)
-            taken = gone.items(self.store.folder, self.store.generation).get(item)
-        if path is None:
+            return self._present(item, self.store.paths([item]).get(item))
+
+    def _present(self, item: int, found):
+        """``found`` (what the index holds of ``item``, None if nothing), unless the item is
+        unknown (UnknownItem) or its file was trashed or moved since (ItemGone); under the lock."""
+        if found is None:
             raise UnknownItem(f"no image with id {item} in the index")
+        taken = gone.items(self.store.folder, self.store.generation).get(item)
         if taken is not None:
             raise ItemGone(f"item {item}: {gone.describe(taken)}")
-        return path
+        return found
 
     def paths(self, ids) -> dict[int, str]:
         """id -> indexed path, for the known ``ids``."""
