@@ -1,0 +1,1 @@
+"""`retrieve build-index`: the plan of a build, training, commits in rounds, --watch."""
