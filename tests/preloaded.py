@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,39 +24,121 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Reads one request per line on stdin: {"code", "argv", "env", "out", "err"} forks a child that
 # runs CODE as __main__ with sys.argv = ARGV and ENV added to its environment, its stdout and
-# stderr into the files OUT and ERR, and answers its pid; {"wait": pid} answers its wait status once it has ended.
+# stderr into the files OUT and ERR, and answers its pid; {"wait": pid} answers its wait status
+# once it has ended (meanwhile the server goes on serving: a job may start clients, below).
+# On the unix socket SOCKET, tests/preloaded_client.py asks for a process in its own place: it
+# sends its argv, environment and working directory with its stdin, stdout and stderr (SCM_RIGHTS);
+# the fork runs `python ARGV...` (a script, or -m MODULE) with them and sends back its pid and,
+# at the end, its exit status; it kills itself if the client goes (tests/preloaded_client.py).
 SERVER = r"""
-import json, os, sys, traceback
-import faiss, torch, torchvision  # noqa: F401
-import cli.main, indexes.build.incremental, indexes.search.searcher, retrieval.features  # noqa: F401
+import atexit, json, os, runpy, select, signal, socket, sys, threading, traceback
+import faiss, onnx, onnxruntime, torch, torch.distributed, torchvision  # noqa: F401
+import cli.building, cli.index, cli.main, indexes.build.incremental  # noqa: F401
+import indexes.search.searcher, retrieval.distributed, retrieval.features  # noqa: F401
+import retrieval.onnx_export, retrieval.onnx_fc7  # noqa: F401
+
+def run_main(code=None, argv=None):
+    "Run CODE, or `python ARGV...`'s script or module, as __main__: its exit status."
+    try:
+        if code is not None:
+            exec(compile(code, "<job>", "exec"), {"__name__": "__main__"})
+        elif argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+            runpy.run_path(argv[0], run_name="__main__")
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (e.code is not None)
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 def child(job):
+    listener.close()
     for fd, path in ((1, job["out"]), (2, job["err"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
     sys.stdin.close()
     os.environ.update(job["env"])
     sys.argv = job["argv"]
-    status = 0
-    try:
-        exec(compile(job["code"], "<job>", "exec"), {"__name__": "__main__"})
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else (e.code is not None)
-    except BaseException:
-        traceback.print_exc()
-        status = 1
+    status = run_main(code=job["code"])
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
 
-for line in sys.stdin:
-    job = json.loads(line)
-    if "wait" in job:
-        answer = os.waitpid(job["wait"], 0)[1]
-    else:
-        answer = os.fork()
-        if answer == 0:
-            child(job)
-    print(answer, flush=True)
+def client_child(conn, request, fds):
+    "The client's process: its fds, environment and directory; its status sent back."
+    listener.close()
+    for fd, target in zip(fds, (0, 1, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin = open(0, closefd=False)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def orphaned():  # the client went (killed): so does its process
+        while conn.recv(1):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    conn.sendall(b"%d\n" % os.getpid())
+    threading.Thread(target=orphaned, daemon=True).start()
+    status = run_main(argv=request["argv"])
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.sendall(b"%d\n" % (status & 0xFF))
+    os._exit(status)
+
+def receive(conn):
+    "A client's request (length-prefixed JSON) and the three fds sent with it."
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    size, _, data = data.partition(b"\n")
+    while len(data) < int(size):
+        data += conn.recv(int(size) - len(data))
+    return json.loads(data), fds
+
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(16)
+owed, forked, pending = {}, {}, b""  # pidfds: jobs whose status is asked, clients' forks
+while True:
+    ready = select.select([0, listener, *owed, *forked], [], [])[0]
+    for fd in ready:
+        if fd in owed:  # a job asked for has ended: its wait status
+            print(os.waitpid(owed.pop(fd), 0)[1], flush=True)
+            os.close(fd)
+        elif fd in forked:  # a client's fork has ended (its status went to its client)
+            os.waitpid(forked.pop(fd), 0)
+            os.close(fd)
+        elif fd is listener:
+            conn = listener.accept()[0]
+            request, fds = receive(conn)
+            pid = os.fork()
+            if pid == 0:
+                client_child(conn, request, fds)
+            for f in fds:
+                os.close(f)
+            conn.close()
+            forked[os.pidfd_open(pid)] = pid
+    if 0 in ready:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            job = json.loads(line)
+            if "wait" in job:
+                owed[os.pidfd_open(job["wait"])] = job["wait"]
+            else:
+                answer = os.fork()
+                if answer == 0:
+                    child(job)
+                print(answer, flush=True)
 import gc
 gc.freeze()  # as `retrieve` does (cli/main.py): an exit without a second of collections
 """
@@ -79,7 +163,10 @@ class Preloaded:
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.jobs = folder, 0
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], cwd=ROOT, text=True,
+        self.sockets = tempfile.mkdtemp(prefix="preloaded-")  # a path short enough for AF_UNIX
+        self.socket = os.path.join(self.sockets, "fork")
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, self.socket], cwd=ROOT,
+                                     text=True,
                                      env={**os.environ, "PYTHONPATH": str(ROOT)},
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
@@ -118,6 +205,12 @@ class Preloaded:
         return subprocess.CompletedProcess(["-c", code, *args], status, job.out.read_text(),
                                            job.err.read_text())
 
+    def client(self, *argv: str) -> list[str]:
+        """The command line of a process like `python ARGV...` that is a fork of the server
+        (tests/preloaded_client.py); ENV ``PRELOADED_SOCKET=self.socket`` must reach it."""
+        return [sys.executable, "-u", str(ROOT / "tests" / "preloaded_client.py"), *argv]
+
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        shutil.rmtree(self.sockets, ignore_errors=True)

@@ -34,21 +34,24 @@ def single(photos, checkpoint, tmp_path_factory):  # noqa: F811
     return index
 
 
-# `python -m torch.distributed.run ARGS...`; forked from conftest's preloaded process, the
-# launcher pays no imports (each rank is a new interpreter, started by it as torchrun does).
+# `python -m torch.distributed.run ARGS...`, forked from conftest's preloaded process. torchrun
+# starts each rank as a process of its own, `python -u tests/preloaded_client.py ARGV...`, which
+# has a fork of the same process run `python ARGV...` in its place: neither the launcher nor the
+# ranks pay the 4 s of imports of a new interpreter (what the ranks run is the same).
 TORCHRUN = "import runpy; runpy.run_module('torch.distributed.run', run_name='__main__')"
 
 
 def torchrun(preloaded, *args, fault: str | None = None) -> subprocess.CompletedProcess:
     """`retrieve ARGS...` in 2 processes; ``fault``: rank 1 is killed ("kill") or finds the
     disk full ("full") at its second batch (tests/rank_fault.py)."""
-    env = {"OMP_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "1", "PRELOADED_SOCKET": preloaded.socket}
     if fault:
         target = [str(ROOT / "tests" / "rank_fault.py")]
         env.update(RANK_FAULT=fault, RANK_FAULT_RANK="1")
     else:
         target = ["-m", "cli"]
-    return preloaded.run(TORCHRUN, "--standalone", "--nproc-per-node", "2", *target, *args,
+    client = preloaded.client(*target)[2:]  # torchrun adds `python -u`
+    return preloaded.run(TORCHRUN, "--standalone", "--nproc-per-node", "2", *client, *args,
                          env=env)
 
 
