@@ -95,6 +95,17 @@ def names(doc) -> list[tuple[str, list[str]]]:
                   for g in doc["groups"])
 
 
+def fresh_copy(index, tmp_path, saved: bool = False):
+    """A copy of the index without the duplicates' saved work (or with it: ``saved``), for a
+    test that must redo that work or runs other settings, which replace it: the module's index
+    keeps the default run's, which most tests ask for."""
+    copy = tmp_path / "idx"
+    shutil.copytree(index, copy)
+    if not saved:
+        (copy / dups.STATE).unlink(missing_ok=True)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def flat(collection, tmp_path_factory):
     folder, _, ckpt = collection
@@ -139,17 +150,19 @@ def test_a_compressed_index_gives_the_same_groups(kind, collection, flat, tmp_pa
     assert names(sq_doc) == names(flat_doc)
 
 
-def test_fc7_alone_is_what_the_pixel_check_is_for(flat):
+def test_fc7_alone_is_what_the_pixel_check_is_for(flat, tmp_path):
     """At an infinite threshold every neighbour is a candidate: taken unverified, groups mix
     different pictures; the pixels still tell the copies from the rest."""
     def pictures(group):  # "p1-small.jpg" -> "p1", "other-12.jpg" -> "other-12"
         return {p.rsplit("/", 1)[1].split(".")[0].removesuffix("-mirrored")
                 .removesuffix("-shifted").split("-")[0] for p in group["paths"]}
 
-    loose = json.loads(run(flat, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
+    default = names(json.loads(run(flat, "--json", "-q").stdout))
+    index = fresh_copy(flat, tmp_path, saved=True)
+    loose = json.loads(run(index, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
     assert any(len(pictures(g)) > 1 for g in loose["groups"])
-    strict = json.loads(run(flat, "--json", "-q", "--threshold", "1e9").stdout)
-    assert names(strict) == names(json.loads(run(flat, "--json", "-q").stdout))
+    strict = json.loads(run(index, "--json", "-q", "--threshold", "1e9").stdout)
+    assert names(strict) == default
 
 
 def test_a_chain_does_not_merge_what_is_not_alike(monkeypatch):
@@ -208,9 +221,7 @@ def test_outputs_parse(flat, tmp_path):
 def test_work_saved_by_an_older_version_is_redone_not_misread(flat, tmp_path):
     import sqlite3
 
-    index = tmp_path / "idx"
-    shutil.copytree(flat, index)
-    (index / dups.STATE).unlink(missing_ok=True)
+    index = fresh_copy(flat, tmp_path)
     old = sqlite3.connect(index / dups.STATE)  # the pixel check's table before `difference`
     old.execute("CREATE TABLE checked (run TEXT, a INTEGER, b INTEGER, similarity REAL, "
                 "PRIMARY KEY (run, a, b))")
@@ -232,12 +243,11 @@ def test_a_one_image_index_has_no_duplicates(collection, tmp_path):
     assert r.stderr.startswith("Found 0 groups (0 of exact copies) among 1 images")
 
 
-def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
-    store = open_for_reading(flat)
-    config = DuplicatesConfig(threshold=1e9)  # every pair a candidate: plenty to verify
-    (flat / dups.STATE).unlink(missing_ok=True)
-    calls, interrupted = [], []
-    real = copies_module.compare
+def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch, tmp_path):
+    store = open_for_reading(fresh_copy(flat, tmp_path))
+    config = DuplicatesConfig(threshold=1e9, k=8)  # 8 neighbours of each a candidate: ~150 pairs
+    calls, interrupted, batches = [], [], []
+    real, real_batch = copies_module.compare, dup_groups.compare_files
 
     def counted(a, b):
         calls.append(1)
@@ -246,18 +256,26 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch):
             raise KeyboardInterrupt
         return real(a, b)
 
+    def recorded(files):  # the pairs of files of each batch compared to its end
+        found = real_batch(files)
+        batches.append(set(files))
+        return found
+
     monkeypatch.setattr(dup_groups, "VERIFY_BATCH", 50)
     monkeypatch.setattr(copies_module, "compare", counted)
+    monkeypatch.setattr(dup_groups, "compare_files", recorded)
     with pytest.raises(KeyboardInterrupt):
         dups.find_duplicates(store, config)
-    first = len(calls)
+    first, saved = len(calls), set().union(*batches)
     calls.clear()
+    batches.clear()
     told = []  # (stage, done, total) as the run tells them (the page's progress)
     report = dups.find_duplicates(store, config, progress=lambda *said: told.append(said))
     assert len(report.groups) == 4
-    assert report.candidates > 150
-    assert len(calls) == report.candidates - 100  # the two saved batches were not redone
-    assert first == 120
+    assert report.candidates > 120  # the interruption came in the third batch of 50
+    assert first == 120 and len(saved) == 100
+    redone = set().union(*batches)  # and pairs fc7 did not offer, compared for a chain
+    assert not redone & saved and len(calls) == len(redone) >= report.candidates - 100
     stages = [s for s, _, _ in told]
     assert sorted(set(stages), key=stages.index) == ["hashing", "searching", "verifying"]
     verifying = [(done, total) for s, done, total in told if s == "verifying"]
@@ -271,7 +289,8 @@ def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
     """fc7 alone and a generous threshold put other-11.jpg in a group of near-duplicates: its
     byte copy joins it there, not in a group of its own (a file in two groups would be planned
     twice, and the plan refused)."""
-    doc = json.loads(run(flat, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
+    index = fresh_copy(flat, tmp_path, saved=True)
+    doc = json.loads(run(index, "--json", "-q", "--no-verify", "--threshold", "1e9").stdout)
     paths = [p for g in doc["groups"] for p in g["paths"]]
     assert len(paths) == len(set(paths))
     group = next(g for g in doc["groups"] if any(p.endswith("/other-11.jpg") for p in g["paths"]))
@@ -281,7 +300,7 @@ def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
     assert group["tier"] == "near" and copy["same_bytes_as"] == original["path"]
     assert original["same_bytes_as"] is None
     assert (copy["distance"], copy["similarity"]) == (original["distance"], original["similarity"])
-    run(flat, "--no-verify", "--threshold", "1e9", "--hardlink", "--plan", tmp_path / "p.json")
+    run(index, "--no-verify", "--threshold", "1e9", "--hardlink", "--plan", tmp_path / "p.json")
     plan = plans.read(str(tmp_path / "p.json"))  # no file in it twice
     reasons = {f["path"]: f["reason"] for g in plan["groups"] for f in g["files"]
                if f["action"] != "keep"}
@@ -289,14 +308,15 @@ def test_the_exact_copies_of_a_file_in_a_near_group_join_it(flat, tmp_path):
         ("kept", f"same bytes as {original['path']}"))
 
 
-def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch):
-    store = open_for_reading(flat)
+def test_pixels_compared_in_worker_processes_give_the_same_groups(flat, monkeypatch, tmp_path):
+    index = fresh_copy(flat, tmp_path)
+    store = open_for_reading(index)
     monkeypatch.setattr(dup_groups, "VERIFY_BATCH", 50)  # several batches: the workers share them
     monkeypatch.setattr(dup_groups, "POOL_FROM", 0)  # workers however few the pairs
     reports = []
     for workers in (0, 2):
-        (flat / dups.STATE).unlink(missing_ok=True)
-        reports.append(dups.find_duplicates(store, DuplicatesConfig(threshold=1e9,
+        (index / dups.STATE).unlink(missing_ok=True)
+        reports.append(dups.find_duplicates(store, DuplicatesConfig(threshold=1e9, k=6,
                                                                     workers=workers)))
     store.close()
     (here, pooled) = reports
