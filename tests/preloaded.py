@@ -58,9 +58,9 @@ def run_main(code=None, argv=None):
 
 def child(job):
     listener.close()
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the server's requests
     for fd, path in ((1, job["out"]), (2, job["err"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    sys.stdin.close()
     os.environ.update(job["env"])
     sys.argv = job["argv"]
     status = run_main(code=job["code"])
@@ -163,7 +163,8 @@ class Preloaded:
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.jobs = folder, 0
-        self.sockets = tempfile.mkdtemp(prefix="preloaded-")  # a path short enough for AF_UNIX
+        short = len(tempfile.gettempdir()) < 64  # a socket's path has at most 107 bytes
+        self.sockets = tempfile.mkdtemp(prefix="preloaded-", dir=None if short else "/tmp")
         self.socket = os.path.join(self.sockets, "fork")
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, self.socket], cwd=ROOT,
                                      text=True,
