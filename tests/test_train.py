@@ -285,7 +285,7 @@ def test_fashion_mnist_subset_learns_far_above_chance(tmp_path):
 
 def test_curves_are_drawn_every_few_seconds_and_whenever_training_stops(monkeypatch, tmp_path):
     """curves.png after an epoch once CURVES_EVERY_S have passed, and at the end with every
-    epoch (a drawing costs ~0.3 s: quick epochs are not drawn one by one)."""
+    epoch (a drawing costs ~0.13 s: quick epochs are not drawn one by one)."""
     from retrieval import curves
 
     clock, drawn = [0.0], []
