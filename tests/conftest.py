@@ -246,15 +246,46 @@ def pytest_xdist_auto_num_workers(config):
     return min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
 
 
+# Modules that share a session fixture costly to make go to one worker together (each worker
+# would make its own): the served index and the browser (1 to 2 s, and a Chromium per worker),
+# and the preloaded process (4 s of imports).
+SAME_WORKER = {
+    "tests/test_page_duplicates.py": "tests/test_page.py",
+    "tests/test_serve_api.py": "tests/test_page.py",
+    "tests/test_faults.py": "tests/test_distributed_build.py",
+}
+
+
+def _unit(nodeid: str) -> str:
+    """The work unit of a test under ``--dist loadfile``: its module, or the module it shares
+    a worker with."""
+    module = nodeid.split("::", 1)[0]
+    return SAME_WORKER.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (pyproject's), with the modules of SAME_WORKER in one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return Scheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Modules with a test marked ``slow`` first, then the modules with more tests: with
-    ``--dist loadfile`` each module goes whole to one worker (its module-scoped fixtures made
-    once) in this order, so that a long module does not start last and run alone (the three
-    torchrun tests, 25 s, did at the end of the suite when ordered by their number)."""
-    modules: dict[str, list] = {}
+    """Units (modules, or those of SAME_WORKER together) with a test marked ``slow`` first,
+    then the units with more tests: with ``--dist loadfile`` each unit goes whole to one worker
+    (its module-scoped fixtures made once) in this order, so that a long one does not start
+    last and run alone (the three torchrun tests, 25 s then, did at the end of the suite when
+    ordered by their number)."""
+    units: dict[str, list] = {}
     for item in items:
-        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    order = sorted(modules.values(), key=lambda tests: (
+        units.setdefault(_unit(item.nodeid), []).append(item)
+    order = sorted(units.values(), key=lambda tests: (
         not any(t.get_closest_marker("slow") for t in tests), -len(tests)))
     items[:] = [item for tests in order for item in tests]
 
