@@ -253,6 +253,7 @@ SAME_WORKER = {
     "tests/test_page_duplicates.py": "tests/test_page.py",
     "tests/test_serve_api.py": "tests/test_page.py",
     "tests/test_faults.py": "tests/test_distributed_build.py",
+    "tests/test_cli_imports.py": "tests/test_distributed_build.py",
 }
 
 

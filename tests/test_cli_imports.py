@@ -17,22 +17,29 @@ ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_QUERY = ("matplotlib", "retrieval.train", "retrieval.datasets", "retrieval.kernels")
 
 
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport gc, json, sys\n"
-                          "print(json.dumps(sorted(sys.modules)))\n"
-                          "gc.freeze()"],  # an exit without a second of collections after torch
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+def _modules_after(code: str, preloaded=None) -> set[str]:
+    """The modules loaded once CODE has run in a new interpreter, or in a fork of the
+    ``preloaded`` process (tests/preloaded.py) for a test of modules that it has not loaded."""
+    code += "\nimport gc, json, sys\nprint(json.dumps(sorted(sys.modules)))\ngc.freeze()"
+    if preloaded is None:  # gc.freeze(): an exit without a second of collections after torch
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                             text=True, check=True)
+    else:
+        out = preloaded.run(code)
+        assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-def test_query_command_does_not_import_training_or_plotting():
+def test_query_command_does_not_import_training_or_plotting(preloaded):
     # what `retrieve query` loads: the group, the command's module, and the modules its
-    # body imports, torch's among them for an index without its ONNX export
+    # body imports, torch's among them for an index without its ONNX export; in a fork of the
+    # preloaded process (torch, FAISS, the command line and the build's modules loaded, none of
+    # NOT_FOR_QUERY: a module of the query's that loaded one would have loaded it there too)
     modules = _modules_after(
         "import cli.main\n"
         "cli.main.cli.get_command(None, 'query')\n"
         "import indexes.search.searcher, retrieval.onnx_fc7, retrieval.images\n"
-        "import retrieval.features, retrieval.weights")
+        "import retrieval.features, retrieval.weights", preloaded)
     assert "cli.index" in modules
     loaded = sorted(m for m in modules for bad in NOT_FOR_QUERY
                     if m == bad or m.startswith(bad + "."))
