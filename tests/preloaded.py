@@ -1,6 +1,7 @@
 """A fresh process for a test without a fresh interpreter's imports: each job is a fork of one
 server process that has imported torch, torchvision, FAISS and the command line's modules
-once (3 to 4 s of CPU that each `python -c ...` child would pay again).
+once (3 to 4 s of CPU that each `python -c ...` child would pay again). A job may itself start
+processes that are forks of the server too: torchrun's ranks (tests/preloaded_client.py).
 
 A job sees what a new `python -c CODE ARGS...` would, plus those modules already imported:
 none of them imports what a `retrieve query` must not load (tests/test_cli_imports.py) or
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # at the end, its exit status; it kills itself if the client goes (tests/preloaded_client.py).
 SERVER = r"""
 import atexit, json, os, runpy, select, signal, socket, sys, threading, traceback
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # first: clients queue meanwhile
+listener.bind(sys.argv[1])
+listener.listen(16)
 import faiss, onnx, onnxruntime, torch, torch.distributed, torchvision  # noqa: F401
 import cli.building, cli.index, cli.main, indexes.build.incremental  # noqa: F401
 import indexes.search.searcher, retrieval.distributed, retrieval.features  # noqa: F401
@@ -102,29 +107,34 @@ def receive(conn):
         data += conn.recv(int(size) - len(data))
     return json.loads(data), fds
 
-listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-listener.bind(sys.argv[1])
-listener.listen(16)
-owed, forked, pending = {}, {}, b""  # pidfds: jobs whose status is asked, clients' forks
+def accept():
+    "Fork a process for the client that connects (one that goes before it asks is dropped)."
+    conn = listener.accept()[0]
+    try:
+        request, fds = receive(conn)
+    except (OSError, ValueError):
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        client_child(conn, request, fds)
+    for f in fds:
+        os.close(f)
+    conn.close()
+    forked.add(pid)
+
+owed, forked, pending = set(), set(), b""  # jobs whose status is asked, clients' forks
 while True:
-    ready = select.select([0, listener, *owed, *forked], [], [])[0]
-    for fd in ready:
-        if fd in owed:  # a job asked for has ended: its wait status
-            print(os.waitpid(owed.pop(fd), 0)[1], flush=True)
-            os.close(fd)
-        elif fd in forked:  # a client's fork has ended (its status went to its client)
-            os.waitpid(forked.pop(fd), 0)
-            os.close(fd)
-        elif fd is listener:
-            conn = listener.accept()[0]
-            request, fds = receive(conn)
-            pid = os.fork()
-            if pid == 0:
-                client_child(conn, request, fds)
-            for f in fds:
-                os.close(f)
-            conn.close()
-            forked[os.pidfd_open(pid)] = pid
+    ready = select.select([0, listener], [], [], 0.02 if owed or forked else None)[0]
+    for pid in [*owed, *forked]:  # looked at every 20 ms (os.waitpid: pidfds are Linux's)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done and pid in owed:  # a job asked for has ended: its wait status
+            print(status, flush=True)
+        if done:  # (a client's fork: its status went to its client)
+            owed.discard(pid)
+            forked.discard(pid)
+    if listener in ready:
+        accept()
     if 0 in ready:
         chunk = os.read(0, 1 << 16)
         if not chunk:
@@ -133,7 +143,7 @@ while True:
         for line in lines:
             job = json.loads(line)
             if "wait" in job:
-                owed[os.pidfd_open(job["wait"])] = job["wait"]
+                owed.add(job["wait"])
             else:
                 answer = os.fork()
                 if answer == 0:
@@ -170,6 +180,10 @@ class Preloaded:
                                      text=True,
                                      env={**os.environ, "PYTHONPATH": str(ROOT)},
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        while not os.path.exists(self.socket):  # bound before its imports: a moment
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the preloaded server ended (status {self.proc.returncode})")
+            time.sleep(0.01)
 
     def _ask(self, request: dict) -> int:
         self.proc.stdin.write(json.dumps(request) + "\n")
