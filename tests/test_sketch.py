@@ -47,3 +47,4 @@ def test_the_copies_of_one_file_are_compared_with_each_other():
     accepted = {(1, 2): None, (1, 3): None, (4, 5): None}
     assert copies_of_copies(accepted, {(1, 2): 0.1, (1, 3): 0.2, (4, 5): 0.1}) == [(2, 3)]
     assert copies_of_copies(accepted, {(1, 2): 0.1, (1, 3): 0.2, (2, 3): 9.0, (4, 5): 0.1}) == []
+    assert copies_of_copies(accepted, {}, most=1) == []  # 1 is alike to a crowd of two

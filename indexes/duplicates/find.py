@@ -168,7 +168,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         check = PixelCheck(items, config, state, run) if config.verify else None
         accepted = verified(pairs, check, report)
         if check is not None:
-            more = fc7_distances(store, copies_of_copies(accepted, pairs))
+            more = fc7_distances(store, copies_of_copies(accepted, pairs, config.k))
             if more:
                 pairs.update(more)
                 accepted.update(verified(more, check, report))
@@ -304,17 +304,20 @@ def sketched(store: IndexStore, config: DuplicatesConfig, items: dict[int, str],
     return fc7_distances(store, sorted(sketches.near_pairs(ids, xb, config.k) - set(known)))
 
 
-def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[int, int], float]
-                     ) -> list[tuple[int, int]]:
-    """The pairs, not among ``known``, of two files accepted with one same third: a copy of a
-    copy is compared with the original too (fc7 may have put the two far apart)."""
+def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[int, int], float],
+                     most: int = DUPLICATE_K) -> list[tuple[int, int]]:
+    """The pairs, not among ``known``, of two files accepted with one same third that was
+    accepted with ``most`` files or fewer: a copy of a copy is compared with the original too
+    (fc7 may have put the two far apart); a file alike to a crowd (a flat colour, with lenient
+    bars) would make the pairs grow as the square of the crowd."""
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
         partners[a].add(b)
         partners[b].add(a)
     out = set()
     for group in partners.values():
-        out.update((a, b) for a in group for b in group if a < b and (a, b) not in known)
+        if len(group) <= most:
+            out.update((a, b) for a in group for b in group if a < b and (a, b) not in known)
     return sorted(out)
 
 
