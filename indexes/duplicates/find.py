@@ -13,8 +13,8 @@ Three stages, each bounded by the size of the collection, never by its square:
 3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.compare``):
    fc7 finds what looks alike, the pixels tell a copy from a similar scene, and from the same
    scene with something changed (a burst shot, an edit): alike as a whole, different in part.
-   Then the pairs of two files that matched one same third are compared as well (a copy of a
-   copy is a copy of the original, however far fc7 put the two).
+   Then the pairs of two files that matched one same third (not a crowd: k files at most) are
+   compared as well (a copy of a copy is a copy of the original, however far fc7 put the two).
 
 Groups are stars around the file to keep (the largest resolution, then the largest file):
 every member is a verified duplicate of the kept file itself, so that A like B and B like C
@@ -148,8 +148,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
     ``copy_vectors`` embeds copies of images, for the calibration when no threshold is
     given (RetrieveError without it). ``progress``: tqdm bars on stderr (True), or a
     callback called with (stage, done, total) as each stage ("hashing", "calibrating",
-    "searching", "sketching", "verifying") goes on, which may raise to stop the run (its saved work
-    kept). Nothing is moved or deleted.
+    "searching", "sketching", "verifying") goes on, which may raise to stop the run (its
+    saved work kept). Nothing is moved or deleted.
     """
     report = as_progress(progress)
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}

@@ -1,9 +1,9 @@
 """`retrieve duplicates`' second source of candidate pairs: each image's sketch
 (``retrieval.sketch``), its nearest sketches offered to the pixel check beside fc7's pairs.
 
-fc7 misses copies that its weights were not trained to see as one picture (a brightened paper,
-a flat colour, with random weights a quarter of the brightened copies); the sketch keeps what a
-copy keeps whatever the network makes of it. Sketches are saved in DIR/duplicates.sqlite by
+fc7 misses copies that its weights were not trained to see as one picture (with random weights,
+a brightened paper), or crowds them out of the k nearest among many pictures alike (papers,
+garments); the sketch keeps what a copy keeps whatever the network makes of it. Sketches are saved in DIR/duplicates.sqlite by
 path, size and modification time: a rerun decodes only new and changed files.
 """
 
@@ -74,12 +74,14 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
     with progress.stage("sketching", len(items), "files") as advance, \
             mapping(workers if len(todo) >= POOL_FROM else 0) as mapped:
         advance(len(items) - len(todo))
-        for batch, made in zip(batches, mapped(sketch_files, [[p for _, p, _ in b] for b in batches])):
+        files = ([path for _, path, _ in batch] for batch in batches)
+        for batch, made in zip(batches, mapped(sketch_files, files)):
             with state.transaction():  # saved a batch at a time
-                state.db.executemany("INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
-                               [(os.fsencode(p), st.st_size, st.st_mtime_ns,
-                                 None if v is None else v.astype(np.float32).tobytes())
-                                for (_, p, st), v in zip(batch, made)])
+                state.db.executemany(
+                    "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
+                    [(os.fsencode(path), st.st_size, st.st_mtime_ns,
+                      None if v is None else v.astype(np.float32).tobytes())
+                     for (_, path, st), v in zip(batch, made)])
             for (i, _, _), v in zip(batch, made):
                 if v is not None:
                     ids.append(i)
