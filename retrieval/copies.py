@@ -30,7 +30,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 3  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 4  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -245,7 +245,9 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     # A picture with no contrast gives the box no hold: its scale is known within a crop's.
     flat = min(evidence.contrast(x.full), evidence.contrast(y.full)) < evidence.SIMILARITY_FLOOR ** 2
     spread = 1 / MIN_SIDE if flat else grains.SCALE_STEP
-    return Match(m.similarity, max(m.difference, grains.difference(x.grain, y.grain, scale, spread)))
+    tone = (t.tone.gain, t.tone.offset, not t.swapped)  # x's levels to y's, or y's to x's
+    return Match(m.similarity, max(m.difference, grains.difference(x.grain, y.grain, scale, spread,
+                                                                   tone)))
 
 
 def _normalised(view: np.ndarray) -> np.ndarray:

@@ -82,7 +82,9 @@ def ordered(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]
 
 def contrast(view: np.ndarray) -> float:
     """The variance of a view's values about each channel's mean."""
-    return float(view.reshape(-1, view.shape[-1]).var(axis=0).mean())
+    values = view.reshape(-1, view.shape[-1])
+    centred = values - values.mean(axis=0)
+    return float(np.einsum("ij,ij->", centred, centred, dtype=np.float64)) / centred.size
 
 
 def fit(x: np.ndarray, y: np.ndarray, softly: bool = True) -> Tone:
@@ -100,7 +102,10 @@ def fit(x: np.ndarray, y: np.ndarray, softly: bool = True) -> Tone:
     def residual(c: tuple[float, float, float]) -> float:
         return float(((_clipped(c[0] * xs + c[1], c[2]) - ys) ** 2).sum())
 
-    gain, offset, soft = min(_candidates(xs, ys), key=residual)
+    candidates = _candidates(xs, ys)  # none clips softly: all measured at once
+    g, o = (np.array([c[k] for c in candidates], np.float32)[:, None, None, None] for k in (0, 1))
+    fitted = np.clip(g * xs + o, 0, 255) - ys  # (candidates, h, w, 3)
+    gain, offset, soft = candidates[int(np.argmin(np.einsum("cijk,cijk->c", fitted, fitted)))]
     if softly and offset == 0 and ys.max() >= SATURATED[1] - 20:  # brightened near white
         gain, offset, soft = min([(gain, 0.0, s) for s in (0.0, *SOFT)], key=residual)
     f = _clipped(gain * x + offset, soft)

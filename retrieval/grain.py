@@ -30,6 +30,14 @@ SMOOTH = 2  # radius of the box blur taken off: the grain is what varies within 
 # quality 50; different papers: 0.15 at most).
 FLOOR = 1.5
 MATCH = 0.4
+# A grain this strong (8 FLOOR) outlives any copy at its scale but for clipping: the copy keeps
+# KEPT of it or more (JPEG at quality 50 kept 0.65 of mypaint's canvas, brought to one scale).
+# A picture with next to none of the grain the other's tone change predicts is another one.
+STRONG = 12.0
+KEPT = 0.25
+# Of a window at black or white: clipped this much, the views do not tell how much brighter it
+# was made, and so how much of the grain clipping took.
+CLIPPED = 0.5
 SCALE_STEP = 1.03  # scales tried 9%, then 3% apart where the pictures' scale is not known better
 
 
@@ -56,10 +64,13 @@ def grain(img: Image.Image) -> Grain:
     return Grain(window, w)
 
 
-def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0) -> float:
+def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
+               tone: tuple[float, float, bool] | None = None) -> float:
     """How much ``x``'s grain and ``y``'s disagree, in [0, 1]: 0 when they match or when
-    either has next to no grain. ``scale`` is ``y``'s decoded pixels per pixel of ``x``'s,
-    known within a factor ``spread`` either way (scales tried across it)."""
+    either has next to no grain, 1 when one has a STRONG grain the other lacks. ``scale`` is
+    ``y``'s decoded pixels per pixel of ``x``'s, known within a factor ``spread`` either way
+    (scales tried across it); ``tone``: (gain, offset, x is the darker) of the change that
+    brings the darker picture's grey levels to the brighter's (clipping them)."""
     best, weak = -1.0, 0.0
     coarse = [SCALE_STEP ** 3] if spread > SCALE_STEP ** 3 else []
     for step in coarse + [SCALE_STEP]:  # coarse, then fine around the best
@@ -69,6 +80,8 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0) -> float:
             if rho > best:
                 best, weak, at = rho, e, k
         scale, spread = at, step
+    if tone is not None and _lost(x.window, y.window, at, *tone):
+        return 1.0
     if weak <= FLOOR / 2:
         return 0.0
     return max(0.0, 1 - best / MATCH) * weak ** 2 / (weak ** 2 + FLOOR ** 2)
@@ -90,6 +103,23 @@ def _agreement(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[float, float
     template = a[top:top + m, left:left + m]
     rho, found = _best_place(template, b)
     return rho, min(float(template.std()), found)
+
+
+def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float,
+          a_darker: bool) -> bool:
+    """Whether, at the coarser one's scale, either window lacks a STRONG grain the other has
+    (the darker's with its tone changed as the brighter's was, clipped where it clips); not
+    when the brighter is mostly clipped."""
+    if scale < 1:
+        a = _resized(a, scale)
+    else:
+        b = _resized(b, 1 / scale)
+    darker, brighter = (a, b) if a_darker else (b, a)
+    if ((brighter <= 1) | (brighter >= 254)).mean() >= CLIPPED:  # the gain is not known
+        return False
+    predicted = float(_high_pass(np.clip(gain * darker + offset, 0, 255)).std())
+    seen = float(_high_pass(brighter).std())
+    return max(predicted, seen) >= STRONG and min(predicted, seen) < KEPT * max(predicted, seen)
 
 
 def _resized(window: np.ndarray, factor: float) -> np.ndarray:

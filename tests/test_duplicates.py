@@ -277,7 +277,8 @@ def test_an_interrupted_run_resumes_without_redoing_its_work(flat, monkeypatch, 
     redone = set().union(*batches)  # and pairs fc7 did not offer, compared for a chain
     assert not redone & saved and len(calls) == len(redone) >= report.candidates - 100
     stages = [s for s, _, _ in told]
-    assert sorted(set(stages), key=stages.index) == ["hashing", "searching", "verifying"]
+    assert sorted(set(stages), key=stages.index) == ["hashing", "searching", "sketching",
+                                                          "verifying"]
     verifying = [(done, total) for s, done, total in told if s == "verifying"]
     assert verifying[:2] == [(0, report.candidates), (100, report.candidates)]  # saved: done
     assert verifying[-1] == (report.candidates, report.candidates)

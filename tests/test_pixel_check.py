@@ -94,6 +94,24 @@ def test_a_copy_is_found_and_another_picture_of_its_kind_is_not(kind):
             assert not accepted(m), (seed, m)
 
 
+def canvas(level: float) -> Image.Image:
+    """A canvas weave of strong fine grain (two-pixel threads, 20 grey levels) about
+    ``level``, flat at a thumbnail's scale: 640 x 480, so that its grain is compared."""
+    y, x = np.mgrid[0:480, 0:640]
+    weave = 20 * np.sign(np.sin(np.pi * x / 2 + 0.3) * np.sin(np.pi * y / 2 + 0.3))
+    return _image(level + weave[..., None] + np.zeros(3))
+
+
+def test_a_strong_grain_is_not_a_copy_of_a_colour_without_it():
+    """A flat colour of the canvas's mean, or one a brightening of it would give, is another
+    picture; the canvas's copies keep enough of its grain to be found."""
+    woven = signature(canvas(180))
+    for level in (180, 200):
+        assert not accepted(compare(woven, signature(_image(np.full((480, 640, 3), level)))))
+    for copy in (_jpeg(canvas(180), 50), ImageEnhance.Brightness(canvas(180)).enhance(1.1)):
+        assert accepted(compare(woven, signature(copy)))
+
+
 def garment(kind: str) -> Image.Image:
     """A 28-pixel garment drawn as Fashion-MNIST shows one: light on black."""
     img = Image.new("L", (28, 28), 0)

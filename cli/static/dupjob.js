@@ -8,6 +8,7 @@ const STAGES = {
   hashing: ["Comparing the bytes of files of the same size", "files"],
   calibrating: ["Calibrating the threshold on copies of the images", "images"],
   searching: ["Looking for each image's nearest neighbours", "images"],
+  sketching: ["Sketching each image for the copies the network misses", "files"],
   verifying: ["Comparing the pixels of the pairs found", "pairs"],
   done: ["Done", ""],
 };

@@ -7,10 +7,14 @@ Three stages, each bounded by the size of the collection, never by its square:
 2. **Candidates**: every indexed vector searched against the index itself (k nearest, in
    batches: Flat, IVF, PQ, PCA alike), kept when closer than the threshold. The default
    threshold is calibrated on copies the tool makes of a sample of the indexed images
-   (``calibrate``): 1.5 times the distance that 99% of them stay within.
+   (``calibrate``): 1.5 times the distance that 99% of them stay within. Beside them, when
+   pixels are verified, each image's k nearest by their sketches (``sketches``: what a copy
+   keeps whatever fc7 makes of it).
 3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.compare``):
    fc7 finds what looks alike, the pixels tell a copy from a similar scene, and from the same
    scene with something changed (a burst shot, an edit): alike as a whole, different in part.
+   Then the pairs of two files that matched one same third (not a crowd: k files at most) are
+   compared as well (a copy of a copy is a copy of the original, however far fc7 put the two).
 
 Groups are stars around the file to keep (the largest resolution, then the largest file):
 every member is a verified duplicate of the kept file itself, so that A like B and B like C
@@ -36,6 +40,7 @@ from retrieval.copies import CHECK
 from indexes.config import DUPLICATE_K, DuplicatesConfig
 from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
                          second_look, verified)
+from indexes.duplicates import sketches
 from indexes.duplicates.progress import Progress, ProgressFn, as_progress
 from indexes.store import faiss_ops
 from indexes.store.closeness import nearest_other
@@ -62,6 +67,8 @@ CREATE TABLE IF NOT EXISTS pairs (run TEXT, a INTEGER, b INTEGER, distance REAL,
                                   PRIMARY KEY (run, a, b));
 CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity REAL,
                                     difference REAL, PRIMARY KEY (run, a, b));
+CREATE TABLE IF NOT EXISTS sketches (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,
+                                     vector BLOB);
 """
 
 # paths -> for each, (n_copies, d) fc7 vectors of copies of that image, or None when it cannot
@@ -141,8 +148,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
     ``copy_vectors`` embeds copies of images, for the calibration when no threshold is
     given (RetrieveError without it). ``progress``: tqdm bars on stderr (True), or a
     callback called with (stage, done, total) as each stage ("hashing", "calibrating",
-    "searching", "verifying") goes on, which may raise to stop the run (its saved work
-    kept). Nothing is moved or deleted.
+    "searching", "sketching", "verifying") goes on, which may raise to stop the run (its
+    saved work kept). Nothing is moved or deleted.
     """
     report = as_progress(progress)
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
@@ -153,10 +160,18 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         threshold, source, calibration = _threshold(store, config, copy_vectors, state, report)
         run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
         state.start(run)
-        pairs = candidates(store, config, threshold, sorted(set(items) - copies_of), state, run,
-                           report)
+        searched = sorted(set(items) - copies_of)
+        pairs = candidates(store, config, threshold, searched, state, run, report)
+        if config.verify:  # unverified, pairs of sketches alone would be mostly wrong
+            pairs.update(sketched(store, config, {i: items[i] for i in searched}, pairs, state,
+                                  report))
         check = PixelCheck(items, config, state, run) if config.verify else None
         accepted = verified(pairs, check, report)
+        if check is not None:
+            more = fc7_distances(store, copies_of_copies(accepted, pairs, config.k))
+            if more:
+                pairs.update(more)
+                accepted.update(verified(more, check, report))
         look = None if check is None else second_look(store, check)
         groups = folded([exact_group(g, items) for g in exact],
                         near_groups(accepted, pairs, items, look))
@@ -279,6 +294,46 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
             advance(len(ids[start:start + BATCH]))
     rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
     return {(a, b): d for a, b, d in rows}
+
+
+def sketched(store: IndexStore, config: DuplicatesConfig, items: dict[int, str],
+             known: dict[tuple[int, int], float], state: State, progress: Progress
+             ) -> dict[tuple[int, int], float]:
+    """(a, b) -> fc7 distance of the pairs the sketches offer that fc7 did not (``known``)."""
+    ids, xb = sketches.sketches(items, state, progress, config.workers)
+    return fc7_distances(store, sorted(sketches.near_pairs(ids, xb, config.k) - set(known)))
+
+
+def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[int, int], float],
+                     most: int = DUPLICATE_K) -> list[tuple[int, int]]:
+    """The pairs, not among ``known``, of two files accepted with one same third that was
+    accepted with ``most`` files or fewer: a copy of a copy is compared with the original too
+    (fc7 may have put the two far apart); a file alike to a crowd (a flat colour, with lenient
+    bars) would make the pairs grow as the square of the crowd."""
+    partners: dict[int, set[int]] = defaultdict(set)
+    for a, b in accepted:
+        partners[a].add(b)
+        partners[b].add(a)
+    out = set()
+    for group in partners.values():
+        if len(group) <= most:
+            out.update((a, b) for a in group for b in group if a < b and (a, b) not in known)
+    return sorted(out)
+
+
+def fc7_distances(store: IndexStore, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """(a, b) -> the fc7 distance of each of ``pairs``, from the vectors the index holds."""
+    if not pairs:
+        return {}
+    index = faiss_ops.inner_space(store.load_index(mmap=True))
+    ab = np.asarray(pairs, dtype=np.int64)  # (m, 2)
+    out = {}
+    for start in range(0, len(ab), BATCH):  # the pairs' vectors a batch at a time
+        chunk = ab[start:start + BATCH]
+        x = faiss_ops.stored_vectors(index, chunk.reshape(-1)).reshape(len(chunk), 2, -1)
+        d = np.linalg.norm(x[:, 0] - x[:, 1], axis=1)
+        out.update(((int(a), int(b)), float(dist)) for (a, b), dist in zip(chunk, d))
+    return out
 
 
 def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],

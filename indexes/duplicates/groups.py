@@ -72,7 +72,7 @@ class PixelCheck:
         batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
         files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
         with (progress or Progress()).stage("verifying", len(pairs), "pairs") as advance, \
-                _mapping(self.config.workers if len(todo) >= POOL_FROM else 0) as mapped:
+                mapping(self.config.workers if len(todo) >= POOL_FROM else 0) as mapped:
             advance(len(pairs) - len(todo))  # saved by an earlier run
             for batch, found in zip(batches, mapped(compare_files, files)):
                 self.known.update(zip(batch, found))
@@ -90,7 +90,7 @@ class PixelCheck:
 
 
 @contextmanager
-def _mapping(workers: int) -> Iterator[Callable]:
+def mapping(workers: int) -> Iterator[Callable]:
     """``map``, in this process (0) or in ``workers`` processes (results in order)."""
     if workers == 0:
         yield map

@@ -1,0 +1,118 @@
+"""`retrieve duplicates`' second source of candidate pairs: each image's sketch
+(``retrieval.sketch``), its nearest sketches offered to the pixel check beside fc7's pairs.
+
+fc7 misses copies that its weights were not trained to see as one picture (with random weights,
+a brightened paper), or crowds them out of the k nearest among many pictures alike (papers,
+garments); the sketch keeps what a copy keeps whatever the network makes of it. Sketches are saved in DIR/duplicates.sqlite by
+path, size and modification time: a rerun decodes only new and changed files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+
+from retrieval.errors import NotAnImage
+from retrieval.images import load_image
+from retrieval.sketch import DIMENSION, sketch
+
+from indexes.duplicates.groups import mapping
+from indexes.duplicates.progress import Progress
+
+if TYPE_CHECKING:
+    from indexes.duplicates.find import State
+
+DECODE = 256  # pixels at least on the shorter side a file is decoded at (JPEG's draft mode)
+# Sketches whose patterns correlate less than about 0.95 (unit patterns this far apart) are
+# not offered: unrelated pictures are about 1.4 apart.
+RADIUS = 0.3
+BATCH = 256  # files sketched per saved step
+POOL_FROM = 512  # files to decode before worker processes pay for themselves (~20 ms a file)
+FLAT_UP_TO = 100_000  # sketches searched exactly; more, through inverted lists (IVF)
+NPROBE = 16
+
+
+def sketch_files(paths: Sequence[str]) -> list[np.ndarray | None]:
+    """The sketch of each file (None where it cannot be decoded)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(sketch(load_image(path, draft_size=DECODE).convert("RGB")))
+        except NotAnImage:
+            out.append(None)
+    return out
+
+
+def sketches(items: dict[int, str], state: State, progress: Progress, workers: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (n,), sketches (n, DIMENSION) float32) of the readable ``items``, saved in the
+    state's sketches table as they are made, in ``workers`` processes when there are
+    POOL_FROM files or more to decode."""
+    known = {}
+    for path, size, mtime_ns, blob in state.db.execute(
+            "SELECT path, size, mtime_ns, vector FROM sketches"):
+        known[path] = (size, mtime_ns, blob)
+    ids, rows, todo = [], [], []
+    for i, path in items.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        key = os.fsencode(path)
+        saved = known.get(key)
+        if saved is not None and saved[:2] == (st.st_size, st.st_mtime_ns):
+            if saved[2] is not None:
+                ids.append(i)
+                rows.append(np.frombuffer(saved[2], np.float32))
+        else:
+            todo.append((i, path, st))
+    batches = [todo[s:s + BATCH] for s in range(0, len(todo), BATCH)]
+    with progress.stage("sketching", len(items), "files") as advance, \
+            mapping(workers if len(todo) >= POOL_FROM else 0) as mapped:
+        advance(len(items) - len(todo))
+        files = ([path for _, path, _ in batch] for batch in batches)
+        for batch, made in zip(batches, mapped(sketch_files, files)):
+            with state.transaction():  # saved a batch at a time
+                state.db.executemany(
+                    "INSERT OR REPLACE INTO sketches VALUES (?, ?, ?, ?)",
+                    [(os.fsencode(path), st.st_size, st.st_mtime_ns,
+                      None if v is None else v.astype(np.float32).tobytes())
+                     for (_, path, st), v in zip(batch, made)])
+            for (i, _, _), v in zip(batch, made):
+                if v is not None:
+                    ids.append(i)
+                    rows.append(v)
+            advance(len(batch))
+    xb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIMENSION), np.float32)
+    return np.asarray(ids, dtype=np.int64), np.ascontiguousarray(xb)
+
+
+def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
+    """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS."""
+    if len(ids) < 2:
+        return set()
+    D, I = _index(xb).search(xb, min(k + 1, len(ids)))
+    out = set()
+    for a, d_row, i_row in zip(ids.tolist(), D, I):
+        for d, j in zip(d_row.tolist(), i_row.tolist()):
+            if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
+                b = int(ids[j])
+                out.add((min(a, b), max(a, b)))
+    return out
+
+
+def _index(xb: np.ndarray) -> faiss.Index:
+    """Exact search up to FLAT_UP_TO sketches; beyond, IVF with about 4 sqrt(n) lists."""
+    if len(xb) <= FLAT_UP_TO:
+        index = faiss.IndexFlatL2(xb.shape[1])
+    else:
+        index = faiss.index_factory(xb.shape[1], f"IVF{int(4 * np.sqrt(len(xb)))},Flat")
+        sample = np.random.default_rng(0).permutation(len(xb))[:100 * index.nlist]
+        index.train(xb[np.sort(sample)])
+        index.nprobe = NPROBE
+    index.add(xb)
+    return index
