@@ -3,8 +3,9 @@
 
 fc7 misses copies that its weights were not trained to see as one picture (with random weights,
 a brightened paper), or crowds them out of the k nearest among many pictures alike (papers,
-garments); the sketch keeps what a copy keeps whatever the network makes of it. Sketches are saved in DIR/duplicates.sqlite by
-path, size and modification time: a rerun decodes only new and changed files.
+garments); the sketch keeps what a copy keeps whatever the network makes of it. Sketches are
+saved in DIR/duplicates.sqlite by path, size and modification time: a rerun decodes only new
+and changed files (the first run decodes every file once, at 256 pixels).
 """
 
 from __future__ import annotations
