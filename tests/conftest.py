@@ -241,6 +241,7 @@ def preloaded(tmp_path_factory):
 MAX_AUTO_WORKERS = 4  # each worker imports torch and FAISS and makes its session's fixtures
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: unknown without it
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: a worker per core, at most MAX_AUTO_WORKERS."""
     return min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
@@ -264,6 +265,7 @@ def _unit(nodeid: str) -> str:
     return SAME_WORKER.get(module, module)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` (pyproject's), with the modules of SAME_WORKER in one unit."""
     if config.getvalue("dist") != "loadfile":
