@@ -38,8 +38,8 @@ import numpy as np
 from retrieval.copies import CHECK
 
 from indexes.config import DUPLICATE_K, DuplicatesConfig
-from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, folded, near_groups,
-                         second_look, verified)
+from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, fc7_distances,
+                                       folded, near_groups, second_look, verified)
 from indexes.duplicates import sketches
 from indexes.duplicates.progress import Progress, ProgressFn, as_progress
 from indexes.store import faiss_ops
@@ -168,7 +168,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         check = PixelCheck(items, config, state, run) if config.verify else None
         accepted = verified(pairs, check, report)
         if check is not None:
-            more = fc7_distances(store, copies_of_copies(accepted, pairs, config.k))
+            more = pair_distances(store, copies_of_copies(accepted, pairs, config.k))
             if more:
                 pairs.update(more)
                 accepted.update(verified(more, check, report))
@@ -301,7 +301,7 @@ def sketched(store: IndexStore, config: DuplicatesConfig, items: dict[int, str],
              ) -> dict[tuple[int, int], float]:
     """(a, b) -> fc7 distance of the pairs the sketches offer that fc7 did not (``known``)."""
     ids, xb = sketches.sketches(items, state, progress, config.workers)
-    return fc7_distances(store, sorted(sketches.near_pairs(ids, xb, config.k) - set(known)))
+    return pair_distances(store, sorted(sketches.near_pairs(ids, xb, config.k) - set(known)))
 
 
 def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[int, int], float],
@@ -321,19 +321,12 @@ def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[
     return sorted(out)
 
 
-def fc7_distances(store: IndexStore, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
-    """(a, b) -> the fc7 distance of each of ``pairs``, from the vectors the index holds."""
+def pair_distances(store: IndexStore, pairs: list[tuple[int, int]]
+                   ) -> dict[tuple[int, int], float]:
+    """(a, b) -> the fc7 distance of each of ``pairs`` (the index opened only if there are)."""
     if not pairs:
         return {}
-    index = faiss_ops.inner_space(store.load_index(mmap=True))
-    ab = np.asarray(pairs, dtype=np.int64)  # (m, 2)
-    out = {}
-    for start in range(0, len(ab), BATCH):  # the pairs' vectors a batch at a time
-        chunk = ab[start:start + BATCH]
-        x = faiss_ops.stored_vectors(index, chunk.reshape(-1)).reshape(len(chunk), 2, -1)
-        d = np.linalg.norm(x[:, 0] - x[:, 1], axis=1)
-        out.update(((int(a), int(b)), float(dist)) for (a, b), dist in zip(chunk, d))
-    return out
+    return fc7_distances(faiss_ops.inner_space(store.load_index(mmap=True)), pairs)
 
 
 def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],

@@ -131,10 +131,25 @@ def second_look(store: IndexStore, check: PixelCheck) -> SecondLook:
         match = check.matches([pair])[pair]
         if not check.accepts(match):
             return None
-        x = faiss_ops.stored_vectors(index(), np.array(pair, dtype=np.int64))
-        return float(np.linalg.norm(x[0] - x[1])), match
+        return fc7_distances(index(), [pair])[pair], match
 
     return look
+
+
+PAIRS_BATCH = 1024  # pairs whose vectors are read at a time
+
+
+def fc7_distances(index, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """(a, b) -> the fc7 distance of each of ``pairs``, from the vectors ``index`` holds (the
+    store's, in its inner space: ``faiss_ops.inner_space``)."""
+    ab = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = {}
+    for start in range(0, len(ab), PAIRS_BATCH):
+        chunk = ab[start:start + PAIRS_BATCH]
+        x = faiss_ops.stored_vectors(index, chunk.reshape(-1)).reshape(len(chunk), 2, -1)
+        d = np.linalg.norm(x[:, 0] - x[:, 1], axis=1)
+        out.update(((int(a), int(b)), float(dist)) for (a, b), dist in zip(chunk, d))
+    return out
 
 
 def _pixels(match: Match | None) -> tuple[float | None, float | None]:
