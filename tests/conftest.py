@@ -50,6 +50,21 @@ def tiny_checkpoint(path, classes=CLASSES, **config):
     return path
 
 
+def same_results(found: dict, expected: dict) -> bool:
+    """Two `retrieve query --json` documents give the same neighbours in the same order, at
+    distances equal within float tolerance (two runtimes, or two batchings, sum in different
+    orders: 4.50475 rounds either way at 4 places)."""
+    def paths(doc):
+        return [(q["query"], [r["path"] for r in q["results"]]) for q in doc["queries"]]
+
+    def distances(doc):
+        return [r["distance"] for q in doc["queries"] for r in q["results"]]
+
+    assert paths(found) == paths(expected)
+    assert distances(found) == pytest.approx(distances(expected), abs=1e-4)
+    return True
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

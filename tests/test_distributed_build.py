@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import SMALL, draw_shape
+from conftest import SMALL, draw_shape, same_results
 from indexes.store.staging import Staging
 from indexes.store.store import open_for_reading
 from test_build_query import FAST, ROOT, build, checkpoint, run  # noqa: F401 (fixtures)
@@ -63,20 +63,9 @@ def items(index) -> dict:
         store.close()
 
 
-def neighbours(index, photos) -> list:
-    """Each query's 5 nearest: (query, paths, distances)."""
-    doc = json.loads(run("query", photos, "--index", index, "-k", 5, "--json").stdout)
-    return [(q["query"], [r["path"] for r in q["results"]], [r["distance"] for r in q["results"]])
-            for q in doc["queries"]]
-
-
-def same_neighbours(index, other, photos) -> bool:
-    """The same paths in the same order, at distances equal within float tolerance."""
-    found, expected = neighbours(index, photos), neighbours(other, photos)
-    assert [(q, paths) for q, paths, _ in found] == [(q, paths) for q, paths, _ in expected]
-    assert [d for *_, ds in found for d in ds] == pytest.approx(
-        [d for *_, ds in expected for d in ds], abs=1e-4)
-    return True
+def neighbours(index, photos) -> dict:
+    """`retrieve query --json` of every photo, 5 nearest."""
+    return json.loads(run("query", photos, "--index", index, "-k", 5, "--json").stdout)
 
 
 def test_two_ranks_build_the_index_one_process_builds(
@@ -89,7 +78,7 @@ def test_two_ranks_build_the_index_one_process_builds(
                            f"0 skipped) into {index} in " + done.stdout.split(" in ", 1)[1])
     assert done.stdout.count("\n") == 1  # rank 0 reports for both
     assert items(index) == items(single)  # the same paths under the same ids
-    assert same_neighbours(index, single, photos)
+    assert same_results(neighbours(index, photos), neighbours(single, photos))
 
 
 def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
@@ -107,7 +96,7 @@ def test_a_killed_rank_is_resumed_by_one_process_without_extracting_again(
     assert (f"Resumed: {len(staged)} images taken from the interrupted build's staging, not "
             "extracted again") in again.stderr
     assert items(index) == items(single)
-    assert same_neighbours(index, single, photos)
+    assert same_results(neighbours(index, photos), neighbours(single, photos))
 
 
 def test_a_rank_that_fails_ends_every_rank_with_one_line(

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import SMALL, draw_shape, drawn_folder, tiny_checkpoint, tiny_model
+from conftest import SMALL, draw_shape, drawn_folder, same_results, tiny_checkpoint, tiny_model
 from indexes.search.searcher import Searcher
 from retrieval.config import ExtractConfig
 from retrieval.digest import weights_file
@@ -80,21 +80,6 @@ def test_imagenet_weights_are_found_where_torch_hub_caches_them(monkeypatch, tmp
         assert weights_file("imagenet") == imagenet_weights_path()
 
 
-def _answers(doc: dict) -> list:
-    return [(q["query"], [(r["path"], r["distance"]) for r in q["results"]])
-            for q in doc["queries"]]
-
-
-def _same(found: list, expected: list) -> bool:
-    """The same neighbours in the same order, at distances equal within float tolerance (two
-    runtimes sum in different orders: 4.50475 rounds either way at 4 places)."""
-    assert [(q, [p for p, _ in r]) for q, r in found] == [
-        (q, [p for p, _ in r]) for q, r in expected]
-    assert [d for _, r in found for _, d in r] == pytest.approx(
-        [d for _, r in expected for _, d in r], abs=1e-4)
-    return True
-
-
 def test_query_answers_through_the_export_as_torch_and_refuses_changed_weights(tmp_path):
     photos = drawn_folder(tmp_path / "photos", 2)
     ckpt, index = tiny_checkpoint(tmp_path / "c.pt"), tmp_path / "idx"
@@ -103,8 +88,8 @@ def test_query_answers_through_the_export_as_torch_and_refuses_changed_weights(t
     sha = json.loads((index / "manifest.json").read_text())["sha256"]
     assert [p.name for p in (index / EXPORTS).iterdir()] == [sha]  # tied to these weights
     query = ["query", photos, "--index", index, "-k", "3", "--json"]
-    quick = _answers(json.loads(run(*query).stdout))
-    paths = [q for q, _ in quick]
+    quick = json.loads(run(*query).stdout)
+    paths = [q["query"] for q in quick["queries"]]
     cpu = ExtractConfig.for_queries(len(paths), 64, "cpu")
 
     def extractor():  # what `retrieve query` embeds these queries with
@@ -114,9 +99,9 @@ def test_query_answers_through_the_export_as_torch_and_refuses_changed_weights(t
     torch_way = partial(FeatureExtractor.load, config=cpu)
     with Searcher.open(index, torch_way) as searcher:
         assert isinstance(extractor(), OnnxExtractor)
-        assert _same(quick, _answers({"queries": [
+        assert same_results({"queries": [
             {"query": q, "results": [{"path": p, "distance": d} for p, d in r]}
-            for q, r in searcher.query(paths, 3)[0]]}))
+            for q, r in searcher.query(paths, 3)[0]]}, quick)
 
     original = ckpt.read_bytes()
     tiny_checkpoint(ckpt)  # other weights in the same file: refused as before, export unused
@@ -128,7 +113,7 @@ def test_query_answers_through_the_export_as_torch_and_refuses_changed_weights(t
     assert isinstance(extractor(), OnnxExtractor)
     (index / EXPORTS / sha / DATA).unlink()  # a damaged export: torch answers, the same
     assert not isinstance(extractor(), OnnxExtractor)
-    assert _same(_answers(json.loads(run(*query).stdout)), quick)
+    assert same_results(json.loads(run(*query).stdout), quick)
     run(*build)  # and the next build-index writes it again
     assert (index / EXPORTS / sha / DATA).is_file() and isinstance(extractor(), OnnxExtractor)
 
