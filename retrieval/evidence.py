@@ -31,6 +31,7 @@ LOGISTIC = 1.702  # the logistic that is closest to the normal's distribution fu
 PIVOT = (-255.0, 510.0)
 SATURATED = (2.0, 253.0)  # values outside this range may be clipped: the fit skips them
 CHANNEL_GAIN = 1.5  # one channel's contrast may change this much more than the others'
+MIXED = 0.3  # of another channel's values: the most a channel takes (a colour profile: 0.2)
 CAST = 0.25  # of the contrast: how far one channel's mean may move on its own
 BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture's side)
 
@@ -39,20 +40,21 @@ BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture'
 class Tone:
     """A copy's change of tone: ``x`` -> gain x + offset for every channel, clipped at white
     (``_clipped``: softly where a view's pixel averages the file's pixels of which some
-    clipped), then each channel's spread about ``centre`` times ``spread`` and its mean
-    moved by ``shift``."""
+    clipped), then the channels' values about ``centre`` mixed by ``mix`` (each channel's
+    contrast, and a colour profile's or a saturation change's mixing of the channels) and
+    their means moved by ``shift``."""
 
     gain: float
     offset: float
     soft: float  # grey levels: how spread the file's pixels under a view's pixel are
     centre: np.ndarray  # (3,) the channels' means after the first step, on the fitted views
-    spread: np.ndarray  # (3,)
+    mix: np.ndarray  # (3, 3): channel i of the result from the channels j: mix[i, j]
     shift: np.ndarray  # (3,)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         f = _clipped(self.gain * x + self.offset, self.soft)
-        f *= self.spread  # spread (f - centre) + centre + shift, in place
-        f += (1 - self.spread) * self.centre + self.shift
+        f = f @ self.mix.T.astype(np.float32)  # mix (f - centre) + centre + shift
+        f += self.centre + self.shift - self.mix @ self.centre
         return np.clip(f, 0, 255, out=f)
 
 
@@ -71,7 +73,7 @@ def refitted(tone: Tone, x: np.ndarray, y: np.ndarray) -> Tone:
     the file's the coarser it is, and clipping shows differently at every size."""
     if y.max() < SATURATED[1] - 20:
         return tone
-    return min((tone, fit(x, y)), key=lambda t: float(((t(x) - y) ** 2).sum()))
+    return min((tone, fit(x, y, mixing=False)), key=lambda t: float(((t(x) - y) ** 2).sum()))
 
 
 def ordered(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -87,7 +89,7 @@ def contrast(view: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", centred, centred, dtype=np.float64)) / centred.size
 
 
-def fit(x: np.ndarray, y: np.ndarray, softly: bool = True) -> Tone:
+def fit(x: np.ndarray, y: np.ndarray, softly: bool = True, mixing: bool = True) -> Tone:
     """The change of tone that brings ``x`` closest to ``y`` (the brighter): one gain g and
     one offset o for every channel (a copy's colours change together), g within MAX_GAIN
     either way and pulled towards 1 by the floor (a flat picture shows no gain), o what a
@@ -110,12 +112,27 @@ def fit(x: np.ndarray, y: np.ndarray, softly: bool = True) -> Tone:
         gain, offset, soft = min([(gain, 0.0, s) for s in (0.0, *SOFT)], key=residual)
     f = _clipped(gain * x + offset, soft)
     fm, ym = f.mean(axis=(0, 1)), y.mean(axis=(0, 1))  # (3,)
-    floor = SIMILARITY_FLOOR ** 2
-    df, dy = f - fm, y - ym
-    spread = np.clip(((df * dy).mean(axis=(0, 1)) + floor) / ((df * df).mean(axis=(0, 1)) + floor),
-                     1 / CHANNEL_GAIN, CHANNEL_GAIN)
     cast = CAST * np.sqrt(contrast(y))
-    return Tone(gain, offset, soft, fm, spread, np.clip(ym - fm, -cast, cast))
+    mix = _mix(f - fm, y - ym, MIXED if mixing else 0.0)
+    return Tone(gain, offset, soft, fm, mix, np.clip(ym - fm, -cast, cast))
+
+
+def _mix(df: np.ndarray, dy: np.ndarray, mixed: float) -> np.ndarray:
+    """The 3 x 3 mix of the channels of ``df`` that comes closest to ``dy`` (both centred),
+    pulled towards leaving each channel as it is by SIMILARITY_FLOOR (a picture with little
+    contrast shows no mixing, a flat one keeps its colour); each channel's own gain within
+    CHANNEL_GAIN either way and what it takes from the others within ``mixed``."""
+    f, y = df.reshape(-1, 3).astype(np.float64), dy.reshape(-1, 3).astype(np.float64)
+    floor = SIMILARITY_FLOOR ** 2
+    if mixed > 0:
+        mix = np.linalg.solve(f.T @ f / len(f) + floor * np.eye(3),
+                              f.T @ y / len(f) + floor * np.eye(3)).T
+    else:  # each channel on its own
+        mix = np.diag(((f * y).mean(axis=0) + floor) / ((f * f).mean(axis=0) + floor))
+    diagonal = np.clip(np.diag(mix), 1 / CHANNEL_GAIN, CHANNEL_GAIN)
+    mix = np.clip(mix, -mixed, mixed)
+    np.fill_diagonal(mix, diagonal)
+    return mix
 
 
 def _candidates(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float, float]]:
