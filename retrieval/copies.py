@@ -10,6 +10,7 @@ moment later (a burst shot, a frame of a video) or an edited photo.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
@@ -30,7 +31,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 4  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 5  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -47,6 +48,12 @@ RIVAL = 0.02  # the other alignment is measured too when it is this close (a pag
 RANKED = 2
 FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture this faint
 # or fainter is compared by its grain as well
+# A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
+# pair alike as a whole whose difference is this small but not plain is compared again with
+# one picture turned by each of TURNS degrees (a turn misplaces a corner by a pixel or two at
+# DIFF_SIZE pixels: the difference's tolerance is one).
+TURNS = (1.5, -1.5, 0.75, -0.75)
+TURNED_LIKE, TURN_BELOW = 0.9, 0.45
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 
 
@@ -121,6 +128,29 @@ class _Aligned:
 
 
 def compare(a: Signature, b: Signature) -> Match:
+    """Whether two images show one picture, and what is left over where they do (``upright``),
+    either of them turned a little (TURNS) where that may be why they differ."""
+    m = upright(a, b)
+    if m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW:
+        for degrees in TURNS:
+            m = min(m, upright(_turned(a, degrees), b), key=lambda m: m.difference)
+            if m.difference <= PLAINLY_ALIKE:
+                break
+    return m
+
+
+def _turned(s: Signature, degrees: float) -> Signature:
+    """``s`` turned by ``degrees`` and cropped to the largest upright box of its aspect that
+    leaves out the corners, at its size."""
+    w, h = s.thumb.size
+    t = abs(np.tan(np.radians(degrees)))
+    dx, dy = h * t / 2 + 0.5, w * t / 2 + 0.5
+    thumb = s.thumb.rotate(degrees, Image.Resampling.BICUBIC).resize(
+        (w, h), Image.Resampling.BICUBIC, box=(dx, dy, w - dx, h - dy))
+    return dataclasses.replace(s, thumb=thumb, full=_view(thumb))
+
+
+def upright(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do.
 
     One image is taken as the whole picture and the other as a box of it (a crop of any

@@ -94,6 +94,53 @@ def test_a_copy_is_found_and_another_picture_of_its_kind_is_not(kind):
             assert not accepted(m), (seed, m)
 
 
+def scene(seed: int) -> Image.Image:
+    """A photo-like picture: smooth light and colour (channels that go together, as a
+    photo's do) and a few sharp shapes."""
+    rng = np.random.default_rng(seed)
+    light = 40 * _smooth(rng, 30)[..., None]
+    img = _image(120 + light + 15 * np.stack([_smooth(rng, 40) for _ in range(3)], axis=-1))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = rng.integers(0, SIZE[0] - 40), rng.integers(0, SIZE[1] - 40)
+        box = (x, y, x + rng.integers(15, 40), y + rng.integers(15, 40))
+        draw.ellipse(box, fill=tuple(int(v) for v in rng.integers(40, 216, 3)))
+    return img
+
+
+def turned(img: Image.Image, degrees: float) -> Image.Image:
+    """Straightened: turned and cropped to the upright middle without the corners."""
+    w, h = img.size
+    t = abs(np.tan(np.radians(degrees)))
+    mx, my = round(h * t / 2) + 1, round(w * t / 2) + 1
+    return img.rotate(degrees, Image.Resampling.BICUBIC).crop((mx, my, w - mx, h - my))
+
+
+def wide_gamut(img: Image.Image) -> Image.Image:
+    """Converted from sRGB to Adobe RGB (1998) and read without its profile: duller colours,
+    each channel a mix of the three."""
+    x = np.asarray(img, dtype=np.float64) / 255
+    linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                       [0.0193, 0.1192, 0.9505]])
+    adobe = np.linalg.inv(np.array([[0.5767, 0.1856, 0.1882], [0.2974, 0.6273, 0.0753],
+                                    [0.0270, 0.0707, 0.9911]]))
+    return _image(255 * np.clip(linear @ (adobe @ to_xyz).T, 0, 1) ** (1 / 2.2))
+
+
+def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_are_not():
+    img = scene(1)
+    own = signature(img)
+    for degrees in (1.5, -1, 0.5):
+        m = compare(own, signature(_jpeg(turned(img, degrees), 90)))
+        assert accepted(m), (degrees, m)
+    assert accepted(compare(own, signature(_jpeg(wide_gamut(img), 90))))
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    for b in (turned(edited, 1.5), wide_gamut(edited), scene(2), turned(scene(2), 1.5)):
+        assert not accepted(compare(own, signature(b)))
+
+
 def canvas(level: float) -> Image.Image:
     """A canvas weave of strong fine grain (two-pixel threads, 20 grey levels) about
     ``level``, flat at a thumbnail's scale: 640 x 480, so that its grain is compared."""
