@@ -34,6 +34,7 @@ CHANNEL_GAIN = 1.5  # one channel's contrast may change this much more than the 
 MIXED = 0.3  # of another channel's values: the most a channel takes (a colour profile: 0.2)
 CAST = 0.25  # of the contrast: how far one channel's mean may move on its own
 BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture's side)
+SOFTEN_ABOVE, SOFTENED = 0.1, 0.7  # a difference measured again softened (pixels)
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,31 @@ def difference(fitted: np.ndarray, y: np.ndarray) -> float:
     """The worst of BLOCKS^2 squares of two views of one size (a multiple of BLOCKS): how far
     each pixel of either falls outside the range of the other around it (3 x 3, so that
     resampling and a pixel's misplacement do not count), over ``y``'s contrast and
-    DIFFERENCE_FLOOR together."""
+    DIFFERENCE_FLOOR together. Where that is more than SOFTEN_ABOVE, the views softened by
+    SOFTENED pixels are measured as well and the smaller counts: detail as fine as the views'
+    pixels (a screenshot's text) is drawn differently by a resampling at another phase, as
+    a crop's is."""
+    worst = _worst(fitted, y)
+    if worst > SOFTEN_ABOVE:
+        worst = min(worst, _worst(_softened(fitted), _softened(y)))
+    return worst
+
+
+def _worst(fitted: np.ndarray, y: np.ndarray) -> float:
     a, b = np.rint(fitted).astype(np.uint8), np.rint(y).astype(np.uint8)  # to the grey level
     out = np.maximum(_beyond(a, b), _beyond(b, a))
     k = y.shape[0] // BLOCKS
     worst = out.reshape(BLOCKS, k, BLOCKS, k).mean(axis=(1, 3)).max() / a.shape[2]
     return float(worst / np.sqrt(contrast(y) + DIFFERENCE_FLOOR ** 2))
+
+
+def _softened(view: np.ndarray) -> np.ndarray:
+    """``view`` blurred by a Gaussian of SOFTENED pixels (3 x 3), its edges repeated."""
+    w = np.exp(-1 / (2 * SOFTENED ** 2))
+    k = np.array([w, 1, w], np.float32) / (1 + 2 * w)
+    p = np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = k[0] * p[:-2] + k[1] * p[1:-1] + k[2] * p[2:]
+    return k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
 
 
 def _beyond(x: np.ndarray, y: np.ndarray) -> np.ndarray:

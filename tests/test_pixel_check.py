@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
 from retrieval.copies import Match, compare, signature
@@ -139,6 +139,37 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
     ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
     for b in (turned(edited, 1.5), wide_gamut(edited), scene(2), turned(scene(2), 1.5)):
         assert not accepted(compare(own, signature(b)))
+
+
+def screenshot(seed: int) -> Image.Image:
+    """A window of lines of text, a pixel or two high at a thumbnail's size, now and then a
+    paragraph (two screenshots of one layout and different words but the same lines are
+    alike at 96 pixels: that needs a finer look than the check's)."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (1440, 900), (246, 246, 248))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1440, 36), fill=(58, 60, 66))
+    draw.rectangle((0, 36, 260, 900), fill=(232, 233, 237))
+    font = ImageFont.load_default(size=16)
+    for top in range(60, 870, 26):
+        if rng.random() < 0.15:
+            continue
+        x = 300 if top > 120 else 24
+        while x < 1380:
+            word = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 9)))
+            draw.text((x, top), word, fill=(25, 25, 30), font=font)
+            x += draw.textlength(word + " ", font=font)
+    return img
+
+
+def test_a_cropped_screenshot_is_found_and_another_one_is_not():
+    shot = screenshot(1)
+    own = signature(shot)
+    w, h = shot.size
+    for box in ((round(w * .03), round(h * .05), w, h), (0, 0, round(w * .95), round(h * .96))):
+        assert accepted(compare(own, signature(_jpeg(shot.crop(box), 90)))), box
+    for other in (screenshot(2), screenshot(2).crop((40, 44, w, h))):
+        assert not accepted(compare(own, signature(other)))
 
 
 def canvas(level: float) -> Image.Image:
