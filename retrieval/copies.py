@@ -129,9 +129,11 @@ class _Aligned:
 
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
-    either of them turned a little (TURNS) where that may be why they differ."""
+    either of them turned a little (TURNS) where that may be why they differ: not for faint
+    pictures (FAINT), where a turn misplaces next to nothing."""
     m = upright(a, b)
-    if m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW:
+    if (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW
+            and min(evidence.contrast(a.full), evidence.contrast(b.full)) >= FAINT ** 2):
         for degrees in TURNS:
             m = min(m, upright(_turned(a, degrees), b), key=lambda m: m.difference)
             if m.difference <= PLAINLY_ALIKE:
