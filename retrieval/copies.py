@@ -54,6 +54,7 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 # DIFF_SIZE pixels: the difference's tolerance is one).
 TURNS = (1.5, -1.5, 0.75, -0.75)
 TURNED_LIKE, TURN_BELOW = 0.9, 0.45
+TURNED_FROM = 48  # pixels on the shorter side: a smaller picture's corner moves under one
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 
 
@@ -130,9 +131,10 @@ class _Aligned:
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     either of them turned a little (TURNS) where that may be why they differ: not for faint
-    pictures (FAINT), where a turn misplaces next to nothing."""
+    pictures (FAINT) nor small ones (TURNED_FROM), where a turn misplaces next to nothing."""
     m = upright(a, b)
     if (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW
+            and min(*a.size, *b.size) >= TURNED_FROM
             and min(evidence.contrast(a.full), evidence.contrast(b.full)) >= FAINT ** 2):
         for degrees in TURNS:
             m = min(m, upright(_turned(a, degrees), b), key=lambda m: m.difference)

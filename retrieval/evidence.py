@@ -34,7 +34,9 @@ CHANNEL_GAIN = 1.5  # one channel's contrast may change this much more than the 
 MIXED = 0.3  # of another channel's values: the most a channel takes (a colour profile: 0.2)
 CAST = 0.25  # of the contrast: how far one channel's mean may move on its own
 BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture's side)
-SOFTEN_ABOVE, SOFTENED = 0.1, 0.7  # a difference measured again softened (pixels)
+# A difference between these is measured again on views softened by SOFTENED pixels (it
+# takes away a half to two thirds of what a resampling's phase leaves: 0.30 -> 0.10).
+SOFTEN_ABOVE, SOFTEN_BELOW, SOFTENED = 0.1, 0.6, 0.7
 
 
 @dataclass(frozen=True)
@@ -173,12 +175,12 @@ def difference(fitted: np.ndarray, y: np.ndarray) -> float:
     """The worst of BLOCKS^2 squares of two views of one size (a multiple of BLOCKS): how far
     each pixel of either falls outside the range of the other around it (3 x 3, so that
     resampling and a pixel's misplacement do not count), over ``y``'s contrast and
-    DIFFERENCE_FLOOR together. Where that is more than SOFTEN_ABOVE, the views softened by
-    SOFTENED pixels are measured as well and the smaller counts: detail as fine as the views'
-    pixels (a screenshot's text) is drawn differently by a resampling at another phase, as
-    a crop's is."""
+    DIFFERENCE_FLOOR together. Where that is between SOFTEN_ABOVE and SOFTEN_BELOW, the
+    views softened by SOFTENED pixels are measured as well and the smaller counts: detail as
+    fine as the views' pixels (a screenshot's text) is drawn differently by a resampling at
+    another phase, as a crop's is."""
     worst = _worst(fitted, y)
-    if worst > SOFTEN_ABOVE:
+    if SOFTEN_ABOVE < worst < SOFTEN_BELOW:
         worst = min(worst, _worst(_softened(fitted), _softened(y)))
     return worst
 
