@@ -4,7 +4,9 @@ build-index accepts: each copy found, a different picture of the same kind kept 
 
 from __future__ import annotations
 
+import importlib.util
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,11 @@ from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
 from retrieval.copies import Match, compare, signature
 
 SIZE = (240, 180)
+# The benchmark's everyday copies (a turn, a colour profile read without it), made the same way.
+_spec = importlib.util.spec_from_file_location(
+    "dup_pictures", Path(__file__).resolve().parents[1] / "benchmarks" / "dup_pictures.py")
+copies_made = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(copies_made)
 
 
 def _image(array) -> Image.Image:
@@ -108,36 +115,17 @@ def scene(seed: int) -> Image.Image:
     return img
 
 
-def turned(img: Image.Image, degrees: float) -> Image.Image:
-    """Straightened: turned and cropped to the upright middle without the corners."""
-    w, h = img.size
-    t = abs(np.tan(np.radians(degrees)))
-    mx, my = round(h * t / 2) + 1, round(w * t / 2) + 1
-    return img.rotate(degrees, Image.Resampling.BICUBIC).crop((mx, my, w - mx, h - my))
-
-
-def wide_gamut(img: Image.Image) -> Image.Image:
-    """Converted from sRGB to Adobe RGB (1998) and read without its profile: duller colours,
-    each channel a mix of the three."""
-    x = np.asarray(img, dtype=np.float64) / 255
-    linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
-                       [0.0193, 0.1192, 0.9505]])
-    adobe = np.linalg.inv(np.array([[0.5767, 0.1856, 0.1882], [0.2974, 0.6273, 0.0753],
-                                    [0.0270, 0.0707, 0.9911]]))
-    return _image(255 * np.clip(linear @ (adobe @ to_xyz).T, 0, 1) ** (1 / 2.2))
-
-
 def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_are_not():
     img = scene(1)
     own = signature(img)
     for degrees in (1.5, -1, 0.5):
-        m = compare(own, signature(_jpeg(turned(img, degrees), 90)))
+        m = compare(own, signature(_jpeg(copies_made._rotated(img, degrees), 90)))
         assert accepted(m), (degrees, m)
-    assert accepted(compare(own, signature(_jpeg(wide_gamut(img), 90))))
+    assert accepted(compare(own, signature(_jpeg(copies_made._srgb_as_adobe(img), 90))))
     edited = img.copy()
     ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
-    for b in (turned(edited, 1.5), wide_gamut(edited), scene(2), turned(scene(2), 1.5)):
+    for b in (copies_made._rotated(edited, 1.5), copies_made._srgb_as_adobe(edited), scene(2),
+              copies_made._rotated(scene(2), 1.5)):
         assert not accepted(compare(own, signature(b)))
 
 
