@@ -5,8 +5,10 @@ Three sets: photos (Debian's wallpapers, each different picture once), similar s
 of ViSP's video sequences, each 10 grey levels apart on average from the others kept of its
 sequence: different pictures that look alike, as burst shots do), and kinds (below).
 
-Kinds drawn (each picture from its own seed; pictures of one kind are alike on purpose, so that
-a different picture of the same kind is the near miss a check must keep apart):
+Kinds: Debian's paper and canvas tiles filling a page (each texture once: mypaint ships some in
+several tones), wallpapers and flat backgrounds, and kinds drawn here (each picture from its
+own seed; pictures of one kind are alike on purpose, so that a different picture of the same
+kind is the near miss a check must keep apart):
 
 - flat: one colour and a camera's faint noise; near-flat: a faint smooth shading on a colour;
 - faint texture: paper-like grain (noise at every scale, 2 to 6 grey levels) on a colour shared
@@ -47,6 +49,13 @@ PACKAGED = ("/usr/share/backgrounds/gnome/*.webp", "/usr/share/backgrounds/sway/
             "/usr/share/desktop-base/*-theme/login/*.jpg")
 PAGE = (1600, 1200)  # pixels of a drawn picture (a tile is repeated to fill one)
 DRAWN = 8  # pictures of each drawn kind
+# mypaint ships one texture in several tones and several places (paper1_1 to paper1_4, paper3_1
+# and squares2 8 pixels on): a tile whose pattern correlates this much with one taken before, at
+# some shift (a tile's origin is arbitrary), is a copy of it by its pixels, not another picture.
+SAME_PATTERN = 0.8
+# A copy that clipping left this blank (the share of its pixels black or white) shows nothing of
+# its picture: every light paper 25% brighter is the same white file. It is not made.
+BLANK = 0.95
 
 
 # -- copies ---------------------------------------------------------------------------------
@@ -129,12 +138,19 @@ def write_copies(sources: list[tuple[str, Image.Image | Path]], out: Path,
         if not all((out / f).exists() for f in made):
             img = src if isinstance(src, Image.Image) else Image.open(src).convert("RGB")
             img.thumbnail((2048, 2048))  # the originals as a camera might give them
+            blank = _blank(img)
             for file, (make, fmt, opts) in made.items():
-                copy = make(img)
-                (copy if copy.mode == "RGB" else copy.convert("RGB")).save(out / file, fmt,
-                                                                           **opts)
-        groups[name] = set(made)
+                copy = make(img).convert("RGB")
+                if blank or not _blank(copy):
+                    copy.save(out / file, fmt, **opts)
+        groups[name] = {f for f in made if (out / f).exists()}
     return groups
+
+
+def _blank(img: Image.Image) -> bool:
+    """Whether BLANK of the pixels of an RGB image are black or white."""
+    a = np.asarray(img)
+    return bool(((a <= 0) | (a >= 255)).all(axis=2).mean() >= BLANK)
 
 
 def kind_of(file: str) -> str:
@@ -192,13 +208,19 @@ def scene_frames(root: str = SCENES, sequences=SEQUENCES, per_sequence: int = 8,
 
 
 def packaged() -> list[tuple[str, Image.Image | Path]]:
-    """mypaint's tiles filling a page ("faint texture", "flat"), and the packaged wallpapers
-    and backgrounds ("wallpaper"), each different picture once."""
-    out, seen = [], set()
+    """mypaint's tiles filling a page ("faint texture", "flat"), each pattern once
+    (SAME_PATTERN), and the packaged wallpapers and backgrounds ("wallpaper"), each different
+    picture once."""
+    out, seen, patterns = [], set(), []
     for path in sorted(Path(TILES).glob("**/*.png")):
         tile = Image.open(path).convert("RGB")
         if max(tile.size) > 1100 or min(tile.size) < 32:  # a storyboard, a score: not a tile
             continue
+        pattern = _pattern(tile)
+        if pattern is not None and any(_shifted_correlation(pattern, p) >= SAME_PATTERN
+                                       for p in patterns if p.shape == pattern.shape):
+            continue
+        patterns += [] if pattern is None else [pattern]
         page = Image.new("RGB", PAGE)
         for x, y in itertools.product(range(0, PAGE[0], tile.width), range(0, PAGE[1],
                                                                            tile.height)):
@@ -214,6 +236,18 @@ def packaged() -> list[tuple[str, Image.Image | Path]]:
             seen.add(key)
             out.append(("wallpaper", Path(path)))
     return out
+
+
+def _pattern(tile: Image.Image) -> np.ndarray | None:
+    """A tile's grey levels, mean 0 and standard deviation 1 (None when flat)."""
+    grey = np.asarray(tile.convert("L"), dtype=np.float64)
+    return None if grey.std() < 1 else (grey - grey.mean()) / grey.std()
+
+
+def _shifted_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """The best correlation of two patterns of one size, ``b`` shifted (wrapping round)."""
+    return float(np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), a.shape).max()
+                 / a.size)
 
 
 # -- drawn pictures -------------------------------------------------------------------------
