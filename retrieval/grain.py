@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .evidence import MAX_GAIN
+
 # The window: WINDOW pixels a side from the middle of the picture brought to SIDE pixels on
 # its shorter side (or as it is, when smaller); its middle TEMPLATE pixels are looked for
 # anywhere in the other's window: a crop of up to a fifth of the picture moves the middle
@@ -35,6 +37,13 @@ MATCH = 0.4
 # A picture with next to none of the grain the other's tone change predicts is another one.
 STRONG = 12.0
 KEPT = 0.25
+# A fainter grain, down to GRAIN grey levels, keeps a tenth of itself or more (JPEG at quality 50
+# of a 60% copy kept 0.19 of mypaint's faintest such paper): a flat colour has none of it.
+GRAIN, KEPT_FAINT = 4.0, 0.1
+# A copy is at most MAX_GAIN brighter: the pixels of a window that clipping turned white were
+# at least 254 / MAX_GAIN in the original, WHITE_SHARE as many of them or more (a canvas with
+# dark threads does not turn all white; a light paper does).
+WHITE_SHARE = 0.9
 # Of a window at black or white: clipped this much, the views do not tell how much brighter it
 # was made, and so how much of the grain clipping took.
 CLIPPED = 0.5
@@ -107,19 +116,25 @@ def _agreement(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[float, float
 
 def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float,
           a_darker: bool) -> bool:
-    """Whether, at the coarser one's scale, either window lacks a STRONG grain the other has
-    (the darker's with its tone changed as the brighter's was, clipped where it clips); not
-    when the brighter is mostly clipped."""
+    """Whether, at the coarser one's scale, either window lacks a STRONG grain the other has,
+    or nearly all of a fainter one (GRAIN; the darker's with its tone changed as the
+    brighter's was, clipped where it clips); when the brighter is mostly clipped, whether it
+    is whiter than the darker brightened as much as a copy is (MAX_GAIN)."""
     if scale < 1:
         a = _resized(a, scale)
     else:
         b = _resized(b, 1 / scale)
     darker, brighter = (a, b) if a_darker else (b, a)
-    if ((brighter <= 1) | (brighter >= 254)).mean() >= CLIPPED:  # the gain is not known
+    white = float((brighter >= 254).mean())
+    if white >= CLIPPED and (darker >= 254 / MAX_GAIN).mean() < WHITE_SHARE * white:
+        return True  # more of it white than any brightening of the darker makes
+    if white + float((brighter <= 1).mean()) >= CLIPPED:  # the gain is not known
         return False
     predicted = float(_high_pass(np.clip(gain * darker + offset, 0, 255)).std())
     seen = float(_high_pass(brighter).std())
-    return max(predicted, seen) >= STRONG and min(predicted, seen) < KEPT * max(predicted, seen)
+    weaker, stronger = sorted((predicted, seen))
+    return (stronger >= STRONG and weaker < KEPT * stronger
+            or stronger >= GRAIN and weaker < KEPT_FAINT * stronger)
 
 
 def _resized(window: np.ndarray, factor: float) -> np.ndarray:

@@ -160,11 +160,11 @@ def test_a_cropped_screenshot_is_found_and_another_one_is_not():
         assert not accepted(compare(own, signature(other)))
 
 
-def canvas(level: float) -> Image.Image:
-    """A canvas weave of strong fine grain (two-pixel threads, 20 grey levels) about
+def canvas(level: float, threads: float = 20) -> Image.Image:
+    """A canvas weave of strong fine grain (two-pixel threads, ``threads`` grey levels) about
     ``level``, flat at a thumbnail's scale: 640 x 480, so that its grain is compared."""
     y, x = np.mgrid[0:480, 0:640]
-    weave = 20 * np.sign(np.sin(np.pi * x / 2 + 0.3) * np.sin(np.pi * y / 2 + 0.3))
+    weave = threads * np.sign(np.sin(np.pi * x / 2 + 0.3) * np.sin(np.pi * y / 2 + 0.3))
     return _image(level + weave[..., None] + np.zeros(3))
 
 
@@ -176,6 +176,31 @@ def test_a_strong_grain_is_not_a_copy_of_a_colour_without_it():
         assert not accepted(compare(woven, signature(_image(np.full((480, 640, 3), level)))))
     for copy in (_jpeg(canvas(180), 50), ImageEnhance.Brightness(canvas(180)).enhance(1.1)):
         assert accepted(compare(woven, signature(copy)))
+
+
+def paper(level: float, grain: float) -> Image.Image:
+    """A paper of fine grain (``grain`` grey levels, 2 pixels across) about ``level``,
+    640 x 480: flat at a thumbnail's scale."""
+    fine = grain * _smooth(np.random.default_rng(0), 2, (640, 480))
+    return _image(level + fine[..., None] + np.zeros(3))
+
+
+def test_a_fainter_grain_is_not_a_colour_and_dark_threads_are_not_a_white_page():
+    """A paper of 7 grey levels' grain (too faint to be a canvas's) is not a flat colour of
+    its mean, darker or brighter, and a canvas whose dark threads no brightening of a copy
+    turns white is no white page; their copies, and a light paper brightened till it is
+    white, are."""
+    grainy = signature(paper(200, 7))
+    for level in (185, 200, 215):
+        assert not accepted(compare(grainy, signature(_image(np.full((480, 640, 3), level)))))
+    small = paper(200, 7).resize((384, 288), Image.Resampling.LANCZOS)
+    assert accepted(compare(grainy, signature(_jpeg(small, 50))))
+    white = signature(_image(np.full((480, 640, 3), 255)))
+    assert not accepted(compare(signature(canvas(190, 60)), white))
+    light = paper(236, 3)
+    assert accepted(compare(signature(light), signature(
+        ImageEnhance.Brightness(light).enhance(1.25))))
+    assert accepted(compare(signature(canvas(190, 60)), signature(_jpeg(canvas(190, 60), 50))))
 
 
 def garment(kind: str) -> Image.Image:
