@@ -17,16 +17,21 @@ from PIL import Image
 
 SKETCH = 8  # squares a side
 MIDDLE = 0.8  # of each side: a crop of 5% a side moves the middle's squares by a fifth of one
+# A picture's inner sketch is what its middle would be were it cropped CROPPED of each side (a
+# crop's sketch is its original's inner one): a picture whose sketch is a layout of sharp edges
+# (a screenshot, a page), or whose pattern is faint, has a crop's sketch too far from its own.
+CROPPED = 0.05
 FLOOR = 2.0  # grey levels (standard deviation of the squares): flatter is no pattern at all
 COLOUR_WEIGHT = 2.0  # a colour 10% off grey weighs as much as a fifth of the pattern
 DIMENSION = SKETCH * SKETCH + 3
 
 
-def sketch(img: Image.Image) -> np.ndarray:
-    """The sketch of an RGB image: float32 (DIMENSION,), the pattern of unit length at most and
-    the colour (each channel's mean over the grey mean, less one)."""
+def sketch(img: Image.Image, middle: float = MIDDLE) -> np.ndarray:
+    """The sketch of an RGB image: float32 (DIMENSION,), the pattern of ``middle`` of it (of
+    each side) of unit length at most and the colour (each channel's mean over the grey mean,
+    less one)."""
     w, h = img.size
-    margin = (1 - MIDDLE) / 2
+    margin = (1 - middle) / 2
     box = (w * margin, h * margin, w * (1 - margin), h * (1 - margin))
     squares = np.asarray(img.resize((SKETCH, SKETCH), Image.Resampling.BOX, box=box),
                          dtype=np.float64)  # (SKETCH, SKETCH, 3)
@@ -36,3 +41,8 @@ def sketch(img: Image.Image) -> np.ndarray:
     means = squares.reshape(-1, 3).mean(axis=0)
     colour = means / max(float(means.mean()), 1.0) - 1
     return np.concatenate([pattern.reshape(-1), COLOUR_WEIGHT * colour]).astype(np.float32)
+
+
+def inner_sketch(img: Image.Image) -> np.ndarray:
+    """The sketch ``img`` would have cropped by CROPPED of each side."""
+    return sketch(img, MIDDLE * (1 - 2 * CROPPED))

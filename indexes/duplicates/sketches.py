@@ -1,5 +1,6 @@
 """`retrieve duplicates`' second source of candidate pairs: each image's sketch
-(``retrieval.sketch``), its nearest sketches offered to the pixel check beside fc7's pairs.
+(``retrieval.sketch``), its nearest sketches offered to the pixel check beside fc7's pairs, and
+the nearest to its inner sketch (what a crop of it sketches like).
 
 fc7 misses copies that its weights were not trained to see as one picture (with random weights,
 a brightened paper), or crowds them out of the k nearest among many pictures alike (papers,
@@ -19,7 +20,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage
 from retrieval.images import load_image
-from retrieval.sketch import DIMENSION, sketch
+from retrieval.sketch import DIMENSION, inner_sketch, sketch
 
 from indexes.duplicates.groups import mapping
 from indexes.duplicates.progress import Progress
@@ -38,21 +39,24 @@ NPROBE = 16
 
 
 def sketch_files(paths: Sequence[str]) -> list[np.ndarray | None]:
-    """The sketch of each file (None where it cannot be decoded)."""
+    """The sketch and inner sketch of each file, one after the other (None where it cannot be
+    decoded)."""
     out = []
     for path in paths:
         try:
-            out.append(sketch(load_image(path, draft_size=DECODE).convert("RGB")))
+            img = load_image(path, draft_size=DECODE).convert("RGB")
         except NotAnImage:
             out.append(None)
+            continue
+        out.append(np.concatenate([sketch(img), inner_sketch(img)]))
     return out
 
 
 def sketches(items: dict[int, str], state: State, progress: Progress, workers: int = 0
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (n,), sketches (n, DIMENSION) float32) of the readable ``items``, saved in the
-    state's sketches table as they are made, in ``workers`` processes when there are
-    POOL_FROM files or more to decode."""
+    """(ids (n,), sketches (n, 2 DIMENSION) float32: sketch, inner sketch) of the readable
+    ``items``, saved in the state's sketches table as they are made, in ``workers`` processes
+    when there are POOL_FROM files or more to decode."""
     known = {}
     for path, size, mtime_ns, blob in state.db.execute(
             "SELECT path, size, mtime_ns, vector FROM sketches"):
@@ -65,7 +69,8 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
             continue
         key = os.fsencode(path)
         saved = known.get(key)
-        if saved is not None and saved[:2] == (st.st_size, st.st_mtime_ns):
+        if saved is not None and saved[:2] == (st.st_size, st.st_mtime_ns) and (
+                saved[2] is None or len(saved[2]) == 2 * DIMENSION * 4):  # not an older kind
             if saved[2] is not None:
                 ids.append(i)
                 rows.append(np.frombuffer(saved[2], np.float32))
@@ -88,21 +93,27 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
                     ids.append(i)
                     rows.append(v)
             advance(len(batch))
-    xb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIMENSION), np.float32)
+    xb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * DIMENSION), np.float32)
     return np.asarray(ids, dtype=np.int64), np.ascontiguousarray(xb)
 
 
 def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
-    """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS."""
+    """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, and of each inner
+    sketch's (the second half of a row, where there is one) ``k`` nearest sketches."""
     if len(ids) < 2:
         return set()
-    D, I = _index(xb).search(xb, min(k + 1, len(ids)))
+    sketches = np.ascontiguousarray(xb[:, :DIMENSION])
+    index = _index(sketches)
     out = set()
-    for a, d_row, i_row in zip(ids.tolist(), D, I):
-        for d, j in zip(d_row.tolist(), i_row.tolist()):
-            if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
-                b = int(ids[j])
-                out.add((min(a, b), max(a, b)))
+    for queries in (sketches, xb[:, DIMENSION:]):
+        if queries.shape[1] == 0:
+            continue
+        D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(ids)))
+        for a, d_row, i_row in zip(ids.tolist(), D, I):
+            for d, j in zip(d_row.tolist(), i_row.tolist()):
+                if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
+                    b = int(ids[j])
+                    out.add((min(a, b), max(a, b)))
     return out
 
 
