@@ -37,9 +37,10 @@ MATCH = 0.4
 # A picture with next to none of the grain the other's tone change predicts is another one.
 STRONG = 12.0
 KEPT = 0.25
-# A fainter grain, down to GRAIN grey levels, keeps a tenth of itself or more (JPEG at quality 50
-# of a 60% copy kept 0.19 of mypaint's faintest such paper): a flat colour has none of it.
-GRAIN, KEPT_FAINT = 4.0, 0.1
+# A fainter grain, down to GRAIN grey levels (twice FLOOR), keeps a tenth of itself or more (the
+# benchmark's copies kept 0.19 and more, the least a 60% copy at JPEG quality 50 of a mypaint
+# paper): a flat colour has none of it.
+GRAIN, KEPT_FAINT = 3.0, 0.1
 # A copy is at most MAX_GAIN brighter: the pixels of a window that clipping turned white were
 # at least 254 / MAX_GAIN in the original, WHITE_SHARE as many of them or more (a canvas with
 # dark threads does not turn all white; a light paper does).

@@ -9,7 +9,7 @@ Three stages, each bounded by the size of the collection, never by its square:
    threshold is calibrated on copies the tool makes of a sample of the indexed images
    (``calibrate``): 1.5 times the distance that 99% of them stay within. Beside them, when
    pixels are verified, each image's k nearest by their sketches (``sketches``: what a copy
-   keeps whatever fc7 makes of it).
+   keeps whatever fc7 makes of it), and the k nearest to what a crop of it would sketch like.
 3. **Verification**: each candidate pair's pixels compared (``retrieval.copies.compare``):
    fc7 finds what looks alike, the pixels tell a copy from a similar scene, and from the same
    scene with something changed (a burst shot, an edit): alike as a whole, different in part.
