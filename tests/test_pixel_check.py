@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
 from retrieval.copies import Match, compare, signature
 
 SIZE = (240, 180)
-# The benchmark's everyday copies (a turn, a colour profile read without it), made the same way.
+# The benchmark's pictures and copies (a screenshot, a turn, a colour profile read without it).
 _spec = importlib.util.spec_from_file_location(
     "dup_pictures", Path(__file__).resolve().parents[1] / "benchmarks" / "dup_pictures.py")
 copies_made = importlib.util.module_from_spec(_spec)
@@ -130,24 +130,9 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
 
 
 def screenshot(seed: int) -> Image.Image:
-    """A window of lines of text, a pixel or two high at a thumbnail's size, now and then a
-    paragraph (two screenshots of one layout and different words but the same lines are
-    alike at 96 pixels: that needs a finer look than the check's)."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (1440, 900), (246, 246, 248))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((0, 0, 1440, 36), fill=(58, 60, 66))
-    draw.rectangle((0, 36, 260, 900), fill=(232, 233, 237))
-    font = ImageFont.load_default(size=16)
-    for top in range(60, 870, 26):
-        if rng.random() < 0.15:
-            continue
-        x = 300 if top > 120 else 24
-        while x < 1380:
-            word = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 9)))
-            draw.text((x, top), word, fill=(25, 25, 30), font=font)
-            x += draw.textlength(word + " ", font=font)
-    return img
+    """The benchmark's screenshot: a window of lines of text, a pixel or two high at a
+    thumbnail's size, now and then a paragraph."""
+    return copies_made.screenshot(np.random.default_rng(seed), seed)
 
 
 def test_a_cropped_screenshot_is_found_and_another_one_is_not():
