@@ -31,7 +31,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 6  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 7  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -55,6 +55,15 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 TURNS = (1.5, -1.5, 0.75, -0.75)
 TURNED_LIKE, TURN_BELOW = 0.9, 0.45
 TURNED_FROM = 48  # pixels on the shorter side: a smaller picture's corner moves under one
+# A picture BLANK white (or black), each channel within a level of it, shows nothing of any
+# picture but a blank one: clipping turns every light paper white. It is a copy only of a
+# picture at least NEARLY_BLANK white (black) itself, a margin for JPEG and resampling.
+BLANK, NEARLY_BLANK = 0.95, 0.9
+# Two pictures flat at SIGNATURE pixels (evidence.SIMILARITY_FLOOR) show little but their
+# colour: one is a copy of the other only if its mean grey level is at most FLAT_GAIN times the
+# other's, or its distance from white is (a copy brightened by a quarter, or its gamma or
+# contrast changed; no brighter: a plain grey half as bright again is another grey).
+FLAT_GAIN = 1.3
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 
 
@@ -89,6 +98,7 @@ class Signature:
     full: np.ndarray  # (SIGNATURE, SIGNATURE, 3) float32 view of the whole picture
     size: tuple[int, int]  # width and height as decoded (a JPEG's shorter side: 256 at least)
     grain: grains.Grain | None = None  # of a picture that shows little at THUMB pixels
+    extremes: tuple[float, float] = (0.0, 0.0)  # its thumbnail's shares of white and of black
 
 
 def signature(source: str | os.PathLike | Image.Image) -> Signature:
@@ -99,12 +109,22 @@ def signature(source: str | os.PathLike | Image.Image) -> Signature:
     w, h = img.size
     thumb = _thumbnail(img, THUMB)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
-    grain = None
+    grain, detailed = None, thumb
     if max(w, h) > 2 * THUMB and evidence.contrast(full) < FAINT ** 2:
         if not isinstance(source, Image.Image):
-            img = load_image(source, draft_size=grains.SIDE)
-        grain = grains.grain(img)
-    return Signature(thumb, w / h, full, (w, h), grain)
+            img = load_image(source, draft_size=grains.SIDE).convert("RGB")
+        grain, detailed = grains.grain(img), img
+    return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed))
+
+
+def _extremes(img: Image.Image) -> tuple[float, float]:
+    """The shares of ``img``'s pixels white and black (each channel within a level of it), at
+    the resolution it has: a thumbnail averages away the grain that keeps a paper from
+    clipping."""
+    pixels = np.asarray(img)
+    step = max(1, min(img.size) // 512)  # a sample is enough
+    pixels = pixels[::step, ::step]
+    return float((pixels >= 254).all(axis=2).mean()), float((pixels <= 1).all(axis=2).mean())
 
 
 @dataclass(frozen=True)
@@ -131,7 +151,11 @@ class _Aligned:
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     either of them turned a little (TURNS) where that may be why they differ: not for faint
-    pictures (FAINT) nor small ones (TURNED_FROM), where a turn misplaces next to nothing."""
+    pictures (FAINT) nor small ones (TURNED_FROM), where a turn misplaces next to nothing. A
+    blank picture (BLANK) is another one than a picture that is not nearly as blank, and a
+    flat picture another than a flat one of another brightness (FLAT_GAIN)."""
+    if _apart(a, b):
+        return Match(0.0, float("inf"))
     m = upright(a, b)
     if (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW
             and min(*a.size, *b.size) >= TURNED_FROM
@@ -141,6 +165,19 @@ def compare(a: Signature, b: Signature) -> Match:
             if m.difference <= PLAINLY_ALIKE:
                 break
     return m
+
+
+def _apart(a: Signature, b: Signature) -> bool:
+    """Whether one picture is blank and the other not nearly, or both are flat and their
+    brightness is further apart than a copy's (FLAT_GAIN)."""
+    if any(max(x, y) >= BLANK and min(x, y) < NEARLY_BLANK
+           for x, y in zip(a.extremes, b.extremes)):
+        return True
+    floor = evidence.SIMILARITY_FLOOR ** 2
+    if max(evidence.contrast(a.full), evidence.contrast(b.full)) >= floor:
+        return False
+    darker, brighter = sorted((float(a.full.mean()), float(b.full.mean())))
+    return min(brighter / max(darker, 1.0), (255 - darker) / max(255 - brighter, 1.0)) > FLAT_GAIN
 
 
 def _turned(s: Signature, degrees: float) -> Signature:

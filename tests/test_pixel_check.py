@@ -173,8 +173,8 @@ def paper(level: float, grain: float) -> Image.Image:
 def test_a_fainter_grain_is_not_a_colour_and_dark_threads_are_not_a_white_page():
     """A paper of 7 grey levels' grain (too faint to be a canvas's) is not a flat colour of
     its mean, darker or brighter, and a canvas whose dark threads no brightening of a copy
-    turns white is no white page; their copies, and a light paper brightened till it is
-    white, are."""
+    turns white is no white page; their copies, and a light paper brightened till much of it
+    is white, are. A white page shows nothing of the paper it may have been."""
     grainy = signature(paper(200, 7))
     for level in (185, 200, 215):
         assert not accepted(compare(grainy, signature(_image(np.full((480, 640, 3), level)))))
@@ -184,8 +184,23 @@ def test_a_fainter_grain_is_not_a_colour_and_dark_threads_are_not_a_white_page()
     assert not accepted(compare(signature(canvas(190, 60)), white))
     light = paper(236, 3)
     assert accepted(compare(signature(light), signature(
-        ImageEnhance.Brightness(light).enhance(1.25))))
+        ImageEnhance.Brightness(light).enhance(1.06))))
+    assert not accepted(compare(signature(light), white))
+    assert not accepted(compare(signature(light), signature(
+        ImageEnhance.Brightness(light).enhance(1.25))))  # as white: another page
     assert accepted(compare(signature(canvas(190, 60)), signature(_jpeg(canvas(190, 60), 50))))
+
+
+def test_a_plain_grey_is_not_a_copy_of_one_half_as_bright_again():
+    """Two plain greys are told apart by their brightness alone: mypaint's 133 and 198 are
+    two backgrounds, while 133 brightened by a quarter, or its gamma changed, is a copy."""
+    def grey(level: float) -> Image.Image:
+        return _image(np.full((SIZE[1], SIZE[0], 3), level))
+
+    plain = signature(grey(133))
+    assert accepted(compare(plain, signature(ImageEnhance.Brightness(grey(133)).enhance(1.25))))
+    assert accepted(compare(plain, signature(grey(255 * (133 / 255) ** 0.8))))
+    assert not accepted(compare(plain, signature(grey(198))))
 
 
 def garment(kind: str) -> Image.Image:
