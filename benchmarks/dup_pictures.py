@@ -124,17 +124,24 @@ EVERYDAY: dict[str, tuple[Callable, str, dict]] = {
 }
 
 
+# The issue's own protocol (--once): each picture with one copy, the first of these for every
+# other picture and the second for the rest.
+ONCE = ("60% q50", "cropped 4 sides, brighter")
+
+
 def write_copies(sources: list[tuple[str, Image.Image | Path]], out: Path,
-                 kinds: dict = COPIES) -> dict[str, set[str]]:
+                 kinds: dict = COPIES, once: bool = False) -> dict[str, set[str]]:
     """Each original (as JPEG quality 95) and its copies as files in ``out``: {group name: its
-    file names}; a group is named after its picture's kind ("photo-003", "flat-001")."""
+    file names}; a group is named after its picture's kind ("photo-003", "flat-001"). With
+    ``once``, picture n gets only the copy ``list(kinds)[n % len(kinds)]``."""
     out.mkdir(parents=True, exist_ok=True)
     groups = {}
     for n, (kind, src) in enumerate(sources):
         name = f"{kind.replace(' ', '_')}-{n:03d}"
+        mine = [list(kinds)[n % len(kinds)]] if once else list(kinds)
         made = {f"{name}-original.jpg": (lambda im: im, "JPEG", {"quality": 95}), **{
             f"{name}-{c.replace(' ', '_').replace('%', '')}.{fmt.lower().replace('jpeg', 'jpg')}":
-            (make, fmt, opts) for c, (make, fmt, opts) in kinds.items()}}
+            (make, fmt, opts) for c, (make, fmt, opts) in kinds.items() if c in mine}}
         if not all((out / f).exists() for f in made):
             img = src if isinstance(src, Image.Image) else Image.open(src).convert("RGB")
             img.thumbnail((2048, 2048))  # the originals as a camera might give them

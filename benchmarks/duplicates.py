@@ -8,7 +8,8 @@ pages of text and screenshots: the pictures with little contrast, or all alike, 
 detector finds hard). Each picture is written with seven copies as a collection gathers them:
 resized to 40% (JPEG 85), recompressed at JPEG quality 50, cropped by 3% and 5% off two sides,
 25% brighter, a PNG, resized to 60% at JPEG quality 50, and 5% cropped off every side, 10%
-brighter, as PNG; ``--everyday`` adds eight copies made in ways the check was not tuned on
+brighter, as PNG (``--once``: only one of the last two, in turn, as issue 24 made them);
+``--everyday`` adds eight copies made in ways the check was not tuned on
 (gamma, contrast, a 1.5 degree turn, sharpened, blurred, a screenshot's rescale, a colour
 profile read without it, WebP). Every pair within a picture's files is a true pair, every
 other pair a false one.
@@ -25,6 +26,7 @@ duplicates` in the same run (the check before a change).
     pip install --no-deps imagededup PyWavelets                    # the baseline, benchmark only
     python benchmarks/duplicates.py --weights imagenet
     python benchmarks/duplicates.py --sets kinds --everyday
+    python benchmarks/duplicates.py --sets kinds --once --work /tmp/dups   # kept for a rerun
     python benchmarks/duplicates.py --scale 100000 1000000         # benchmarks/dup_scale.py
 """
 
@@ -73,7 +75,9 @@ def score(found: set, truth: set) -> tuple[float, float]:
 
 
 def ours(folder: Path, index: Path, weights: str, env: dict) -> tuple[list[list[str]], float, str]:
-    """build-index, then ``ours_again`` with the defaults."""
+    """build-index, then ``ours_again`` with the defaults, as a first run: what an earlier run
+    in a kept work folder saved is removed (the calibration and every pair's check)."""
+    (index / "duplicates.sqlite").unlink(missing_ok=True)
     subprocess.run([sys.executable, "-m", "cli", "build-index", str(folder), "--index",
                     str(index), "--weights", weights, "--quiet"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
@@ -134,19 +138,21 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
         print(f"\n{name}: no pictures (apt-get install {pictures.PHOTO_PACKAGES} "
               f"visp-images-data {pictures.KIND_PACKAGES})")
         return {}
-    folder = work / name.replace(" ", "-")
+    folder = work / (name.replace(" ", "-") + ("-once" if args.once else ""))
     kinds = {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})}
-    truth = true_pairs(pictures.write_copies(made, folder, kinds))
-    print(f"\n{name}: {len(made)} pictures and {len(kinds) * len(made)} copies, {len(truth)} "
-          f"true pairs among {len(list(folder.iterdir()))} files; weights {args.weights}",
-          flush=True)
+    if args.once:
+        kinds = {c: pictures.COPIES[c] for c in pictures.ONCE}
+    truth = true_pairs(pictures.write_copies(made, folder, kinds, once=args.once))
+    files = len(list(folder.iterdir()))
+    print(f"\n{name}: {len(made)} pictures and {files - len(made)} copies, {len(truth)} "
+          f"true pairs among {files} files; weights {args.weights}", flush=True)
     rows, found = [], {}
     index = work / f"index-{folder.name}"
     groups, seconds, threshold = ours(folder, index, args.weights, env)
     found[codes[0][0]] = pairs_of(groups)
     rows.append((codes[0][0], *score(found[codes[0][0]], truth), seconds,
                  f"threshold {threshold}, pixels verified"))
-    for label, extra, note in (
+    for label, extra, note in () if args.ours_only else (
             ("  without the difference", ["--max-difference", "inf"], "similarity alone"),
             ("  without --verify", ["--no-verify"], "fc7 alone")):
         groups, seconds, _ = ours_again(index, env, extra)
@@ -157,7 +163,7 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
         rows.append((label, *score(found[label], truth), seconds,
                      f"threshold {threshold}, pixels verified"))
     try:
-        for method in HASHES:
+        for method in () if args.ours_only else HASHES:
             groups, seconds = imagededup_groups(method, folder)
             found[f"imagededup {method}"] = pairs_of(groups)
             rows.append((f"imagededup {method}", *score(pairs_of(groups), truth), seconds,
@@ -177,10 +183,11 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
 def quality(args) -> None:
     from extract_throughput import fake_imagenet_weights, scratch_dir
 
-    work = scratch_dir("retrieve-bench-dups-")
+    work = Path(args.work) if args.work else scratch_dir("retrieve-bench-dups-")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if args.weights == "imagenet" and not os.environ.get("TORCH_HOME"):
-        fake_imagenet_weights(work / "torch")  # no network: random weights, ImageNet's shape
+        if not (work / "torch").exists():  # a kept work folder's indexes were made with these
+            fake_imagenet_weights(work / "torch")  # no network: random weights, ImageNet's shape
         env["TORCH_HOME"] = str(work / "torch")
     codes = [("retrieve duplicates", env)] + [
         (f"retrieve duplicates ({Path(c).name})", {**env, "PYTHONPATH": str(Path(c).resolve())})
@@ -201,6 +208,14 @@ def main() -> None:
                     help=f"which sets: {', '.join(SETS)} (default: all)")
     ap.add_argument("--everyday", action="store_true",
                     help="add eight copies made in other everyday ways (gamma, a turn, ...)")
+    ap.add_argument("--once", action="store_true",
+                    help="the issue's protocol: one copy of each picture, 60%% at JPEG quality "
+                         "50 or 5%% off every side and 10%% brighter as PNG, in turn")
+    ap.add_argument("--work", metavar="DIR",
+                    help="keep the pictures and indexes here (a later run reuses them) instead "
+                         "of a temporary folder")
+    ap.add_argument("--ours-only", action="store_true",
+                    help="only `retrieve duplicates` at its defaults (and --code's), no baseline")
     ap.add_argument("--code", nargs="*", default=[], metavar="DIR",
                     help="other checkouts whose `retrieve duplicates` runs beside (before/after)")
     ap.add_argument("--photos", nargs="+", default=list(pictures.PHOTOS),
