@@ -202,6 +202,18 @@ def test_a_copy_joins_the_star_it_differs_least_from(monkeypatch):
     assert [[m.path for m in g.members] for g in groups] == [["/b", "/c", "/d"]]
 
 
+def test_a_file_goes_with_what_it_matches_best_not_with_the_first_kept(monkeypatch):
+    """W, a wallpaper, passes for P, a larger light paper, but matches its own copy V far
+    better: W and V are one group, P and its copy Q another, though P is kept first."""
+    resolution = {"/p": 40, "/q": 30, "/w": 20, "/v": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/p", 2: "/q", 3: "/w", 4: "/v"}
+    accepted = {(1, 2): Match(0.99, 0.06), (1, 3): Match(0.95, 0.19), (3, 4): Match(1.0, 0.0)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None)
+    assert [[m.path for m in g.members] for g in groups] == [["/p", "/q"], ["/w", "/v"]]
+
+
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")

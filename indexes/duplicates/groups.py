@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from indexes.duplicates.find import State
 
 VERIFY_BATCH = 256  # pairs verified per saved step
+# A file whose difference from another is this much smaller than from a star's kept file (half
+# the default --max-difference) goes with that other file: a copy's difference from its own
+# original and from another copy of it are often a few hundredths apart either way.
+CLEARLY_CLOSER = 0.1
 # Pairs to verify before worker processes pay for themselves: each starts Python, imports
 # Pillow and numpy and decodes its files again (~0.3 s of CPU), and a pair costs 1.5-5 ms; at
 # 285 pairs two workers took 2.24-2.44 CPU-s and the same wall time as this process alone
@@ -202,16 +206,21 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
                  second_look: SecondLook | None = None) -> list[Group]:
     """Stars around the files to keep: each member an accepted pair with its kept file.
 
-    A member accepted with the kept files of several stars goes to the one it differs least
-    from (a cropped copy of one video frame also matches the frame before, of which it is a
-    crop too). A file whose partners all went to other stars first is compared
-    (``second_look``) with the kept files of those stars, and joins the first that matches:
-    fc7 may put a copy past the threshold from one copy and within it from another.
+    A file is not taken into a star when it matches a file outside that star clearly better
+    than the star's kept file (CLEARLY_CLOSER: a wallpaper and its copy, though the wallpaper
+    passes for a light paper too): it goes with what it matches best. A member accepted with the kept files of several
+    stars goes to the one it differs least from (a cropped copy of one video frame also
+    matches the frame before, of which it is a crop too). A file whose partners all went to
+    other stars first is compared (``second_look``) with the kept files of those stars, and
+    joins the first that matches: fc7 may put a copy past the threshold from one copy and
+    within it from another.
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
         partners[a].add(b)
         partners[b].add(a)
+    best = {f: min(ps, key=lambda p: (_how_far(accepted, pairs, f, p), p))
+            for f, ps in partners.items()}
     facts: dict = {}
     stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
     star_of: dict[int, int] = {}
@@ -219,7 +228,10 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     for kept in _keep_order(partners, items, facts):
         if kept in star_of:
             continue
-        members = [m for m in partners[kept] if m not in star_of]
+        members = [m for m in partners[kept] if m not in star_of and not (
+            best[m] not in partners[kept] and best[m] not in star_of and best[m] != kept
+            and _how_far(accepted, pairs, m, kept) - _how_far(accepted, pairs, m, best[m])
+            > CLEARLY_CLOSER)]
         if not members:
             left.append(kept)
             continue
@@ -244,19 +256,22 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     return sorted(groups, key=lambda g: g.members[0].path)
 
 
+def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[int, int], float],
+             a: int, b: int) -> float:
+    """How different an accepted pair is: its pixels' difference, else its fc7 distance."""
+    match = accepted[min(a, b), max(a, b)]
+    return pairs[min(a, b), max(a, b)] if match is None else match.difference
+
+
 def _closest_stars(stars: dict, star_of: dict[int, int],
                    accepted: dict[tuple[int, int], Match | None],
                    pairs: dict[tuple[int, int], float]) -> None:
     """Each member moved to the star, of those whose kept file it was accepted with, that it
-    differs least from (its pixels' difference, else its fc7 distance)."""
-    def how_far(kept: int, m: int) -> float:
-        match = accepted[min(kept, m), max(kept, m)]
-        return pairs[min(kept, m), max(kept, m)] if match is None else match.difference
-
+    differs least from (``_how_far``)."""
     for kept, members in list(stars.items()):
         for m in list(members):
             best = min((k for k in stars if k != m and (min(k, m), max(k, m)) in accepted),
-                       key=lambda k: (how_far(k, m), k != kept))
+                       key=lambda k: (_how_far(accepted, pairs, k, m), k != kept))
             if best != kept:
                 pair = (min(best, m), max(best, m))
                 stars[best][m] = (pairs[pair], accepted[pair])
