@@ -142,11 +142,13 @@ def write_copies(sources: list[tuple[str, Image.Image | Path]], out: Path,
         made = {f"{name}-original.jpg": (lambda im: im, "JPEG", {"quality": 95}), **{
             f"{name}-{c.replace(' ', '_').replace('%', '')}.{fmt.lower().replace('jpeg', 'jpg')}":
             (make, fmt, opts) for c, (make, fmt, opts) in kinds.items() if c in mine}}
-        if not all((out / f).exists() for f in made):
+        missing = [f for f in made if not (out / f).exists()]  # a blank copy is never there
+        if missing:  # files already there are not written again: an index of them stays
             img = src if isinstance(src, Image.Image) else Image.open(src).convert("RGB")
             img.thumbnail((2048, 2048))  # the originals as a camera might give them
             blank = _blank(img)
-            for file, (make, fmt, opts) in made.items():
+            for file in missing:
+                make, fmt, opts = made[file]
                 copy = make(img).convert("RGB")
                 if blank or not _blank(copy):
                     copy.save(out / file, fmt, **opts)

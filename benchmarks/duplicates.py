@@ -197,6 +197,8 @@ def quality(args) -> None:
     print(f"\n{'precision / recall':<32}" + "".join(f"{name:>18}" for name in table))
     for method in methods:
         cells = [table[name].get(method) for name in table]
+        if not any(cells):  # --ours-only
+            continue
         print(f"{method:<32}" + "".join(f"{c[0]:>9.3f}{c[1]:>9.3f}" if c else f"{'':>18}"
                                        for c in cells))
 
