@@ -208,12 +208,12 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
 
     A file is not taken into a star when it matches a file outside that star clearly better
     than the star's kept file (CLEARLY_CLOSER: a wallpaper and its copy, though the wallpaper
-    passes for a light paper too): it goes with what it matches best. A member accepted with the kept files of several
-    stars goes to the one it differs least from (a cropped copy of one video frame also
-    matches the frame before, of which it is a crop too). A file whose partners all went to
-    other stars first is compared (``second_look``) with the kept files of those stars, and
-    joins the first that matches: fc7 may put a copy past the threshold from one copy and
-    within it from another.
+    passes for a light paper too): it goes with what it matches best. A member accepted with
+    the kept files of several stars goes to the one it differs least from (a cropped copy of
+    one video frame also matches the frame before, of which it is a crop too). A file whose
+    partners all went to other stars first is compared (``second_look``) with the kept files
+    of those stars, and joins the first that matches: fc7 may put a copy past the threshold
+    from one copy and within it from another.
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
@@ -221,17 +221,24 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         partners[b].add(a)
     best = {f: min(ps, key=lambda p: (_how_far(accepted, pairs, f, p), p))
             for f, ps in partners.items()}
+
     facts: dict = {}
     stars: dict[int, dict[int, tuple[float, Match | None]]] = {}  # kept -> member -> (d, match)
     star_of: dict[int, int] = {}
     left = []
+
+    def elsewhere(m: int, kept: int) -> bool:
+        """Whether ``m`` matches a file that is in no star yet, nor ``kept``'s partner,
+        clearly better than ``kept``."""
+        p = best[m]
+        return (p != kept and p not in partners[kept] and p not in star_of
+                and _how_far(accepted, pairs, m, kept) - _how_far(accepted, pairs, m, p)
+                > CLEARLY_CLOSER)
+
     for kept in _keep_order(partners, items, facts):
         if kept in star_of:
             continue
-        members = [m for m in partners[kept] if m not in star_of and not (
-            best[m] not in partners[kept] and best[m] not in star_of and best[m] != kept
-            and _how_far(accepted, pairs, m, kept) - _how_far(accepted, pairs, m, best[m])
-            > CLEARLY_CLOSER)]
+        members = [m for m in partners[kept] if m not in star_of and not elsewhere(m, kept)]
         if not members:
             left.append(kept)
             continue
