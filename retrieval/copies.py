@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 7  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 8  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -55,6 +56,10 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 TURNS = (1.5, -1.5, 0.75, -0.75)
 TURNED_LIKE, TURN_BELOW = 0.9, 0.45
 TURNED_FROM = 48  # pixels on the shorter side: a smaller picture's corner moves under one
+# Such a pair is compared again with one picture's tone curved (x -> 255 (x / 255)^gamma for
+# each of CURVES, the tone's gain and offset fitted on top): a copy's levels, curves, gamma or
+# contrast changed bend the tone where the gain and offset are straight (gamma 0.8 leaves 0.24).
+CURVES = (0.8, 1.25)
 # A picture BLANK white (or black), each channel within a level of it, shows nothing of any
 # picture but a blank one: clipping turns every light paper white. It is a copy only of a
 # picture at least NEARLY_BLANK white (black) itself, a margin for JPEG and resampling.
@@ -150,18 +155,21 @@ class _Aligned:
 
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
-    either of them turned a little (TURNS) where that may be why they differ: not for faint
-    pictures (FAINT) nor small ones (TURNED_FROM), where a turn misplaces next to nothing. A
-    blank picture (BLANK) is another one than a picture that is not nearly as blank, and a
-    flat picture another than a flat one of another brightness (FLAT_GAIN)."""
+    one of them with its tone curved (CURVES) or turned a little (TURNS) where that may be why
+    they differ: not for faint pictures (FAINT) nor small ones (TURNED_FROM), where a turn
+    misplaces next to nothing and a curve is a gain. A blank picture (BLANK) is another one
+    than a picture that is not nearly as blank, and a flat picture another than a flat one of
+    another brightness (FLAT_GAIN)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
     m = upright(a, b)
     if (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW
             and min(*a.size, *b.size) >= TURNED_FROM
             and min(evidence.contrast(a.full), evidence.contrast(b.full)) >= FAINT ** 2):
-        for degrees in TURNS:
-            m = min(m, upright(_turned(a, degrees), b), key=lambda m: m.difference)
+        others = itertools.chain((_curved(a, gamma) for gamma in CURVES),
+                                 (_turned(a, degrees) for degrees in TURNS))
+        for other in others:
+            m = min(m, upright(other, b), key=lambda m: m.difference)
             if m.difference <= PLAINLY_ALIKE:
                 break
     return m
@@ -178,6 +186,13 @@ def _apart(a: Signature, b: Signature) -> bool:
         return False
     darker, brighter = sorted((float(a.full.mean()), float(b.full.mean())))
     return min(brighter / max(darker, 1.0), (255 - darker) / max(255 - brighter, 1.0)) > FLAT_GAIN
+
+
+def _curved(s: Signature, gamma: float) -> Signature:
+    """``s`` with its tone curved: each level x to 255 (x / 255)^gamma."""
+    lut = [round(255 * (v / 255) ** gamma) for v in range(256)]
+    thumb = s.thumb.point(lut * len(s.thumb.getbands()))
+    return dataclasses.replace(s, thumb=thumb, full=_view(thumb))
 
 
 def _turned(s: Signature, degrees: float) -> Signature:

@@ -129,6 +129,22 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
         assert not accepted(compare(own, signature(b)))
 
 
+def test_a_copy_with_its_levels_curved_is_found_an_edit_so_curved_is_not():
+    """Gamma 0.8 or 1.25 (levels, curves, a filter) bends the tone where a gain and an offset
+    are straight; the copy is found, an edited or another picture so curved is not."""
+    def curved(im: Image.Image, gamma: float) -> Image.Image:
+        return im.point(lambda v: round(255 * (v / 255) ** gamma))
+
+    img = scene(1)
+    own = signature(img)
+    for gamma in (0.8, 1.25):
+        assert accepted(compare(own, signature(_jpeg(curved(img, gamma), 90)))), gamma
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    for b in (curved(edited, 0.8), curved(scene(2), 0.8)):
+        assert not accepted(compare(own, signature(b)))
+
+
 def screenshot(seed: int) -> Image.Image:
     """The benchmark's screenshot: a window of lines of text, a pixel or two high at a
     thumbnail's size, now and then a paragraph."""
