@@ -77,7 +77,9 @@ def score(found: set, truth: set) -> tuple[float, float]:
 def ours(folder: Path, index: Path, weights: str, env: dict) -> tuple[list[list[str]], float, str]:
     """build-index, then ``ours_again`` with the defaults, as a first run: what an earlier run
     in a kept work folder saved is removed (the calibration and every pair's check)."""
-    (index / "duplicates.sqlite").unlink(missing_ok=True)
+    from indexes.duplicates.find import STATE
+
+    (index / STATE).unlink(missing_ok=True)
     subprocess.run([sys.executable, "-m", "cli", "build-index", str(folder), "--index",
                     str(index), "--weights", weights, "--quiet"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
@@ -139,9 +141,8 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
               f"visp-images-data {pictures.KIND_PACKAGES})")
         return {}
     folder = work / (name.replace(" ", "-") + ("-once" if args.once else ""))
-    kinds = {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})}
-    if args.once:
-        kinds = {c: pictures.COPIES[c] for c in pictures.ONCE}
+    kinds = ({c: pictures.COPIES[c] for c in pictures.ONCE} if args.once
+             else {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})})
     truth = true_pairs(pictures.write_copies(made, folder, kinds, once=args.once))
     files = len(list(folder.iterdir()))
     print(f"\n{name}: {len(made)} pictures and {files - len(made)} copies, {len(truth)} "
