@@ -73,15 +73,49 @@ def stretches(part: np.ndarray, whole: np.ndarray, n: int = CHOICES) -> list[tup
     return out
 
 
+def placed(part: np.ndarray, whole: np.ndarray, length: float) -> tuple[float, float] | None:
+    """The stretch of ``whole``'s profile of ``length`` (a share of its side) that ``part``'s
+    profile matches best, its start on a grid of STEP / 2; None when there is nothing to
+    align on or no such stretch (``length`` under MIN_SIDE or over the side)."""
+    if not MIN_SIDE - STEP <= length <= 1 + STEP:
+        return None
+    length = min(length, 1.0)
+    u = (np.arange(PROFILE) + 0.5) / PROFILE
+    mine = _sample(part, u)
+    if mine.std() < 1e-3:
+        return None
+    starts = np.arange(0.0, 1 - length + 1e-9, STEP / 2)
+    score = _ncc(mine, _sample(whole, starts[:, None] + length * u))
+    start = float(starts[int(np.argmax(score))])
+    return start, start + length
+
+
 def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
     """Boxes of ``whole`` (h, w, c pixels) that ``part`` (h', w', c) may show, from their
     profiles, in ``whole``'s pixels, the likeliest first: each axis's CHOICES best stretches
     combined (a profile with one strong edge, a screenshot's side bar, leaves its scale
-    open: the 2-d views decide)."""
+    open: the 2-d views decide); then, for each of them, the stretch of the other axis that
+    a crop keeping the pixels' shape has (its length from the pictures' aspects), placed
+    where it matches best: a profile with nothing but lines of text (a page, a screenshot
+    whose side bar a brightening clipped away) says where a stretch lies better than how
+    long it is."""
     (pc, pr), (wc, wr) = profiles(part), profiles(whole)
     h, w = whole.shape[:2]
-    return [(x0 * w, y0 * h, x1 * w, y1 * h)
-            for (x0, x1), (y0, y1) in itertools.product(stretches(pc, wc), stretches(pr, wr))]
+    cols, rows = stretches(pc, wc), stretches(pr, wr)
+    pairs = list(itertools.product(cols, rows))
+    across = part.shape[1] / part.shape[0] / (w / h)  # a box's width / height, as shares
+    for x0, x1 in cols:
+        if (y := placed(pr, wr, (x1 - x0) / across)) is not None:
+            pairs.append(((x0, x1), y))
+    for y0, y1 in rows:
+        if (x := placed(pc, wc, (y1 - y0) * across)) is not None:
+            pairs.append((x, (y0, y1)))
+    out: list[Box] = []
+    for (x0, x1), (y0, y1) in pairs:
+        box = (x0 * w, y0 * h, x1 * w, y1 * h)
+        if box not in out:
+            out.append(box)
+    return out
 
 
 def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, Box]:
