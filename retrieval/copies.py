@@ -15,7 +15,7 @@ import functools
 import io
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 8  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 9  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -69,7 +69,34 @@ BLANK, NEARLY_BLANK = 0.95, 0.9
 # other's, or its distance from white is (a copy brightened by a quarter, or its gamma or
 # contrast changed; no brighter: a plain grey half as bright again is another grey).
 FLAT_GAIN = 1.3
+# A copy brightened until its background went white (a screenshot, a scan's paper): where a
+# view's pixel averages text and background, the background clipped and the text did not,
+# and no tone of the views fits (0.19 to 0.23 for a screenshot brightened by a quarter, 0.4
+# and up cropped as well, where the registration goes astray too). A pair alike as a whole
+# but not plainly, of which one picture is at least WHITE_FROM white at its thumbnail and the
+# other less so, is compared again with the darker brightened as such a copy was, at its own
+# pixels (decoded with WHITENED_DECODE pixels on the shorter side at least, twice that on the
+# longer at most): by the gain that takes as large a share of its pixels to white as is white
+# of the other at its own pixels, within the box they share (0.03 and 0.13 to 0.17 on those
+# screenshots).
+WHITE_FROM, WHITENED_BELOW = 0.2, 1.0
+WHITENED_DECODE = 1024
+WHITENABLE = 8  # files a process keeps decoded so (12 MB each at most): a picture's pairs come
+# together
+WHITE_MARGIN = 0.05  # of the pixels: a JPEG's ringing about text keeps some of its background
+# Text, a screenshot's or a page's, is a pixel or less at the views: two screenshots of one
+# window with other text in it are alike there (0.16 to 0.20 where a copy brightened and
+# cropped is 0.13 to 0.17), and so are papers whose grain differs in its finest lines. A pair
+# alike as a whole, neither plainly alike nor clearly different (FINE_BELOW), whose pictures
+# have FINE_DETAIL of their contrast in detail a thumbnail does not show (``_detail``:
+# screenshots 0.27, pages 0.46, most faint textures; 3 of the benchmark's 71 photos, 0.20 to
+# 0.35) is measured again on views FINE times finer, from thumbnails FINE times larger, as it
+# was changed (whitened or curved; not turned: a turn misplaces FINE times more there), its
+# box found again there or the coarse one, whichever leaves less: the screenshots' copies
+# 0.01 to 0.14, the other screenshots 0.24 to 0.36.
+FINE, FINE_BELOW, FINE_DETAIL = 3, 0.45, 0.2
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
+FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
 
 def _encoded(img: Image.Image, fmt: str, **options) -> Image.Image:
@@ -104,22 +131,26 @@ class Signature:
     size: tuple[int, int]  # width and height as decoded (a JPEG's shorter side: 256 at least)
     grain: grains.Grain | None = None  # of a picture that shows little at THUMB pixels
     extremes: tuple[float, float] = (0.0, 0.0)  # its thumbnail's shares of white and of black
+    source: str | None = None  # the file it was decoded from (None: an image in memory)
+    side: int = THUMB  # the longer side its thumbnail was made at most (FINE: finer views)
 
 
-def signature(source: str | os.PathLike | Image.Image) -> Signature:
-    """An image decoded small (draft mode), for ``compare``; one that shows next to nothing
-    at that size is decoded again larger for its grain."""
+def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
+    """An image decoded small (draft mode), for ``compare``, its thumbnail at most ``side``
+    pixels on the longer side; one that shows next to nothing at that size is decoded again
+    larger for its grain."""
     img = (source if isinstance(source, Image.Image)
-           else load_image(source, draft_size=2 * THUMB)).convert("RGB")
+           else load_image(source, draft_size=2 * side)).convert("RGB")
     w, h = img.size
-    thumb = _thumbnail(img, THUMB)  # a small picture is not enlarged: no detail to add
+    thumb = _thumbnail(img, side)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
     grain, detailed = None, thumb
-    if max(w, h) > 2 * THUMB and evidence.contrast(full) < FAINT ** 2:
+    if max(w, h) > 2 * side and evidence.contrast(full) < FAINT ** 2:
         if not isinstance(source, Image.Image):
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
         grain, detailed = grains.grain(img), img
-    return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed))
+    return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed),
+                     None if isinstance(source, Image.Image) else os.fspath(source), side)
 
 
 def _extremes(img: Image.Image) -> tuple[float, float]:
@@ -155,24 +186,94 @@ class _Aligned:
 
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
-    one of them with its tone curved (CURVES) or turned a little (TURNS) where that may be why
-    they differ: not for faint pictures (FAINT) nor small ones (TURNED_FROM), where a turn
-    misplaces next to nothing and a curve is a gain. A blank picture (BLANK) is another one
-    than a picture that is not nearly as blank, and a flat picture another than a flat one of
-    another brightness (FLAT_GAIN)."""
+    the darker brightened at its own pixels until as much of it is white as of the other
+    (WHITE_FROM), one of them with its tone curved (CURVES) or turned a little (TURNS), where
+    that may be why they differ: not for faint pictures (FAINT) nor small ones (TURNED_FROM),
+    where a turn misplaces next to nothing and a curve is a gain; and, for pictures of files
+    with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
+    (BLANK) is another one than a picture that is not nearly as blank, and a flat picture
+    another than a flat one of another brightness (FLAT_GAIN)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
-    m = upright(a, b)
-    if (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < TURN_BELOW
-            and min(*a.size, *b.size) >= TURNED_FROM
-            and min(evidence.contrast(a.full), evidence.contrast(b.full)) >= FAINT ** 2):
-        others = itertools.chain((_curved(a, gamma) for gamma in CURVES),
-                                 (_turned(a, degrees) for degrees in TURNS))
-        for other in others:
-            m = min(m, upright(other, b), key=lambda m: m.difference)
+    m, change, t, x = _compared(a, b)
+    turned = isinstance(change, functools.partial) and change.func is _turning
+    if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
+        fine = [_fine(s) for s in (a, b)]
+        if all(s is not None and _detail(s) >= FINE_DETAIL for s in fine):
+            pair = change(*fine) if change else fine
+            if pair is not None:  # the box found again, or the coarse one: the better
+                finer = min(upright(*pair).difference, _finer(t, pair[x], pair[1 - x]).difference)
+                if finer > max(m.difference, PLAINLY_ALIKE) and min(
+                        evidence.contrast(s.full) for s in pair) >= FAINT ** 2:
+                    for degrees in TURNS:  # a turn misplaces FINE times more there
+                        finer = min(finer, upright(_turned(pair[0], degrees), pair[1]).difference)
+                        if finer <= PLAINLY_ALIKE:
+                            break
+                m = Match(m.similarity, finer)  # alike as a whole: seen as well coarse
+    return m
+
+
+def _finer(t: _Aligned, x: Signature, y: Signature) -> Match:
+    """The Match of ``t``'s alignment with its pictures' finer signatures ``x`` and ``y`` in
+    their place (the box found coarse: a faint texture's profiles say less at fine scale)."""
+    kx, ky = y.thumb.width / t.y.thumb.width, y.thumb.height / t.y.thumb.height
+    b = t.box
+    fine = _aligned(x, y, (b[0] * kx, b[1] * ky, b[2] * kx, b[3] * ky))
+    return _with_grain(_measure(fine), fine)
+
+
+# One of a pair's pictures changed as a copy of the other may have been: the pair, or None.
+Change = Callable[[Signature, Signature], "tuple[Signature, Signature] | None"]
+
+
+def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligned, int]:
+    """``compare``'s Match at the pictures' views; the change of one of them that gave it
+    (whitened, curved or turned; None: as they are); its alignment, and which of the pair
+    (0: ``a`` or what it was changed to) is the alignment's whole picture (``x``)."""
+    m, t = _upright(a, b)
+    x = 0 if t.x is a else 1
+    if not (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < WHITENED_BELOW
+            and min(*a.size, *b.size) >= TURNED_FROM):
+        return m, None, t, x
+    change = None
+    faint = sorted((evidence.contrast(a.full), evidence.contrast(b.full)))
+    if faint[1] >= FAINT ** 2 and (whitened := _whitened(t)) is not None:
+        w, gain, aligned = whitened
+        if w.difference < m.difference:
+            dark, bright = (t.x, t.y) if t.x.extremes[0] < t.y.extremes[0] else (t.y, t.x)
+            first = dark is a  # the pair is (whitened a, b) or (a, whitened b)
+            x = int(first) if aligned.x is bright else int(not first)
+            m, change, t = w, functools.partial(_whitening, gain=gain, first=first), aligned
+    if change is None and PLAINLY_ALIKE < m.difference < TURN_BELOW and faint[0] >= FAINT ** 2:
+        changes = itertools.chain((functools.partial(_curving, gamma=g) for g in CURVES),
+                                  (functools.partial(_turning, degrees=d) for d in TURNS))
+        for other in changes:
+            pair = other(a, b)
+            o, aligned = _upright(*pair)
+            if o.difference < m.difference:
+                m, change, t, x = o, other, aligned, 0 if aligned.x is pair[0] else 1
             if m.difference <= PLAINLY_ALIKE:
                 break
-    return m
+    return m, change, t, x
+
+
+def _curving(a: Signature, b: Signature, gamma: float) -> tuple[Signature, Signature]:
+    return _curved(a, gamma), b
+
+
+def _turning(a: Signature, b: Signature, degrees: float) -> tuple[Signature, Signature]:
+    return _turned(a, degrees), b
+
+
+def _whitening(a: Signature, b: Signature, gain: float,
+               first: bool) -> tuple[Signature, Signature] | None:
+    """``a`` (``first``) or ``b`` brightened by ``gain`` at its own pixels (``_whitened``)."""
+    s = a if first else b
+    img = _whitenable(s)
+    if img is None:
+        return None
+    w = _brightened(img, gain, s.side)
+    return (w, b) if first else (a, w)
 
 
 def _apart(a: Signature, b: Signature) -> bool:
@@ -186,6 +287,98 @@ def _apart(a: Signature, b: Signature) -> bool:
         return False
     darker, brighter = sorted((float(a.full.mean()), float(b.full.mean())))
     return min(brighter / max(darker, 1.0), (255 - darker) / max(255 - brighter, 1.0)) > FLAT_GAIN
+
+
+def _fine(s: Signature) -> Signature | None:
+    """``s`` with finer views (FINE), from its file; None when it has no more detail to show
+    (its file is not larger than its thumbnail by that much) or is gone."""
+    if s.source is None or min(s.size) < FINE * min(s.thumb.size):
+        return None
+    try:
+        st = os.stat(s.source)
+    except OSError:
+        return None
+    return _fine_signature_of(s.source, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=FINE_SIGNATURES)
+def _fine_signature_of(path: str, size: int, mtime_ns: int) -> Signature | None:
+    try:
+        return signature(path, FINE * THUMB)
+    except NotAnImage:
+        return None
+
+
+def _detail(s: Signature) -> float:
+    """The share of the contrast of ``s``'s thumbnail (a finer one, ``_fine``) in detail that
+    a thumbnail FINE times smaller does not show."""
+    thumb = np.asarray(s.thumb, np.float32)
+    w, h = s.thumb.size
+    coarse = s.thumb.resize((max(1, w // FINE), max(1, h // FINE)), Image.Resampling.BOX)
+    coarse = np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    return float(((thumb - coarse) ** 2).mean() / max(evidence.contrast(thumb), 1e-6))
+
+
+def _whitened(t: _Aligned) -> tuple[Match, float, _Aligned] | None:
+    """How the darker of ``t``'s pictures compares with the brighter once it is brightened at
+    its own pixels until as large a share of them is white as the brighter has white (at its
+    own pixels) in the box they share (that box found again on the brightened picture, and
+    tried with a margin, WHITE_MARGIN), by what gain, and its alignment. None unless the
+    brighter is WHITE_FROM white and the darker less, both from files."""
+    bright, dark = (t.x, t.y) if t.x.extremes[0] >= t.y.extremes[0] else (t.y, t.x)
+    if bright.extremes[0] < WHITE_FROM or dark.extremes[0] >= bright.extremes[0]:
+        return None
+    brighter, img = _whitenable(bright), _whitenable(dark)
+    if brighter is None or img is None:
+        return None
+    white = _extremes(brighter)[0]
+    best, box, tried = None, t.box if dark is t.y else None, []
+    for margin in (0.0, 0.0, WHITE_MARGIN):  # the box found again after the first
+        shared = img if box is None else img.crop(
+            tuple(round(v * img.width / dark.thumb.width) for v in box))
+        pixels = np.asarray(shared)
+        step = max(1, min(shared.size) // 512)  # a sample is enough
+        level = float(np.quantile(pixels[::step, ::step].min(axis=2),
+                                  min(1.0, 1 - white + margin)))
+        gain = min(254.5 / max(level, 1.0), evidence.MAX_GAIN)
+        if gain <= 1.0 or gain in tried:
+            continue
+        tried.append(gain)
+        whitened = _brightened(img, gain, dark.side)
+        m, aligned = _upright(whitened, bright)
+        if best is None:
+            box = aligned.box if aligned.y is whitened else None
+        if best is None or m.difference < best[0].difference:
+            best = m, gain, aligned
+        if m.difference <= PLAINLY_ALIKE:
+            break
+    return best
+
+
+def _brightened(img: Image.Image, gain: float, side: int) -> Signature:
+    """The signature of ``img`` brightened by ``gain``, clipping at white."""
+    return signature(img.point([min(255, round(v * gain)) for v in range(256)] * 3), side)
+
+
+def _whitenable(s: Signature) -> Image.Image | None:
+    """``s``'s file decoded for ``_whitened`` (WHITENED_DECODE on the shorter side at least,
+    twice that on the longer at most); None when it is not a file, or gone."""
+    if s.source is None:
+        return None
+    try:
+        st = os.stat(s.source)
+    except OSError:
+        return None
+    return _decoded(s.source, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=WHITENABLE)
+def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image | None:
+    try:
+        img = load_image(path, draft_size=WHITENED_DECODE).convert("RGB")
+    except NotAnImage:
+        return None
+    return _thumbnail(img, 2 * WHITENED_DECODE)  # a PNG has no draft mode
 
 
 def _curved(s: Signature, gamma: float) -> Signature:
@@ -207,7 +400,14 @@ def _turned(s: Signature, degrees: float) -> Signature:
 
 
 def upright(a: Signature, b: Signature) -> Match:
-    """Whether two images show one picture, and what is left over where they do.
+    """Whether two images show one picture, and what is left over where they do
+    (``_upright``)."""
+    return _upright(a, b)[0]
+
+
+def _upright(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
+    """Whether two images show one picture, and what is left over where they do; with the
+    alignment that leaves least.
 
     One image is taken as the whole picture and the other as a box of it (a crop of any
     aspect, found by ``registration``), either way round. Once a copy's change of tone is
@@ -231,7 +431,7 @@ def upright(a: Signature, b: Signature) -> Match:
     # The alignment that leaves least over, among those that look alike at all.
     m, t = min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
                                         -r[0].similarity))
-    return _with_grain(m, t)
+    return _with_grain(m, t), t
 
 
 def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _Aligned]]:
@@ -292,7 +492,7 @@ def _measure(t: _Aligned) -> Match:
     box = t.box
     scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
     detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
-    for size in (ROUGH, DIFF_SIZE):
+    for size in (ROUGH, DIFF_SIZE * min(t.x.side, t.y.side) // THUMB):
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
         tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone

@@ -161,6 +161,27 @@ def test_a_cropped_screenshot_is_found_and_another_one_is_not():
         assert not accepted(compare(own, signature(other)))
 
 
+def test_a_screenshot_brightened_till_its_background_is_white_is_found_another_is_not(tmp_path):
+    """Brightened by a tenth (and cropped) or by a quarter, a screenshot's side bar and window
+    both go white while its text does not; the copies are found from the files, and the same
+    window with other text in it, as a file and so brightened, is another picture."""
+    def saved(img: Image.Image, name: str):
+        img.save(tmp_path / name)
+        return signature(tmp_path / name)
+
+    shot, other = screenshot(1), screenshot(2)
+    w, h = shot.size
+    dx, dy = round(w * .05), round(h * .05)
+    own = saved(shot, "shot.jpg")
+    for name, copy in (("cropped, brighter.png", ImageEnhance.Brightness(
+            shot.crop((dx, dy, w - dx, h - dy))).enhance(1.1)),
+                       ("brighter.jpg", ImageEnhance.Brightness(shot).enhance(1.25))):
+        assert accepted(compare(own, saved(copy, name))), name
+    for name, b in (("other.jpg", other),
+                    ("other brighter.jpg", ImageEnhance.Brightness(other).enhance(1.25))):
+        assert not accepted(compare(own, saved(b, name))), name
+
+
 def canvas(level: float, threads: float = 20) -> Image.Image:
     """A canvas weave of strong fine grain (two-pixel threads, ``threads`` grey levels) about
     ``level``, flat at a thumbnail's scale: 640 x 480, so that its grain is compared."""
