@@ -91,9 +91,10 @@ WHITE_MARGIN = 0.05  # of the pixels: a JPEG's ringing about text keeps some of 
 # have FINE_DETAIL of their contrast in detail a thumbnail does not show (``_detail``:
 # screenshots 0.27, pages 0.46, most faint textures; 3 of the benchmark's 71 photos, 0.20 to
 # 0.35) is measured again on views FINE times finer, from thumbnails FINE times larger, as it
-# was changed (whitened or curved; not turned: a turn misplaces FINE times more there), its
-# box found again there or the coarse one, whichever leaves less: the screenshots' copies
-# 0.01 to 0.14, the other screenshots 0.24 to 0.36.
+# was changed (whitened or curved), its box found again there or the coarse one, whichever
+# leaves less, and turned there (TURNS) when it then differs more than it did coarse: a turn
+# misplaces FINE times more there (a pair that was turned coarse keeps that figure). The
+# screenshots' copies: 0.01 to 0.14, the other screenshots 0.24 to 0.36.
 FINE, FINE_BELOW, FINE_DETAIL = 3, 0.45, 0.2
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
