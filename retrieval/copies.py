@@ -87,7 +87,7 @@ WHITE_MARGIN = 0.05  # of the pixels: a JPEG's ringing about text keeps some of 
 # Text, a screenshot's or a page's, is a pixel or less at the views: two screenshots of one
 # window with other text in it are alike there (0.16 to 0.20 where a copy brightened and
 # cropped is 0.13 to 0.17), and so are papers whose grain differs in its finest lines. A pair
-# alike as a whole, neither plainly alike nor clearly different (FINE_BELOW), whose pictures
+# alike as a whole and not clearly different (FINE_BELOW), even plainly alike, whose pictures
 # have FINE_DETAIL of their contrast in detail a thumbnail does not show (``_detail``:
 # screenshots 0.27, pages 0.46, most faint textures; 3 of the benchmark's 71 photos, 0.20 to
 # 0.35) is measured again on views FINE times finer, from thumbnails FINE times larger, as it
