@@ -17,6 +17,7 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -27,6 +28,7 @@ from .errors import NotAnImage
 from .images import load_image
 from .registration import MIN_SIDE, Box, locate, polish
 
+T = TypeVar("T")  # what a cache of files gives
 COPY_KINDS = ("resized", "recompressed", "cropped", "brightened", "png of a jpeg")
 RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
@@ -200,7 +202,7 @@ def compare(a: Signature, b: Signature) -> Match:
     turned = isinstance(change, functools.partial) and change.func is _turning
     if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
         fine = [_fine(s) for s in (a, b)]
-        if all(s is not None and _detail(s) >= FINE_DETAIL for s in fine):
+        if all(s is not None for s in fine):
             pair = change(*fine) if change else fine
             if pair is not None:  # the box found again, or the coarse one: the better
                 finer = min(upright(*pair).difference, _finer(t, pair[x], pair[1 - x]).difference)
@@ -270,10 +272,10 @@ def _whitening(a: Signature, b: Signature, gain: float,
                first: bool) -> tuple[Signature, Signature] | None:
     """``a`` (``first``) or ``b`` brightened by ``gain`` at its own pixels (``_whitened``)."""
     s = a if first else b
-    img = _whitenable(s)
-    if img is None:
+    decoded = _whitenable(s)
+    if decoded is None:
         return None
-    w = _brightened(img, gain, s.side)
+    w = _brightened(decoded[0], gain, s.side)
     return (w, b) if first else (a, w)
 
 
@@ -292,22 +294,20 @@ def _apart(a: Signature, b: Signature) -> bool:
 
 def _fine(s: Signature) -> Signature | None:
     """``s`` with finer views (FINE), from its file; None when it has no more detail to show
-    (its file is not larger than its thumbnail by that much) or is gone."""
+    (its file is not larger than its thumbnail by that much, or has less than FINE_DETAIL of
+    its contrast in detail the thumbnail does not show) or is gone."""
     if s.source is None or min(s.size) < FINE * min(s.thumb.size):
         return None
-    try:
-        st = os.stat(s.source)
-    except OSError:
-        return None
-    return _fine_signature_of(s.source, st.st_size, st.st_mtime_ns)
+    return _as_it_is(_fine_signature_of, s.source)
 
 
 @functools.lru_cache(maxsize=FINE_SIGNATURES)
 def _fine_signature_of(path: str, size: int, mtime_ns: int) -> Signature | None:
     try:
-        return signature(path, FINE * THUMB)
+        fine = signature(path, FINE * THUMB)
     except NotAnImage:
         return None
+    return fine if _detail(fine) >= FINE_DETAIL else None
 
 
 def _detail(s: Signature) -> float:
@@ -329,10 +329,10 @@ def _whitened(t: _Aligned) -> tuple[Match, float, _Aligned] | None:
     bright, dark = (t.x, t.y) if t.x.extremes[0] >= t.y.extremes[0] else (t.y, t.x)
     if bright.extremes[0] < WHITE_FROM or dark.extremes[0] >= bright.extremes[0]:
         return None
-    brighter, img = _whitenable(bright), _whitenable(dark)
-    if brighter is None or img is None:
+    brighter, darker = _whitenable(bright), _whitenable(dark)
+    if brighter is None or darker is None:
         return None
-    white = _extremes(brighter)[0]
+    white, img = brighter[1], darker[0]
     best, box, tried = None, t.box if dark is t.y else None, []
     for margin in (0.0, 0.0, WHITE_MARGIN):  # the box found again after the first
         shared = img if box is None else img.crop(
@@ -361,25 +361,21 @@ def _brightened(img: Image.Image, gain: float, side: int) -> Signature:
     return signature(img.point([min(255, round(v * gain)) for v in range(256)] * 3), side)
 
 
-def _whitenable(s: Signature) -> Image.Image | None:
+def _whitenable(s: Signature) -> tuple[Image.Image, float] | None:
     """``s``'s file decoded for ``_whitened`` (WHITENED_DECODE on the shorter side at least,
-    twice that on the longer at most); None when it is not a file, or gone."""
-    if s.source is None:
-        return None
-    try:
-        st = os.stat(s.source)
-    except OSError:
-        return None
-    return _decoded(s.source, st.st_size, st.st_mtime_ns)
+    twice that on the longer at most) and its share of white there; None when it is not a
+    file, or gone."""
+    return None if s.source is None else _as_it_is(_decoded, s.source)
 
 
 @functools.lru_cache(maxsize=WHITENABLE)
-def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image | None:
+def _decoded(path: str, size: int, mtime_ns: int) -> tuple[Image.Image, float] | None:
     try:
         img = load_image(path, draft_size=WHITENED_DECODE).convert("RGB")
     except NotAnImage:
         return None
-    return _thumbnail(img, 2 * WHITENED_DECODE)  # a PNG has no draft mode
+    img = _thumbnail(img, 2 * WHITENED_DECODE)  # a PNG has no draft mode
+    return img, _extremes(img)[0]
 
 
 def _curved(s: Signature, gamma: float) -> Signature:
@@ -566,11 +562,17 @@ def compare_files(pairs: Sequence[tuple[str, str]]) -> list[Match]:
 
 
 def _file_signature(path: str) -> Signature | None:
+    return _as_it_is(_signature_of, path)
+
+
+def _as_it_is(cached: Callable[[str, int, int], T], path: str) -> T | None:
+    """``cached(path, size, mtime_ns)`` of the file as it is now (a cache keyed so serves a
+    changed file anew); None when it is gone."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return _signature_of(path, st.st_size, st.st_mtime_ns)
+    return cached(path, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=SIGNATURES)
