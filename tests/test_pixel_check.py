@@ -228,6 +228,28 @@ def test_a_fainter_grain_is_not_a_colour_and_dark_threads_are_not_a_white_page()
     assert accepted(compare(signature(canvas(190, 60)), signature(_jpeg(canvas(190, 60), 50))))
 
 
+def fibres(seed: int, size=(1024, 768)) -> Image.Image:
+    """A light paper of horizontal fibres (noise averaged over 31 pixels along each row, 5
+    grey levels): every seed the same kind of paper, flat at a thumbnail's scale."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((size[1], size[0] + 31)).astype(np.float32).cumsum(axis=1)
+    rows = (noise[:, 31:] - noise[:, :-31]) / 31
+    return _image(236 + 5 * rows[..., None] / rows.std() + np.zeros(3))
+
+
+def test_two_papers_of_one_kind_of_fibre_are_two_pictures():
+    """Another paper of horizontal fibres correlates with the first's grain at some place and
+    scale by chance (0.35 with a template of 48 pixels, where a copy's is 0.45 or more): the
+    papers and the copies of one are not taken for each other; the copies are found."""
+    paper, other = fibres(1), fibres(2)
+    copy = copies(paper)
+    own = signature(paper)
+    for b in (other, copy["60% at JPEG 50"], copy["cropped off 4 sides, 10% brighter"]):
+        assert accepted(compare(own, signature(b))) is (b is not other)
+    assert not accepted(compare(signature(copy["cropped off 4 sides, 10% brighter"]),
+                                signature(other)))
+
+
 def test_a_plain_grey_is_not_a_copy_of_one_half_as_bright_again():
     """Two plain greys are told apart by their brightness alone: mypaint's 133 and 198 are
     two backgrounds, while 133 brightened by a quarter, or its gamma changed, is a copy."""

@@ -3,10 +3,12 @@ original's, another picture's is not, and a flat picture's is no pattern at all.
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from indexes.duplicates.find import copies_of_copies
+from indexes.config import DuplicatesConfig
+from indexes.duplicates.find import copies_of_copies, crowded_out
 from indexes.duplicates.sketches import RADIUS, near_pairs
 from retrieval.sketch import DIMENSION, inner_sketch, sketch
 
@@ -78,3 +80,34 @@ def test_the_copies_of_one_file_are_compared_with_each_other():
     assert copies_of_copies(accepted, {(1, 2): 0.1, (1, 3): 0.2, (4, 5): 0.1}) == [(2, 3)]
     assert copies_of_copies(accepted, {(1, 2): 0.1, (1, 3): 0.2, (2, 3): 9.0, (4, 5): 0.1}) == []
     assert copies_of_copies(accepted, {}, most=1) == []  # 1 is alike to a crowd of two
+
+
+class _Store:
+    """What ``crowded_out`` reads of a store: its index (ids 0 to n-1 of ``xb``)."""
+
+    def __init__(self, xb: np.ndarray) -> None:
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatL2(xb.shape[1]))
+        self.index.add_with_ids(xb.astype(np.float32), np.arange(len(xb), dtype=np.int64))
+
+    def load_index(self, mmap: bool = False):
+        return self.index
+
+
+def test_a_copy_crowded_out_of_its_nearest_is_searched_among_the_pictures_with_copies():
+    """A crop of one page among the copies of other pages alike: its k nearest are those, all
+    within the threshold and none its copy; searched again among one file of each picture
+    with copies, it meets its own page."""
+    at = {0: 0.0, 1: 0.10, 2: 0.11, 3: 0.12, 4: 0.13, 5: 0.2, 6: 0.21, 7: 0.05, 8: 0.06, 9: 0.5}
+    xb = np.zeros((10, 2), np.float32)
+    for i, x in at.items():
+        xb[i, 0] = x
+    xb[7, 1] = xb[8, 1] = 3.0  # far from everything
+    # 1-2 and 3-4: other pages and their copies; 5-6: the crop's own page and a copy of it;
+    # 9: a picture with copies beyond the threshold.
+    accepted = {(1, 2): None, (3, 4): None, (5, 6): None, (7, 8): None, (9, 10): None}
+    known = {(0, 1): 0.10, (0, 2): 0.11, (0, 3): 0.12, **{pair: 0.01 for pair in accepted}}
+    config = DuplicatesConfig(k=3)
+    found = crowded_out(_Store(xb), config, 0.3, {0, 1, 7}, accepted, known)
+    assert set(found) == {(0, 5)}
+    assert abs(found[0, 5] - 0.2) < 1e-6
+    assert crowded_out(_Store(xb), config, 0.3, {1, 7}, accepted, known) == {}  # copies found

@@ -162,6 +162,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         state.start(run)
         searched = sorted(set(items) - copies_of)
         pairs = candidates(store, config, threshold, searched, state, run, report)
+        crowded = _crowded(pairs, config.k)
         if config.verify:  # unverified, pairs of sketches alone would be mostly wrong
             pairs.update(sketched(store, config, {i: items[i] for i in searched}, pairs, state,
                                   report))
@@ -169,6 +170,10 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         accepted = verified(pairs, check, report)
         if check is not None:
             more = pair_distances(store, copies_of_copies(accepted, pairs, config.k))
+            if more:
+                pairs.update(more)
+                accepted.update(verified(more, check, report))
+            more = crowded_out(store, config, threshold, crowded, accepted, pairs)
             if more:
                 pairs.update(more)
                 accepted.update(verified(more, check, report))
@@ -319,6 +324,67 @@ def copies_of_copies(accepted: dict[tuple[int, int], object], known: dict[tuple[
         if len(group) <= most:
             out.update((a, b) for a in group for b in group if a < b and (a, b) not in known)
     return sorted(out)
+
+
+def _crowded(pairs: dict[tuple[int, int], float], k: int) -> set[int]:
+    """The files with ``k`` candidate pairs or more: their k nearest were all within the
+    threshold, and so maybe not their copies (``crowded_out``)."""
+    offered: dict[int, int] = defaultdict(int)
+    for a, b in pairs:
+        offered[a] += 1
+        offered[b] += 1
+    return {f for f, n in offered.items() if n >= k}
+
+
+def crowded_out(store: IndexStore, config: DuplicatesConfig, threshold: float,
+                crowded: set[int], accepted: dict[tuple[int, int], object],
+                known: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+    """(a, b) -> fc7 distance of the pairs of each ``crowded`` file that no pair was
+    accepted with and its ``config.k`` nearest pictures that have copies, within the threshold
+    and not among ``known``: of each set of files joined by accepted pairs, the one accepted
+    with most. Pictures alike to fc7 (pages of one layout, screenshots of one window) fill a
+    file's k nearest with each other's copies: a crop of one page sits among the crops of
+    the others, its own page's files 40th to 60th; one file a picture, they crowd it no more."""
+    matched = _hubs(accepted)
+    alone = sorted(crowded - {f for pair in accepted for f in pair})
+    if not alone or not matched:
+        return {}
+    index = faiss_ops.inner_space(store.load_index(mmap=True))
+    near = faiss_ops.exact_index(faiss_ops.stored_vectors(index, matched))
+    out = {}
+    for start in range(0, len(alone), BATCH):
+        batch = alone[start:start + BATCH]
+        D, I = near.search(faiss_ops.stored_vectors(index, batch), min(config.k, len(matched)))
+        for a, d_row, i_row in zip(batch, np.sqrt(np.maximum(D, 0)), I):
+            for d, j in zip(d_row.tolist(), i_row.tolist()):
+                pair = (min(a, matched[j]), max(a, matched[j])) if j >= 0 else None
+                if pair is not None and d <= threshold and pair not in known:
+                    out[pair] = d
+    return out
+
+
+def _hubs(accepted: dict[tuple[int, int], object]) -> list[int]:
+    """Of each set of files joined by ``accepted`` pairs, the file accepted with most (the
+    lowest id of those)."""
+    parent: dict[int, int] = {}
+
+    def root(f: int) -> int:
+        while parent.setdefault(f, f) != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    degree: dict[int, int] = defaultdict(int)
+    for a, b in accepted:
+        parent[root(a)] = root(b)
+        degree[a] += 1
+        degree[b] += 1
+    hub: dict[int, int] = {}
+    for f in sorted(degree):
+        r = root(f)
+        if r not in hub or degree[f] > degree[hub[r]]:
+            hub[r] = f
+    return sorted(hub.values())
 
 
 def pair_distances(store: IndexStore, pairs: list[tuple[int, int]]
