@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 11  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 12  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -98,6 +98,22 @@ WHITE_MARGIN = 0.05  # of the pixels: a JPEG's ringing about text keeps some of 
 # misplaces FINE times more there (a pair that was turned coarse keeps that figure). The
 # screenshots' copies: 0.01 to 0.14, the other screenshots 0.24 to 0.36.
 FINE, FINE_BELOW, FINE_DETAIL = 3, 0.45, 0.2
+# A copy converted to a wider colour space and shown without its profile (a photo exported as
+# Adobe RGB or Display P3, read as sRGB) has duller colours, each channel bent its own way:
+# no tone of the views fits a colourful picture (0.2 to 0.7, similarity down to 0.7 for
+# saturated greens). A pair whose views are alike at all (SEARCH_FROM) and differ more than
+# plainly, of which either is COLOURFUL (grey levels between its channels on average: a grey
+# picture's conversion is a tone curve), is compared again with either picture converted
+# from sRGB to each of PROFILES (from the primaries to XYZ, and the encoding's exponent; None:
+# sRGB's own curve).
+PROFILES = {
+    "Adobe RGB (1998)": (((0.5767, 0.1856, 0.1882), (0.2974, 0.6273, 0.0753),
+                          (0.0270, 0.0707, 0.9911)), 563 / 256),
+    "Display P3": (((0.4866, 0.2657, 0.1982), (0.2290, 0.6917, 0.0793),
+                    (0.0000, 0.0451, 1.0439)), None),
+}
+SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
+COLOURFUL = 24.0
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -231,10 +247,26 @@ Change = Callable[[Signature, Signature], "tuple[Signature, Signature] | None"]
 
 def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligned, int]:
     """``compare``'s Match at the pictures' views; the change of one of them that gave it
-    (whitened, curved or turned; None: as they are); its alignment, and which of the pair
-    (0: ``a`` or what it was changed to) is the alignment's whole picture (``x``)."""
+    (converted, whitened, curved or turned; None: as they are); its alignment, and which of
+    the pair (0: ``a`` or what it was changed to) is the alignment's whole picture (``x``)."""
     m, t = _upright(a, b)
     x = 0 if t.x is a else 1
+    changed = _changed(a, b, m, t, x)
+    if (changed[0].difference > PLAINLY_ALIKE and m.similarity >= SEARCH_FROM
+            and max(_chroma(a), _chroma(b)) >= COLOURFUL and min(*a.size, *b.size) >= TURNED_FROM):
+        for other in (functools.partial(_converting, space=space, first=first)
+                      for space in PROFILES for first in (True, False)):
+            pair = other(a, b)
+            o, aligned = _upright(*pair)
+            if o.difference < changed[0].difference:
+                changed = o, other, aligned, 0 if aligned.x is pair[0] else 1
+    return changed
+
+
+def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
+             x: int) -> tuple[Match, Change | None, _Aligned, int]:
+    """``_compared`` but for the colour spaces: ``m``, or what the whitening, a curve or a
+    turn leaves where less, from the alignment ``t`` of the pair as it is."""
     if not (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < WHITENED_BELOW
             and min(*a.size, *b.size) >= TURNED_FROM):
         return m, None, t, x
@@ -259,6 +291,30 @@ def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligne
             if m.difference <= PLAINLY_ALIKE:
                 break
     return m, change, t, x
+
+
+def _chroma(s: Signature) -> float:
+    """How colourful ``s`` is: grey levels between its brightest and darkest channel, on
+    average over its coarse view."""
+    return float((s.full.max(axis=2) - s.full.min(axis=2)).mean())
+
+
+def _converting(a: Signature, b: Signature, space: str,
+                first: bool) -> tuple[Signature, Signature]:
+    """``a`` (``first``) or ``b`` converted from sRGB to ``space`` and read as sRGB."""
+    return (_converted(a, space), b) if first else (a, _converted(b, space))
+
+
+def _converted(s: Signature, space: str) -> Signature:
+    primaries, exponent = PROFILES[space]
+    matrix = np.linalg.solve(np.array(primaries), np.array(SRGB_TO_XYZ)).astype(np.float32)
+    v = np.asarray(s.thumb.convert("RGB"), np.float32) / 255
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    out = np.clip(linear @ matrix.T, 0, 1)
+    out = (out ** (1 / exponent) if exponent else
+           np.where(out <= 0.0031308, 12.92 * out, 1.055 * out ** (1 / 2.4) - 0.055))
+    thumb = Image.fromarray(np.round(out * 255).astype(np.uint8))
+    return dataclasses.replace(s, thumb=thumb, full=_view(thumb))
 
 
 def _curving(a: Signature, b: Signature, gamma: float,

@@ -129,6 +129,23 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
         assert not accepted(compare(own, signature(b)))
 
 
+def test_a_saturated_picture_read_without_its_colour_profile_is_found_either_way_round():
+    """Converted to Adobe RGB and read as sRGB, a picture of saturated greens and reds turns
+    dull, each channel its own way (0.5 to 0.7 by the tone alone): found whichever of the
+    pair comes first; another picture of those colours is not."""
+    def saturated(seed: int) -> Image.Image:
+        rng = np.random.default_rng(seed)
+        base = np.array([21.0, 195.0, 20.0])  # a saturated green
+        return _image(base + 40 * np.stack([_smooth(rng, 20) for _ in range(3)], axis=-1)
+                      + 10 * _smooth(rng, 4)[..., None])
+
+    img = saturated(1)
+    own, copy = signature(img), signature(copies_made._srgb_as_adobe(img))
+    assert accepted(compare(own, copy)) and accepted(compare(copy, own))
+    other = signature(copies_made._srgb_as_adobe(saturated(2)))
+    assert not accepted(compare(own, other)) and not accepted(compare(other, own))
+
+
 def test_a_copy_with_its_levels_curved_is_found_an_edit_so_curved_is_not():
     """Gamma 0.8 or 1.25 (levels, curves, a filter) bends the tone where a gain and an offset
     are straight; the copy is found, an edited or another picture so curved is not."""
