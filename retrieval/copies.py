@@ -102,7 +102,8 @@ FINE, FINE_BELOW, FINE_DETAIL = 3, 0.45, 0.2
 # Adobe RGB or Display P3, read as sRGB) has duller colours, each channel bent its own way:
 # no tone of the views fits a colourful picture (0.2 to 0.7, similarity down to 0.7 for
 # saturated greens). A pair whose views are alike at all (SEARCH_FROM) and differ more than
-# plainly, of which either is COLOURFUL (grey levels between its channels on average: a grey
+# plainly but not clearly (CLEARLY_DIFFERENT: the pairs of other pictures that cost the most),
+# of which either is COLOURFUL (grey levels between its channels on average: a grey
 # picture's conversion is a tone curve), is compared again with either picture converted
 # from sRGB to each of PROFILES (from the primaries to XYZ, and the encoding's exponent; None:
 # sRGB's own curve).
@@ -252,7 +253,8 @@ def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligne
     m, t = _upright(a, b)
     x = 0 if t.x is a else 1
     changed = _changed(a, b, m, t, x)
-    if (changed[0].difference > PLAINLY_ALIKE and m.similarity >= SEARCH_FROM
+    if (PLAINLY_ALIKE < changed[0].difference and m.difference < CLEARLY_DIFFERENT
+            and m.similarity >= SEARCH_FROM
             and max(_chroma(a), _chroma(b)) >= COLOURFUL and min(*a.size, *b.size) >= TURNED_FROM):
         for other in (functools.partial(_converting, space=space, first=first)
                       for space in PROFILES for first in (True, False)):
