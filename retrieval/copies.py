@@ -207,9 +207,10 @@ class _Aligned:
 def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     the darker brightened at its own pixels until as much of it is white as of the other
-    (WHITE_FROM), one of them with its tone curved (CURVES) or turned a little (TURNS), where
-    that may be why they differ: not for faint pictures (FAINT) nor small ones (TURNED_FROM),
-    where a turn misplaces next to nothing and a curve is a gain; and, for pictures of files
+    (WHITE_FROM), one of them converted between colour spaces (PROFILES), its tone curved
+    (CURVES) or turned a little (TURNS), where that may be why they differ: not for small
+    pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT), where a
+    turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
     (BLANK) is another one than a picture that is not nearly as blank, and a flat picture
     another than a flat one of another brightness (FLAT_GAIN)."""
@@ -308,6 +309,8 @@ def _converting(a: Signature, b: Signature, space: str,
 
 
 def _converted(s: Signature, space: str) -> Signature:
+    """``s`` with its thumbnail's sRGB values converted to ``space``'s (PROFILES), as a file
+    so converted shows where its profile is ignored."""
     primaries, exponent = PROFILES[space]
     matrix = np.linalg.solve(np.array(primaries), np.array(SRGB_TO_XYZ)).astype(np.float32)
     v = np.asarray(s.thumb.convert("RGB"), np.float32) / 255
@@ -324,7 +327,7 @@ def _curving(a: Signature, b: Signature, gamma: float,
     """``a`` (``first``) or ``b`` with its tone curved: either may be the copy (the fit that
     follows goes from the darker view to the brighter, and a colour profile read without it
     bends each channel its own way: one photo's such copy is 0.12 from its original with the
-    original curved by 1.25, 0.29 and 0.38 the other ways)."""
+    original curved by 1.25, 0.29 to 0.51 the other three ways)."""
     return (_curved(a, gamma), b) if first else (a, _curved(b, gamma))
 
 
