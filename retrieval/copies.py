@@ -302,6 +302,16 @@ def _chroma(s: Signature) -> float:
     return float((s.full.max(axis=2) - s.full.min(axis=2)).mean())
 
 
+# Made once: each profile's matrix from linear sRGB to its linear values, and sRGB's levels
+# in linear light (Pillow's ImageCms builds sRGB only; Adobe RGB and Display P3 would need
+# their ICC files).
+_CONVERSIONS = {space: (np.linalg.solve(np.array(primaries), np.array(SRGB_TO_XYZ))
+                        .astype(np.float32), exponent)
+                for space, (primaries, exponent) in PROFILES.items()}
+_LEVELS = np.arange(256, dtype=np.float32) / 255
+_SRGB_LINEAR = np.where(_LEVELS <= 0.04045, _LEVELS / 12.92, ((_LEVELS + 0.055) / 1.055) ** 2.4)
+
+
 def _converting(a: Signature, b: Signature, space: str,
                 first: bool) -> tuple[Signature, Signature]:
     """``a`` (``first``) or ``b`` converted from sRGB to ``space`` and read as sRGB."""
@@ -311,11 +321,8 @@ def _converting(a: Signature, b: Signature, space: str,
 def _converted(s: Signature, space: str) -> Signature:
     """``s`` with its thumbnail's sRGB values converted to ``space``'s (PROFILES), as a file
     so converted shows where its profile is ignored."""
-    primaries, exponent = PROFILES[space]
-    matrix = np.linalg.solve(np.array(primaries), np.array(SRGB_TO_XYZ)).astype(np.float32)
-    v = np.asarray(s.thumb.convert("RGB"), np.float32) / 255
-    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-    out = np.clip(linear @ matrix.T, 0, 1)
+    matrix, exponent = _CONVERSIONS[space]
+    out = np.clip(_SRGB_LINEAR[np.asarray(s.thumb.convert("RGB"))] @ matrix.T, 0, 1)
     out = (out ** (1 / exponent) if exponent else
            np.where(out <= 0.0031308, 12.92 * out, 1.055 * out ** (1 / 2.4) - 0.055))
     thumb = Image.fromarray(np.round(out * 255).astype(np.uint8))
