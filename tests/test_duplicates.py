@@ -214,6 +214,31 @@ def test_a_file_goes_with_what_it_matches_best_not_with_the_first_kept(monkeypat
     assert [[m.path for m in g.members] for g in groups] == [["/p", "/q"], ["/w", "/v"]]
 
 
+def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_their_own(
+        monkeypatch):
+    """G, a paper of a 32-pixel grid, passes for H, one of a 16-pixel grid, and so do their
+    copies G2 and H2, at 0.17 to 0.19: H and H2 match each other far better, and are a group of
+    their own. A copy of the kept file that differs from it as much (O, P: 0.11 from B, the
+    kept file brightened) but little from another copy of it (R) stays in its group."""
+    resolution = {"/g": 40, "/g2": 30, "/h": 20, "/h2": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/g", 2: "/g2", 3: "/h", 4: "/h2"}
+    accepted = {(1, 2): Match(0.99, 0.02), (3, 4): Match(0.99, 0.01),
+                (1, 3): Match(0.99, 0.17), (1, 4): Match(0.99, 0.18), (2, 3): Match(0.99, 0.18),
+                (2, 4): Match(0.99, 0.19)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None)
+    assert [[m.path for m in g.members] for g in groups] == [["/g", "/g2"], ["/h", "/h2"]]
+
+    resolution.update({"/b": 40, "/o": 30, "/p": 20, "/r": 10})
+    items = {1: "/b", 2: "/o", 3: "/p", 4: "/r"}
+    accepted = {(1, 2): Match(0.99, 0.11), (1, 3): Match(0.99, 0.11), (2, 3): Match(1.0, 0.0),
+                (1, 4): Match(0.99, 0.01), (2, 4): Match(0.99, 0.02), (3, 4): Match(0.99, 0.02)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None)
+    assert [[m.path for m in g.members] for g in groups] == [["/b", "/o", "/p", "/r"]]
+
+
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")

@@ -208,7 +208,10 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
 
     A file is not taken into a star when it matches a file outside that star clearly better
     than the star's kept file (CLEARLY_CLOSER: a wallpaper and its copy, though the wallpaper
-    passes for a light paper too): it goes with what it matches best. A member accepted with
+    passes for a light paper too): it goes with what it matches best. When the kept file
+    matches that file too, the file is taken only if it matches, as closely, a member taken
+    on its own merits (two grid papers' copies, every one matched with the other paper
+    at 0.17-0.19, each other within 0.05). A member accepted with
     the kept files of several stars goes to the one it differs least from (a cropped copy of
     one video frame also matches the frame before, of which it is a crop too). A file whose
     partners all went to other stars first is compared (``second_look``) with the kept files
@@ -227,18 +230,24 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     star_of: dict[int, int] = {}
     left = []
 
-    def elsewhere(m: int, kept: int) -> bool:
-        """Whether ``m`` matches a file that is in no star yet, nor ``kept``'s partner,
-        clearly better than ``kept``."""
-        p = best[m]
-        return (p != kept and p not in partners[kept] and p not in star_of
-                and _how_far(accepted, pairs, m, kept) - _how_far(accepted, pairs, m, p)
-                > CLEARLY_CLOSER)
+    def reached(kept: int) -> list[int]:
+        """``kept``'s partners in no star yet, but those that match a file in no star yet
+        clearly better than ``kept`` (by CLEARLY_CLOSER). One of those is taken after all when
+        ``kept`` matches that file too and it matches a partner taken on its own merits no less
+        closely (a copy that differs from a brightened kept file as much as from its other
+        copies, not the copy of another picture that its own copies match far better)."""
+        free = [m for m in partners[kept] if m not in star_of]
+        bar = {m: _how_far(accepted, pairs, m, best[m]) + CLEARLY_CLOSER for m in free}
+        core = [m for m in free
+                if best[m] in star_of or _how_far(accepted, pairs, m, kept) <= bar[m]]
+        return core + [m for m in free if m not in core and best[m] in partners[kept] and any(
+            (min(m, c), max(m, c)) in accepted and _how_far(accepted, pairs, m, c) <= bar[m]
+            for c in core)]
 
     for kept in _keep_order(partners, items, facts):
         if kept in star_of:
             continue
-        members = [m for m in partners[kept] if m not in star_of and not elsewhere(m, kept)]
+        members = reached(kept)
         if not members:
             left.append(kept)
             continue
