@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 12  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 13  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -115,6 +115,21 @@ PROFILES = {
 }
 SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
 COLOURFUL = 24.0
+# A grey copy of a colour picture (a black-and-white filter, a grey print scanned, a fax) has
+# none of its colour, and no tone of the views fits it (0.35 to 1.1 on photos). A pair of which
+# one picture is GREY (grey levels between its channels on average: JPEG's colour noise) and
+# the other is not is compared in grey, the colour picture's finer views and decodes as well:
+# its channels mixed as the grey one's levels say they were (least squares on the coarse views
+# aligned in LUMA, ITU-R 601's mix, Pillow's and libjpeg's), for editors mix them their own
+# ways (a photo greyed by the channels' mean, Rec. 709's mix or a desaturation is 0.2 to 1.1
+# from its 601 luma).
+GREY = 2.0
+LUMA = (0.299, 0.587, 0.114)
+# Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
+# and GIMP's), where that fits the grey levels better than any mix.
+LIGHTNESS = "lightness"
+Mix = tuple[float, float, float] | str
+MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weight's least
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -153,6 +168,7 @@ class Signature:
     extremes: tuple[float, float] = (0.0, 0.0)  # its thumbnail's shares of white and of black
     source: str | None = None  # the file it was decoded from (None: an image in memory)
     side: int = THUMB  # the longer side its thumbnail was made at most (FINE: finer views)
+    grey: Mix | None = None  # how it was made grey (``_greying``)
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -208,7 +224,8 @@ def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     the darker brightened at its own pixels until as much of it is white as of the other
     (WHITE_FROM), one of them converted between colour spaces (PROFILES), its tone curved
-    (CURVES) or turned a little (TURNS), where that may be why they differ: not for small
+    (CURVES) or turned a little (TURNS), where that may be why they differ, and in grey where
+    one of them is grey (GREY), the other's channels mixed as they say: not for small
     pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT), where a
     turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
@@ -216,6 +233,7 @@ def compare(a: Signature, b: Signature) -> Match:
     another than a flat one of another brightness (FLAT_GAIN)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
+    a, b = _greying(a, b)
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
     if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
@@ -296,6 +314,62 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
     return m, change, t, x
 
 
+def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
+    """The pair, the colour picture made grey where the other is grey (GREY): its channels
+    mixed as the other's levels say (``_mix``), or by LUMA where they say no mix."""
+    ca, cb = _chroma(a), _chroma(b)
+    if min(ca, cb) > GREY or max(ca, cb) <= GREY:
+        return a, b
+    first = ca > cb
+    colour, grey = (a, b) if first else (b, a)
+    greyed = _greyed(colour, LUMA)
+    for _ in range(MIXES):  # aligned in the mix found last
+        t = _upright(greyed, grey)[1]
+        mix = _mix(*((_view(colour.thumb), _view(grey.thumb, t.box)) if t.x is greyed
+                     else (_view(colour.thumb, t.box), _view(grey.thumb))))
+        if mix is None or mix == greyed.grey:
+            break
+        greyed = _greyed(colour, mix)
+    return (greyed, b) if first else (a, greyed)
+
+
+def _mix(colour: np.ndarray, grey: np.ndarray) -> Mix | None:
+    """How the channels of the view ``colour`` were made the grey view ``grey``: the
+    weights, summing to one, whose mix (and an offset) is most like it (least squares), or
+    LIGHTNESS where that, with a gain and an offset, is more like it; None where the weights
+    sum to nought or one is below -NEGATIVE of their sum: no mix of channels (others are
+    taken as nought)."""
+    levels = grey[..., 0].reshape(-1)
+    ones = np.ones_like(levels)
+    rows = np.c_[colour.reshape(-1, 3), ones]
+    weights, residual = np.linalg.lstsq(rows, levels, rcond=None)[:2]
+    lightness = np.c_[_lightness(colour).reshape(-1), ones]
+    if np.linalg.lstsq(lightness, levels, rcond=None)[1].sum() < residual.sum():
+        return LIGHTNESS
+    weights = weights[:3]
+    total = float(weights.sum())
+    if total <= 1e-6 or weights.min() < -NEGATIVE * total:
+        return None
+    weights = np.clip(weights, 0, None)
+    return tuple(round(float(w), 2) for w in weights / weights.sum())  # a view's precision
+
+
+def _lightness(pixels: np.ndarray) -> np.ndarray:
+    return (pixels.max(axis=2).astype(np.float32) + pixels.min(axis=2)) / 2
+
+
+def _greyed(s: Signature, mix: Mix) -> Signature:
+    thumb = _grey(s.thumb, mix)
+    return dataclasses.replace(s, thumb=thumb, full=_view(thumb), grey=mix)
+
+
+def _grey(img: Image.Image, mix: Mix) -> Image.Image:
+    if mix == LIGHTNESS:
+        return Image.fromarray(np.round(_lightness(np.asarray(img))).astype(np.uint8)).convert(
+            "RGB")
+    return img.convert("L", (*mix, 0.0)).convert("RGB")
+
+
 def _chroma(s: Signature) -> float:
     """How colourful ``s`` is: grey levels between its brightest and darkest channel, on
     average over its coarse view."""
@@ -372,7 +446,8 @@ def _fine(s: Signature) -> Signature | None:
     its contrast in detail the thumbnail does not show) or is gone."""
     if s.source is None or min(s.size) < FINE * min(s.thumb.size):
         return None
-    return _as_it_is(_fine_signature_of, s.source)
+    fine = _as_it_is(_fine_signature_of, s.source)
+    return _greyed(fine, s.grey) if s.grey and fine is not None else fine
 
 
 @functools.lru_cache(maxsize=FINE_SIGNATURES)
@@ -439,7 +514,10 @@ def _whitenable(s: Signature) -> tuple[Image.Image, float] | None:
     """``s``'s file decoded for ``_whitened`` (WHITENED_DECODE on the shorter side at least,
     twice that on the longer at most) and its share of white there; None when it is not a
     file, or gone."""
-    return None if s.source is None else _as_it_is(_decoded, s.source)
+    decoded = None if s.source is None else _as_it_is(_decoded, s.source)
+    if s.grey and decoded is not None:
+        return _grey(decoded[0], s.grey), decoded[1]
+    return decoded
 
 
 @functools.lru_cache(maxsize=WHITENABLE)

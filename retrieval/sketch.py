@@ -23,7 +23,8 @@ MIDDLE = 0.8  # of each side: a crop of 5% a side moves the middle's squares by 
 CROPPED = 0.05
 FLOOR = 2.0  # grey levels (standard deviation of the squares): flatter is no pattern at all
 COLOUR_WEIGHT = 2.0  # a colour 10% off grey weighs as much as a fifth of the pattern
-DIMENSION = SKETCH * SKETCH + 3
+PATTERN = SKETCH * SKETCH  # the pattern's numbers, then the colour's three
+DIMENSION = PATTERN + 3
 
 
 def sketch(img: Image.Image, middle: float = MIDDLE) -> np.ndarray:

@@ -129,6 +129,28 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
         assert not accepted(compare(own, signature(b)))
 
 
+def test_a_grey_copy_is_found_however_it_was_made_grey_another_picture_greyed_is_not():
+    """A black-and-white copy, by Pillow's luma, the channels' mean, Rec. 709's mix, a
+    desaturation (lightness) or the red channel alone, either way round; another picture so
+    greyed is not its copy, nor a colour picture its own grey copy edited."""
+    def greyed(img: Image.Image, how: str) -> Image.Image:
+        a = np.asarray(img, dtype=np.float64)
+        levels = {"luma": np.asarray(img.convert("L"), dtype=np.float64), "mean": a.mean(2),
+                  "709": a @ [0.2126, 0.7152, 0.0722], "red": a[..., 0],
+                  "lightness": (a.max(2) + a.min(2)) / 2}[how]
+        return _jpeg(_image(np.repeat(levels[..., None], 3, axis=2)), 90)
+
+    img = scene(3)
+    own = signature(img)
+    for how in ("luma", "mean", "709", "red", "lightness"):
+        copy = signature(greyed(img, how))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own)), how
+        assert not accepted(compare(own, signature(greyed(scene(4), how)))), how
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    assert not accepted(compare(own, signature(greyed(edited, "luma"))))
+
+
 def test_a_saturated_picture_read_without_its_colour_profile_is_found_either_way_round():
     """Converted to Adobe RGB and read as sRGB, a picture of saturated greens and reds turns
     dull, each channel its own way (0.5 to 0.7 by the tone alone): found whichever of the

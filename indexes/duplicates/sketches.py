@@ -20,7 +20,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage
 from retrieval.images import load_image
-from retrieval.sketch import DIMENSION, inner_sketch, sketch
+from retrieval.sketch import DIMENSION, PATTERN, inner_sketch, sketch
 
 from indexes.duplicates.groups import mapping
 from indexes.duplicates.progress import Progress
@@ -35,6 +35,10 @@ RADIUS = 0.3
 BATCH = 256  # files sketched per saved step
 POOL_FROM = 512  # files to decode before worker processes pay for themselves (~20 ms a file)
 FLAT_UP_TO = 100_000  # sketches searched exactly; more, through inverted lists (IVF)
+# A sketch whose colour is this near grey (each channel within about 1% of the grey mean) is a
+# grey picture's: it is searched among the others' patterns alone too, a grey copy of a colour
+# picture having the pattern of its original but none of its colour.
+GREY = 0.03
 NPROBE = 16
 
 
@@ -98,18 +102,23 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
 
 
 def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
-    """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, and of each inner
-    sketch's (the second half of a row, where there is one) ``k`` nearest sketches."""
+    """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, of each inner
+    sketch's (the second half of a row, where there is one) ``k`` nearest sketches, and of a
+    grey picture's pattern's ``k`` nearest patterns (GREY)."""
     if len(ids) < 2:
         return set()
     sketches = np.ascontiguousarray(xb[:, :DIMENSION])
-    index = _index(sketches)
+    searches = [(_index(sketches), ids, sketches)]
+    if xb.shape[1] > DIMENSION:
+        searches.append((searches[0][0], ids, xb[:, DIMENSION:]))
+    grey = np.linalg.norm(sketches[:, PATTERN:], axis=1) <= GREY
+    if grey.any() and not grey.all():  # the grey ones among the patterns alone
+        patterns = np.ascontiguousarray(sketches[:, :PATTERN])
+        searches.append((_index(patterns), ids[grey], patterns[grey]))
     out = set()
-    for queries in (sketches, xb[:, DIMENSION:]):
-        if queries.shape[1] == 0:
-            continue
+    for index, queried, queries in searches:
         D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(ids)))
-        for a, d_row, i_row in zip(ids.tolist(), D, I):
+        for a, d_row, i_row in zip(queried.tolist(), D, I):
             for d, j in zip(d_row.tolist(), i_row.tolist()):
                 if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
                     b = int(ids[j])
