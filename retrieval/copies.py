@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 13  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 14  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -130,6 +130,14 @@ LUMA = (0.299, 0.587, 0.114)
 LIGHTNESS = "lightness"
 Mix = tuple[float, float, float] | str
 MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weight's least
+# A copy given bars or a frame (letterboxed or pillarboxed to another shape, a border added,
+# matted for a print): lines of one flat colour at a side (98% of each line's pixels within
+# FLAT_LINE grey levels of its first line's colour) carry nothing of the picture. A pair whose
+# margins so found differ by BARS of a side or more on some side is compared with either
+# picture's margins of BARS or more cut off, or both's, where they leave at least half of each
+# side (a flat picture is not all margin), at their thumbnails (no finer views nor decodes of
+# them): whichever leaves the least difference.
+BARS, FLAT_LINE = 0.03, 8.0
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -224,8 +232,9 @@ def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     the darker brightened at its own pixels until as much of it is white as of the other
     (WHITE_FROM), one of them converted between colour spaces (PROFILES), its tone curved
-    (CURVES) or turned a little (TURNS), where that may be why they differ, and in grey where
-    one of them is grey (GREY), the other's channels mixed as they say: not for small
+    (CURVES) or turned a little (TURNS), where that may be why they differ, with bars or a
+    frame cut off where one of them has such margins (BARS), and in grey where one of them is
+    grey (GREY), the other's channels mixed as they say: not for small
     pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT), where a
     turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
@@ -233,7 +242,7 @@ def compare(a: Signature, b: Signature) -> Match:
     another than a flat one of another brightness (FLAT_GAIN)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
-    a, b = _greying(a, b)
+    a, b = _greying(*_trimming(a, b))
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
     if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
@@ -312,6 +321,45 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
             if m.difference <= PLAINLY_ALIKE:
                 break
     return m, change, t, x
+
+
+def _trimming(a: Signature, b: Signature) -> tuple[Signature, Signature]:
+    """The pair, where their margins differ (BARS), with either's or both's cut off, as
+    leaves the least difference (a picture's own flat sky is a margin too, of another colour
+    than the bars its copy was given)."""
+    ma, mb = _margins(a.thumb), _margins(b.thumb)
+    if all(abs(x - y) < BARS for x, y in zip(ma, mb)):
+        return a, b
+    options = {(id(x), id(y)): (x, y) for x in (a, _trimmed(a, ma)) for y in (b, _trimmed(b, mb))}
+    return min(options.values(), key=lambda pair: upright(*_greying(*pair)).difference)
+
+
+def _margins(thumb: Image.Image) -> tuple[float, ...]:
+    """The shares of ``thumb``'s side in flat lines (FLAT_LINE) at its left, top, right
+    and bottom."""
+    pixels = np.asarray(thumb, dtype=np.float32)
+    columns = pixels.transpose(1, 0, 2)
+    out = []
+    for lines in (columns, pixels, columns[::-1], pixels[::-1]):
+        off = np.abs(lines - np.median(lines[0], axis=0)).max(axis=2)
+        flat = np.quantile(off, 0.98, axis=1) <= FLAT_LINE
+        out.append((len(flat) if flat.all() else int(np.argmin(flat))) / len(flat))
+    return tuple(out)
+
+
+def _trimmed(s: Signature, margins: tuple[float, ...]) -> Signature:
+    """``s`` without its margins of BARS or more, unless they leave less than half a side."""
+    left, top, right, bottom = (m if m >= BARS else 0.0 for m in margins)
+    if left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom)):
+        return s
+    w, h = s.thumb.size
+    box = (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
+    thumb = s.thumb.crop(box)
+    kept = thumb.width / w, thumb.height / h
+    return dataclasses.replace(
+        s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
+        size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
+        grain=None, extremes=_extremes(thumb), source=None)
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:

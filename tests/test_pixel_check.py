@@ -151,6 +151,25 @@ def test_a_grey_copy_is_found_however_it_was_made_grey_another_picture_greyed_is
     assert not accepted(compare(own, signature(greyed(edited, "luma"))))
 
 
+def test_a_copy_given_bars_or_a_frame_is_found_another_picture_so_framed_is_not():
+    """Letterboxed to a square, pillarboxed, given a white border: found either way round, and
+    so is a picture whose own sky is flat (a margin of another colour than the bars); another
+    picture so framed is not."""
+    def boxed(img: Image.Image, size: tuple[int, int], colour=(0, 0, 0)) -> Image.Image:
+        out = Image.new("RGB", size, colour)
+        out.paste(img, ((size[0] - img.width) // 2, (size[1] - img.height) // 2))
+        return _jpeg(out, 90)
+
+    sky = scene(5)
+    ImageDraw.Draw(sky).rectangle((0, 0, SIZE[0], SIZE[1] // 3), fill=(120, 170, 230))
+    w, h = SIZE
+    for img, copy in ((scene(3), boxed(scene(3), (w * 3 // 2, h))), (sky, boxed(sky, (w, w))),
+                      (sky, boxed(sky, (w + 24, h + 24), (255, 255, 255)))):
+        own, copy = signature(img), signature(copy)
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own))
+    assert not accepted(compare(signature(scene(3)), signature(boxed(scene(4), (w, w)))))
+
+
 def test_a_saturated_picture_read_without_its_colour_profile_is_found_either_way_round():
     """Converted to Adobe RGB and read as sRGB, a picture of saturated greens and reds turns
     dull, each channel its own way (0.5 to 0.7 by the tone alone): found whichever of the
