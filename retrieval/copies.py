@@ -118,7 +118,8 @@ COLOURFUL = 24.0
 # A grey copy of a colour picture (a black-and-white filter, a grey print scanned, a fax) has
 # none of its colour, and no tone of the views fits it (0.35 to 1.1 on photos). A pair of which
 # one picture is GREY (grey levels between its channels on average: JPEG's colour noise) and
-# the other is not is compared in grey, the colour picture's finer views and decodes as well:
+# the other is not is compared in grey (unless the colour one is flat or small: its colour is
+# most of what tells it), the colour picture's finer views and decodes as well:
 # its channels mixed as the grey one's levels say they were (least squares on the coarse views
 # aligned in LUMA, ITU-R 601's mix, Pillow's and libjpeg's), for editors mix them their own
 # ways (a photo greyed by the channels' mean, Rec. 709's mix or a desaturation is 0.2 to 1.1
@@ -135,8 +136,8 @@ MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weig
 # FLAT_LINE grey levels of its first line's colour) carry nothing of the picture. A pair whose
 # margins so found differ by BARS of a side or more on some side is compared with either
 # picture's margins of BARS or more cut off, or both's, where they leave at least half of each
-# side (a flat picture is not all margin), at their thumbnails (no finer views nor decodes of
-# them): whichever leaves the least difference.
+# side (a flat picture is not all margin) and the picture is not faint (its grain compared), at
+# their thumbnails (no finer views nor decodes of them): whichever leaves the least difference.
 BARS, FLAT_LINE = 0.03, 8.0
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
@@ -348,9 +349,11 @@ def _margins(thumb: Image.Image) -> tuple[float, ...]:
 
 
 def _trimmed(s: Signature, margins: tuple[float, ...]) -> Signature:
-    """``s`` without its margins of BARS or more, unless they leave less than half a side."""
+    """``s`` without its margins of BARS or more, unless they leave less than half a side
+    or ``s`` is faint (FAINT: its margins are its faint picture, and its grain the evidence)."""
     left, top, right, bottom = (m if m >= BARS else 0.0 for m in margins)
-    if left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom)):
+    if (left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom))
+            or s.grain is not None):
         return s
     w, h = s.thumb.size
     box = (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
@@ -364,12 +367,17 @@ def _trimmed(s: Signature, margins: tuple[float, ...]) -> Signature:
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY): its channels
-    mixed as the other's levels say (``_mix``), or by LUMA where they say no mix."""
+    mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
+    the colour picture is flat (``evidence.SIMILARITY_FLOOR``) or small (TURNED_FROM): its
+    colour is most of what tells it, and its grey any grey picture's flat part."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
+    if (evidence.contrast(colour.full) < evidence.SIMILARITY_FLOOR ** 2
+            or min(colour.size) < TURNED_FROM):
+        return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
         t = _upright(greyed, grey)[1]

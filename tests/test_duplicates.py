@@ -66,7 +66,7 @@ def collection(tmp_path_factory):
         photo(seed).save(folder / f"other-{seed}.jpg", quality=92)
     base = photo(10)
     base.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "other-10-mirrored.jpg")
-    shifted = Image.new("RGB", SIZE)
+    shifted = photo(18)  # the camera turned: the scene moved, and more of it came in
     shifted.paste(base.crop((40, 0, SIZE[0], SIZE[1])), (0, 0))
     shifted.save(folder / "other-10-shifted.jpg", quality=92)
     shutil.copy(folder / "other-11.jpg", folder / "other-11 (copy).jpg")
