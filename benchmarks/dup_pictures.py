@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 PHOTOS = ("/usr/share/wallpapers/*/contents/images", "/usr/share/backgrounds/mate/nature",
           "/usr/share/backgrounds")
@@ -121,6 +121,51 @@ EVERYDAY: dict[str, tuple[Callable, str, dict]] = {
     "screenshot": (lambda im: _scaled(_scaled(im, 0.8), 1.25), "PNG", {}),  # shown, grabbed
     "colour profile": (_srgb_as_adobe, "JPEG", {"quality": 90}),
     "webp": (lambda im: im, "WEBP", {"quality": 75}),
+}
+
+
+def _letterboxed(img: Image.Image) -> Image.Image:
+    """``img`` in the middle of a black square (a feed's square post)."""
+    side = max(img.size)
+    out = Image.new("RGB", (side, side))
+    out.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+    return out
+
+
+def _watermarked(img: Image.Image) -> Image.Image:
+    """A photographer's name in the lower right corner, white on a dark band."""
+    out = img.copy()
+    draw = ImageDraw.Draw(out, "RGBA")
+    w, h = out.size
+    draw.rectangle((int(w * .62), int(h * .88), int(w * .98), int(h * .97)), fill=(0, 0, 0, 90))
+    draw.text((int(w * .64), int(h * .9)), "(c) 2026 some photographer",
+              fill=(255, 255, 255, 200), font_size=max(10, h // 30))
+    return out
+
+
+def _noisy(img: Image.Image) -> Image.Image:
+    """A sensor's noise on top (6 levels, a phone's photo of a screen or print)."""
+    noise = np.random.default_rng(0).normal(0, 6, (img.height, img.width, 3))
+    return _from(np.asarray(img, dtype=np.float32) + noise)
+
+
+# Still other everyday copies (--others, instead of the seven: made after check 13, two of them
+# for it, the grey and the bars; the rest as they came): what the check does with each.
+OTHERS: dict[str, tuple[Callable, str, dict]] = {
+    "greyscale": (lambda im: im.convert("L").convert("RGB"), "JPEG", {"quality": 90}),
+    "letterboxed": (_letterboxed, "JPEG", {"quality": 90}),
+    "bordered": (lambda im: ImageOps.expand(im, border=max(im.size) // 16, fill="white"), "JPEG",
+                 {"quality": 90}),
+    "watermarked": (_watermarked, "JPEG", {"quality": 90}),
+    "mirrored": (ImageOps.mirror, "JPEG", {"quality": 90}),
+    "rotated 90": (lambda im: im.transpose(Image.Transpose.ROTATE_90), "JPEG", {"quality": 90}),
+    "stretched": (lambda im: im.resize((im.width, int(im.height * 0.85))), "JPEG",
+                  {"quality": 90}),
+    "thumbnail 256": (lambda im: im.resize((256, round(256 * im.height / im.width))), "JPEG",
+                      {"quality": 85}),
+    "q20": (lambda im: im, "JPEG", {"quality": 20}),
+    "saturated": (lambda im: ImageEnhance.Color(im).enhance(1.4), "JPEG", {"quality": 90}),
+    "noisy": (_noisy, "JPEG", {"quality": 90}),
 }
 
 

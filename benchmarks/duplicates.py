@@ -11,8 +11,10 @@ resized to 40% (JPEG 85), recompressed at JPEG quality 50, cropped by 3% and 5% 
 brighter, as PNG (``--once``: only one of the last two, in turn, as issue 24 made them);
 ``--everyday`` adds eight copies made in ways the check was not tuned on
 (gamma, contrast, a 1.5 degree turn, sharpened, blurred, a screenshot's rescale, a colour
-profile read without it, WebP). Every pair within a picture's files is a true pair, every
-other pair a false one.
+profile read without it, WebP); ``--others`` makes eleven still other ones instead of the
+seven (greyscale, letterboxed, a white border, a watermark, mirrored, turned 90 degrees,
+stretched, a 256-pixel thumbnail, JPEG quality 20, more saturated, noisy). Every pair within a
+picture's files is a true pair, every other pair a false one.
 
 Precision and recall of the pairs our groups imply (every two files of one group), with the
 pixel check's parts left out, beside imagededup's PHash, DHash and WHash at their defaults;
@@ -26,6 +28,7 @@ duplicates` in the same run (the check before a change).
     pip install --no-deps imagededup PyWavelets                    # the baseline, benchmark only
     python benchmarks/duplicates.py --weights imagenet
     python benchmarks/duplicates.py --sets kinds --everyday
+    python benchmarks/duplicates.py --sets photos --others --work /tmp/dups-others
     python benchmarks/duplicates.py --sets kinds --once --work /tmp/dups   # kept for a rerun
     python benchmarks/duplicates.py --scale 100000 1000000         # benchmarks/dup_scale.py
 """
@@ -142,6 +145,7 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
         return {}
     folder = work / (name.replace(" ", "-") + ("-once" if args.once else ""))
     kinds = ({c: pictures.COPIES[c] for c in pictures.ONCE} if args.once
+             else pictures.OTHERS if args.others
              else {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})})
     truth = true_pairs(pictures.write_copies(made, folder, kinds, once=args.once))
     files = len(list(folder.iterdir()))
@@ -211,6 +215,9 @@ def main() -> None:
                     help=f"which sets: {', '.join(SETS)} (default: all)")
     ap.add_argument("--everyday", action="store_true",
                     help="add eight copies made in other everyday ways (gamma, a turn, ...)")
+    ap.add_argument("--others", action="store_true",
+                    help="instead of the seven copies, eleven still other everyday ones "
+                         "(greyscale, letterboxed, watermarked, mirrored, turned 90 degrees, ...)")
     ap.add_argument("--once", action="store_true",
                     help="the issue's protocol: one copy of each picture, 60%% at JPEG quality "
                          "50 or 5%% off every side and 10%% brighter as PNG, in turn")

@@ -178,6 +178,7 @@ class Signature:
     source: str | None = None  # the file it was decoded from (None: an image in memory)
     side: int = THUMB  # the longer side its thumbnail was made at most (FINE: finer views)
     grey: Mix | None = None  # how it was made grey (``_greying``)
+    margins: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # ``_margins`` of its thumbnail
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -195,7 +196,8 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
         grain, detailed = grains.grain(img), img
     return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed),
-                     None if isinstance(source, Image.Image) else os.fspath(source), side)
+                     None if isinstance(source, Image.Image) else os.fspath(source), side,
+                     margins=_margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0))
 
 
 def _extremes(img: Image.Image) -> tuple[float, float]:
@@ -328,30 +330,31 @@ def _trimming(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, where their margins differ (BARS), with either's or both's cut off, as
     leaves the least difference (a picture's own flat sky is a margin too, of another colour
     than the bars its copy was given)."""
-    ma, mb = _margins(a.thumb), _margins(b.thumb)
-    if all(abs(x - y) < BARS for x, y in zip(ma, mb)):
+    if all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins)):
         return a, b
-    options = {(id(x), id(y)): (x, y) for x in (a, _trimmed(a, ma)) for y in (b, _trimmed(b, mb))}
+    options = {(id(x), id(y)): (x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))}
     return min(options.values(), key=lambda pair: upright(*_greying(*pair)).difference)
 
 
 def _margins(thumb: Image.Image) -> tuple[float, ...]:
     """The shares of ``thumb``'s side in flat lines (FLAT_LINE) at its left, top, right
-    and bottom."""
-    pixels = np.asarray(thumb, dtype=np.float32)
+    and bottom (up to half of it and a line: more is not cut off)."""
+    pixels = np.asarray(thumb, dtype=np.int16)
     columns = pixels.transpose(1, 0, 2)
     out = []
     for lines in (columns, pixels, columns[::-1], pixels[::-1]):
-        off = np.abs(lines - np.median(lines[0], axis=0)).max(axis=2)
-        flat = np.quantile(off, 0.98, axis=1) <= FLAT_LINE
-        out.append((len(flat) if flat.all() else int(np.argmin(flat))) / len(flat))
+        n = len(lines)
+        lines = lines[:n // 2 + 1]
+        colour = np.median(lines[0], axis=0).astype(np.int16)
+        flat = (np.abs(lines - colour).max(axis=2) <= FLAT_LINE).mean(axis=1) >= 0.98
+        out.append((len(flat) if flat.all() else int(np.argmin(flat))) / n)
     return tuple(out)
 
 
-def _trimmed(s: Signature, margins: tuple[float, ...]) -> Signature:
+def _trimmed(s: Signature) -> Signature:
     """``s`` without its margins of BARS or more, unless they leave less than half a side
     or ``s`` is faint (FAINT: its margins are its faint picture, and its grain the evidence)."""
-    left, top, right, bottom = (m if m >= BARS else 0.0 for m in margins)
+    left, top, right, bottom = (m if m >= BARS else 0.0 for m in s.margins)
     if (left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom))
             or s.grain is not None):
         return s
@@ -362,7 +365,7 @@ def _trimmed(s: Signature, margins: tuple[float, ...]) -> Signature:
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
-        grain=None, extremes=_extremes(thumb), source=None)
+        grain=None, extremes=_extremes(thumb), source=None, margins=(0.0, 0.0, 0.0, 0.0))
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
