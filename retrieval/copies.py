@@ -118,8 +118,8 @@ COLOURFUL = 24.0
 # A grey copy of a colour picture (a black-and-white filter, a grey print scanned, a fax) has
 # none of its colour, and no tone of the views fits it (0.35 to 1.1 on photos). A pair of which
 # one picture is GREY (grey levels between its channels on average: JPEG's colour noise) and
-# the other is not is compared in grey (unless the colour one is flat or small: its colour is
-# most of what tells it), the colour picture's finer views and decodes as well:
+# the other is not is compared in grey (unless either is faint, or the colour one small: a grey
+# copy is told by its picture's shapes), the colour picture's finer views and decodes as well:
 # its channels mixed as the grey one's levels say they were (least squares on the coarse views
 # aligned in LUMA, ITU-R 601's mix, Pillow's and libjpeg's), for editors mix them their own
 # ways (a photo greyed by the channels' mean, Rec. 709's mix or a desaturation is 0.2 to 1.1
@@ -137,7 +137,8 @@ MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weig
 # margins so found differ by BARS of a side or more on some side is compared with either
 # picture's margins of BARS or more cut off, or both's, where they leave at least half of each
 # side (a flat picture is not all margin) and the picture is not faint (its grain compared), at
-# their thumbnails (no finer views nor decodes of them): whichever leaves the least difference.
+# their thumbnails (no finer views nor decodes of them): whichever brings their shapes closest
+# (bars change a picture's shape; none for pictures under TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
@@ -245,7 +246,7 @@ def compare(a: Signature, b: Signature) -> Match:
     another than a flat one of another brightness (FLAT_GAIN)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
-    a, b = _greying(*_trimming(a, b))
+    a, b = _prepared(a, b)
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
     if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
@@ -326,14 +327,16 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
     return m, change, t, x
 
 
-def _trimming(a: Signature, b: Signature) -> tuple[Signature, Signature]:
-    """The pair, where their margins differ (BARS), with either's or both's cut off, as
-    leaves the least difference (a picture's own flat sky is a margin too, of another colour
-    than the bars its copy was given)."""
-    if all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins)):
-        return a, b
-    options = {(id(x), id(y)): (x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))}
-    return min(options.values(), key=lambda pair: upright(*_greying(*pair)).difference)
+def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
+    """The pair, where their margins differ (BARS) with either's or both's cut off, as
+    brings their shapes closest (bars change a picture's shape: cut off, a copy has its
+    original's; a picture's own flat sky is a margin too, of another colour than the bars its
+    copy was given, and left on), and in grey where one of them is (``_greying``)."""
+    if (all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins))
+            or min(*a.size, *b.size) < TURNED_FROM):
+        return _greying(a, b)
+    options = [(x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))]  # as they are first
+    return _greying(*min(options, key=lambda pair: abs(np.log(pair[0].aspect / pair[1].aspect))))
 
 
 def _margins(thumb: Image.Image) -> tuple[float, ...]:
@@ -371,19 +374,20 @@ def _trimmed(s: Signature) -> Signature:
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY): its channels
     mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
-    the colour picture is flat (``evidence.SIMILARITY_FLOOR``) or small (TURNED_FROM): its
-    colour is most of what tells it, and its grey any grey picture's flat part."""
+    either is faint (FAINT) or the colour one small (TURNED_FROM): a grey copy is told by its
+    picture's shapes, and a flat grey is no copy of a gradient from red to a green as bright
+    (flat in grey), nor a tinted paper's shading in grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
-    if (evidence.contrast(colour.full) < evidence.SIMILARITY_FLOOR ** 2
+    if (min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
             or min(colour.size) < TURNED_FROM):
         return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
-        t = _upright(greyed, grey)[1]
+        t = _placed(greyed, grey)[1]  # where it lies: the grain does not move it
         mix = _mix(*((_view(colour.thumb), _view(grey.thumb, t.box)) if t.x is greyed
                      else (_view(colour.thumb, t.box), _view(grey.thumb))))
         if mix is None or mix == greyed.grey:
@@ -626,6 +630,13 @@ def _upright(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
     (at most DIFF_SIZE pixels), and, for faint pictures, in their grain (``grain``). A copy
     is alike everywhere; a photo with something painted in or moved is not, even when it
     looks the same as a whole."""
+    m, t = _placed(a, b)
+    return _with_grain(m, t), t
+
+
+def _placed(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
+    """``_upright`` but for the grain: where one picture lies in the other, and how they
+    compare there by their views alone."""
     same_shape = abs(np.log(a.aspect / b.aspect)) < 0.01
     results = []
     if same_shape:  # first the whole pictures
@@ -637,9 +648,8 @@ def _upright(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
                             or a.size == b.size)):
         results += _crops(a, b, same_shape)
     # The alignment that leaves least over, among those that look alike at all.
-    m, t = min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
-                                        -r[0].similarity))
-    return _with_grain(m, t), t
+    return min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
+                                       -r[0].similarity))
 
 
 def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _Aligned]]:

@@ -37,8 +37,9 @@ POOL_FROM = 512  # files to decode before worker processes pay for themselves (~
 FLAT_UP_TO = 100_000  # sketches searched exactly; more, through inverted lists (IVF)
 # A sketch whose colour is this near grey (each channel within about 1% of the grey mean) is a
 # grey picture's: it is searched among the others' patterns alone too, a grey copy of a colour
-# picture having the pattern of its original but none of its colour.
-GREY = 0.03
+# picture having the pattern of its original but none of its colour; not when its pattern is
+# shorter than SHAPED (the floor's: next to flat), which every flat picture's is near.
+GREY, SHAPED = 0.03, 0.5
 NPROBE = 16
 
 
@@ -104,7 +105,7 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
 def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, of each inner
     sketch's (the second half of a row, where there is one) ``k`` nearest sketches, and of a
-    grey picture's pattern's ``k`` nearest patterns (GREY)."""
+    grey picture's pattern's ``k`` nearest patterns (GREY, SHAPED)."""
     if len(ids) < 2:
         return set()
     sketches = np.ascontiguousarray(xb[:, :DIMENSION])
@@ -112,9 +113,10 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     if xb.shape[1] > DIMENSION:
         searches.append((searches[0][0], ids, xb[:, DIMENSION:]))
     grey = np.linalg.norm(sketches[:, PATTERN:], axis=1) <= GREY
-    if grey.any() and not grey.all():  # the grey ones among the patterns alone
+    shaped = grey & (np.linalg.norm(sketches[:, :PATTERN], axis=1) >= SHAPED)
+    if shaped.any() and not grey.all():  # the grey ones among the patterns alone
         patterns = np.ascontiguousarray(sketches[:, :PATTERN])
-        searches.append((_index(patterns), ids[grey], patterns[grey]))
+        searches.append((_index(patterns), ids[shaped], patterns[shaped]))
     out = set()
     for index, queried, queries in searches:
         D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(ids)))
