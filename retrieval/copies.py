@@ -137,8 +137,9 @@ MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weig
 # margins so found differ by BARS of a side or more on some side is compared with either
 # picture's margins of BARS or more cut off, or both's, where they leave at least half of each
 # side (a flat picture is not all margin) and the picture is not faint (its grain compared), at
-# their thumbnails (no finer views nor decodes of them): whichever brings their shapes closest
-# (bars change a picture's shape; none for pictures under TURNED_FROM pixels).
+# their thumbnails (no finer views nor decodes of them), where that brings their shapes closer
+# (bars change a picture's shape), whichever of these and the pair as it is leaves the least
+# difference (none for pictures under TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
@@ -328,15 +329,23 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
 
 
 def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
-    """The pair, where their margins differ (BARS) with either's or both's cut off, as
-    brings their shapes closest (bars change a picture's shape: cut off, a copy has its
-    original's; a picture's own flat sky is a margin too, of another colour than the bars its
-    copy was given, and left on), and in grey where one of them is (``_greying``)."""
+    """The pair, where their margins differ (BARS) with either's or both's cut off where
+    that brings their shapes closer (bars change a picture's shape: cut off, a copy has its
+    original's), as they are or so cut, whichever leaves the least difference (a picture's
+    own flat sky is a margin too, of another colour than the bars its copy was given; a
+    frame's dark surround, cropped, changes the shape as well), and in grey where one of them
+    is (``_greying``)."""
     if (all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins))
             or min(*a.size, *b.size) < TURNED_FROM):
         return _greying(a, b)
-    options = [(x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))]  # as they are first
-    return _greying(*min(options, key=lambda pair: abs(np.log(pair[0].aspect / pair[1].aspect))))
+    def apart(pair: tuple[Signature, Signature]) -> float:  # in shape
+        return abs(np.log(pair[0].aspect / pair[1].aspect))
+
+    options = [(a, b)] + [(x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))
+                          if (x, y) != (a, b) and apart((x, y)) < apart((a, b))]
+    greyed = [_greying(*pair) for pair in options]
+    return greyed[0] if len(greyed) == 1 else min(
+        greyed, key=lambda pair: _placed(*pair)[0].difference)
 
 
 def _margins(thumb: Image.Image) -> tuple[float, ...]:
