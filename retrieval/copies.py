@@ -130,7 +130,8 @@ LUMA = (0.299, 0.587, 0.114)
 # and GIMP's), where that fits the grey levels better than any mix.
 LIGHTNESS = "lightness"
 Mix = tuple[float, float, float] | str
-MIXES, NEGATIVE = 2, 0.1  # mixes fitted, each aligned in the one before; a weight's least
+# MIXES fitted, each aligned in the one before; a weight below -NEGATIVE of their sum: no mix.
+MIXES, NEGATIVE = 2, 0.1
 # A copy given bars or a frame (letterboxed or pillarboxed to another shape, a border added,
 # matted for a print): lines of one flat colour at a side (98% of each line's pixels within
 # FLAT_LINE grey levels of its first line's colour) carry nothing of the picture. A pair whose
@@ -338,6 +339,7 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     if (all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins))
             or min(*a.size, *b.size) < TURNED_FROM):
         return _greying(a, b)
+
     def apart(pair: tuple[Signature, Signature]) -> float:  # in shape
         return abs(np.log(pair[0].aspect / pair[1].aspect))
 
