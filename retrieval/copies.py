@@ -343,8 +343,10 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     def apart(pair: tuple[Signature, Signature]) -> float:  # in shape
         return abs(np.log(pair[0].aspect / pair[1].aspect))
 
-    options = [(a, b)] + [(x, y) for x in (a, _trimmed(a)) for y in (b, _trimmed(b))
-                          if (x, y) != (a, b) and apart((x, y)) < apart((a, b))]
+    firsts = [a] if (ta := _trimmed(a)) is a else [a, ta]  # each trimmed once
+    seconds = [b] if (tb := _trimmed(b)) is b else [b, tb]
+    options = [(a, b)] + [(x, y) for x in firsts for y in seconds
+                          if (x is not a or y is not b) and apart((x, y)) < apart((a, b))]
     greyed = [_greying(*pair) for pair in options]
     return greyed[0] if len(greyed) == 1 else min(
         greyed, key=lambda pair: _placed(*pair)[0].difference)
@@ -379,7 +381,7 @@ def _trimmed(s: Signature) -> Signature:
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
-        grain=None, extremes=_extremes(thumb), source=None, margins=(0.0, 0.0, 0.0, 0.0))
+        extremes=_extremes(thumb), source=None, margins=(0.0, 0.0, 0.0, 0.0))
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
