@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 14  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 15  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -142,6 +142,17 @@ MIXES, NEGATIVE = 2, 0.1
 # (bars change a picture's shape), whichever of these and the pair as it is leaves the least
 # difference (none for pictures under TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
+# A copy mirrored or turned by quarters (a selfie's mirror undone, a photo turned upright in a
+# viewer or a scan fed in sideways: every way of ORIENTATIONS, EXIF's eight but the upright) is
+# no copy upright, but its whole view so turned back is its original's. Its shapes are: the
+# view's detail beyond a smooth surface (``_shapes``: what a quadratic in x and y does not
+# explain) correlates at 0.995 and up with its original's, so turned, on photos; at 0.42 at most
+# for other photos, dark scenes and drawn shapes, best turned, and 0.06 for gradients (a
+# gradient turned is another gradient; its detail is noise). A pair that is not plainly alike
+# as it is is compared again with the second picture turned the way whose shapes correlate
+# best with the first's, where that is alike at all (SEARCH_FROM) and more than upright; not
+# for small or faint pictures (TURNED_FROM, FAINT).
+ORIENTATIONS = tuple(Image.Transpose)
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -182,6 +193,7 @@ class Signature:
     side: int = THUMB  # the longer side its thumbnail was made at most (FINE: finer views)
     grey: Mix | None = None  # how it was made grey (``_greying``)
     margins: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # ``_margins`` of its thumbnail
+    turn: Image.Transpose | None = None  # how it was mirrored or turned (``_oriented``)
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -245,9 +257,27 @@ def compare(a: Signature, b: Signature) -> Match:
     turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
     (BLANK) is another one than a picture that is not nearly as blank, and a flat picture
-    another than a flat one of another brightness (FLAT_GAIN)."""
+    another than a flat one of another brightness (FLAT_GAIN). Where they are not plainly
+    alike, all of this again with the second mirrored or turned by quarters, where its picture
+    is more like the first's so (ORIENTATIONS)."""
     if _apart(a, b):
         return Match(0.0, float("inf"))
+    m = _compare(a, b)
+    if m.difference > PLAINLY_ALIKE and (turn := _orientation(a, b)) is not None:
+        turned = _compare(a, _oriented(b, turn))
+        if _ranked(turned) < _ranked(m):
+            m = turned
+    return m
+
+
+def _ranked(m: Match) -> tuple[bool, float, float]:
+    """How a Match ranks among others of one pair (the least first): alike at all, then the
+    least difference, then the most alike."""
+    return m.similarity < SEARCH_FROM, m.difference, -m.similarity
+
+
+def _compare(a: Signature, b: Signature) -> Match:
+    """``compare`` as the pair is oriented."""
     a, b = _prepared(a, b)
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
@@ -350,6 +380,51 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     greyed = [_greying(*pair) for pair in options]
     return greyed[0] if len(greyed) == 1 else min(
         greyed, key=lambda pair: _placed(*pair)[0].difference)
+
+
+def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
+    """The way of ORIENTATIONS of turning ``b`` whose shapes (``_shapes``) correlate best with
+    ``a``'s, where that is alike (SEARCH_FROM) and more than upright; None for pictures under
+    TURNED_FROM or faint (FAINT)."""
+    if (min(*a.size, *b.size) < TURNED_FROM
+            or min(evidence.contrast(a.full), evidence.contrast(b.full)) < FAINT ** 2):
+        return None
+    target = _shapes(a.full)
+    upright = float(target @ _shapes(b.full))
+    alike = {turn: float(target @ _shapes(_view(b.thumb.transpose(turn))))
+             for turn in ORIENTATIONS}
+    best = max(alike, key=alike.get)
+    return best if alike[best] >= SEARCH_FROM and alike[best] > upright else None
+
+
+def _smooth_part() -> np.ndarray:
+    """The projection of a view's pixels (SIGNATURE^2 a channel) onto the quadratics in x
+    and y: (SIGNATURE^2, SIGNATURE^2)."""
+    y, x = (np.mgrid[0:SIGNATURE, 0:SIGNATURE] / (SIGNATURE - 1) - 0.5).reshape(2, -1)
+    terms = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
+    return (terms @ np.linalg.pinv(terms)).astype(np.float32)
+
+
+_SMOOTH = _smooth_part()
+
+
+def _shapes(view: np.ndarray) -> np.ndarray:
+    """A whole view's (SIGNATURE pixels a side) detail beyond a smooth surface (each
+    channel's quadratic in x and y taken off) as a unit vector."""
+    pixels = view.reshape(-1, 3)
+    v = (pixels - _SMOOTH @ pixels).reshape(-1)
+    return v / max(float(np.sqrt(v @ v)), 1e-6)
+
+
+def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
+    """``s`` turned or mirrored (``Image.Transpose``); its finer views and decodes too."""
+    thumb = s.thumb.transpose(turn)
+    across = turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270,
+                      Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE)
+    return dataclasses.replace(
+        s, thumb=thumb, full=_view(thumb), aspect=1 / s.aspect if across else s.aspect,
+        size=s.size[::-1] if across else s.size,
+        margins=_margins(thumb) if s.side == THUMB else s.margins, turn=turn)
 
 
 def _margins(thumb: Image.Image) -> tuple[float, ...]:
@@ -523,7 +598,10 @@ def _fine(s: Signature) -> Signature | None:
     if s.source is None or min(s.size) < FINE * min(s.thumb.size):
         return None
     fine = _as_it_is(_fine_signature_of, s.source)
-    return _greyed(fine, s.grey) if s.grey and fine is not None else fine
+    if fine is None:
+        return None
+    fine = _greyed(fine, s.grey) if s.grey else fine
+    return _oriented(fine, s.turn) if s.turn is not None else fine
 
 
 @functools.lru_cache(maxsize=FINE_SIGNATURES)
@@ -591,9 +669,10 @@ def _whitenable(s: Signature) -> tuple[Image.Image, float] | None:
     twice that on the longer at most) and its share of white there; None when it is not a
     file, or gone."""
     decoded = None if s.source is None else _as_it_is(_decoded, s.source)
-    if s.grey and decoded is not None:
-        return _grey(decoded[0], s.grey), decoded[1]
-    return decoded
+    if decoded is None:
+        return None
+    img = _grey(decoded[0], s.grey) if s.grey else decoded[0]
+    return (img.transpose(s.turn) if s.turn is not None else img), decoded[1]
 
 
 @functools.lru_cache(maxsize=WHITENABLE)
@@ -661,8 +740,7 @@ def _placed(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
                             or a.size == b.size)):
         results += _crops(a, b, same_shape)
     # The alignment that leaves least over, among those that look alike at all.
-    return min(results, key=lambda r: (r[0].similarity < SEARCH_FROM, r[0].difference,
-                                       -r[0].similarity))
+    return min(results, key=lambda r: _ranked(r[0]))
 
 
 def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _Aligned]]:
