@@ -40,7 +40,7 @@ def test_a_copy_sketches_like_its_original_and_another_picture_does_not():
 
 
 def test_sketches_offer_the_nearest_within_the_radius():
-    xb = np.zeros((4, 3), np.float32)
+    xb = np.zeros((4, DIMENSION), np.float32)
     xb[1, 0], xb[2, 0], xb[3, 0] = RADIUS / 2, 5 * RADIUS, 5 * RADIUS + RADIUS / 4
     assert near_pairs(np.array([10, 11, 12, 13]), xb, k=2) == {(10, 11), (12, 13)}
 
@@ -61,6 +61,17 @@ def test_a_grey_copy_of_a_colour_picture_is_offered_by_its_pattern():
     pairs = near_pairs(ids, xb, k=4)
     assert (0, 1) in pairs and not any(0 in pair for pair in pairs - {(0, 1)})
     assert near_pairs(ids[1:], xb[1:], k=4) == near_pairs(ids[1:], xb[1:, :DIMENSION], k=4)
+
+
+def test_a_mirrored_or_turned_copy_is_offered_by_its_pattern_so_moved():
+    """A copy mirrored or turned a quarter sketches as its original would so moved: its
+    sketch is searched for that way too; another picture's is not offered."""
+    pictures = [picture(seed) for seed in range(6)]
+    turned = [pictures[0].transpose(t) for t in (Image.Transpose.FLIP_LEFT_RIGHT,
+                                                 Image.Transpose.ROTATE_90)]
+    xb = np.stack([sketch(p) for p in turned + pictures])
+    assert min(np.linalg.norm(xb[:2] - xb[2], axis=1)) > RADIUS  # upright, too far
+    assert near_pairs(np.arange(len(xb)), xb, k=4) == {(0, 2), (1, 2), (0, 1)}
 
 
 def window(seed: int) -> Image.Image:

@@ -20,7 +20,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage
 from retrieval.images import load_image
-from retrieval.sketch import DIMENSION, PATTERN, inner_sketch, sketch
+from retrieval.sketch import DIMENSION, PATTERN, SKETCH, inner_sketch, sketch
 
 from indexes.duplicates.groups import mapping
 from indexes.duplicates.progress import Progress
@@ -40,6 +40,9 @@ FLAT_UP_TO = 100_000  # sketches searched exactly; more, through inverted lists 
 # picture having the pattern of its original but none of its colour; not when its pattern is
 # shorter than SHAPED (the floor's: next to flat), which every flat picture's is near.
 GREY, SHAPED = 0.03, 0.5
+# A sketch with a pattern (SHAPED) is also searched for mirrored and turned by quarters (its
+# squares moved so: a copy mirrored or turned sketches as its original would so moved), each
+# way that moves it more than RADIUS (a symmetric picture's are its own neighbours).
 NPROBE = 16
 
 
@@ -104,8 +107,9 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
 
 def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, of each inner
-    sketch's (the second half of a row, where there is one) ``k`` nearest sketches, and of a
-    grey picture's pattern's ``k`` nearest patterns (GREY, SHAPED)."""
+    sketch's (the second half of a row, where there is one) ``k`` nearest sketches, of a
+    grey picture's pattern's ``k`` nearest patterns (GREY, SHAPED), and of a pattern's
+    mirrored and turned ones' ``k`` nearest sketches (``_turned``)."""
     if len(ids) < 2:
         return set()
     sketches = np.ascontiguousarray(xb[:, :DIMENSION])
@@ -113,10 +117,14 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     if xb.shape[1] > DIMENSION:
         searches.append((searches[0][0], ids, xb[:, DIMENSION:]))
     grey = np.linalg.norm(sketches[:, PATTERN:], axis=1) <= GREY
-    shaped = grey & (np.linalg.norm(sketches[:, :PATTERN], axis=1) >= SHAPED)
-    if shaped.any() and not grey.all():  # the grey ones among the patterns alone
+    shaped = np.linalg.norm(sketches[:, :PATTERN], axis=1) >= SHAPED
+    if (grey & shaped).any() and not grey.all():  # the grey ones among the patterns alone
         patterns = np.ascontiguousarray(sketches[:, :PATTERN])
-        searches.append((_index(patterns), ids[shaped], patterns[shaped]))
+        searches.append((_index(patterns), ids[grey & shaped], patterns[grey & shaped]))
+    for turned in _turned(sketches):
+        moved = shaped & (np.linalg.norm(turned - sketches, axis=1) > RADIUS)
+        if moved.any():
+            searches.append((searches[0][0], ids[moved], turned[moved]))
     out = set()
     for index, queried, queries in searches:
         D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(ids)))
@@ -125,6 +133,22 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
                 if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
                     b = int(ids[j])
                     out.add((min(a, b), max(a, b)))
+    return out
+
+
+def _turned(sketches: np.ndarray) -> list[np.ndarray]:
+    """The sketches of each picture mirrored or turned by quarters, every way but upright
+    (their patterns' squares moved so, their colours as they are)."""
+    n = len(sketches)
+    grid = sketches[:, :PATTERN].reshape(n, SKETCH, SKETCH)
+    out = []
+    for quarters in range(4):
+        for mirrored in (False, True):
+            if quarters or mirrored:
+                moved = np.rot90(grid, quarters, axes=(1, 2))
+                moved = moved.transpose(0, 2, 1) if mirrored else moved
+                out.append(np.ascontiguousarray(np.concatenate(
+                    [moved.reshape(n, PATTERN), sketches[:, PATTERN:]], axis=1)))
     return out
 
 
