@@ -145,14 +145,20 @@ BARS, FLAT_LINE = 0.03, 8.0
 # A copy mirrored or turned by quarters (a selfie's mirror undone, a photo turned upright in a
 # viewer or a scan fed in sideways: every way of ORIENTATIONS, EXIF's eight but the upright) is
 # no copy upright, but its whole view so turned back is its original's. Its shapes are: the
-# view's detail beyond a smooth surface (``_shapes``: what a quadratic in x and y does not
-# explain) correlates at 0.995 and up with its original's, so turned, on photos; at 0.42 at most
-# for other photos, dark scenes and drawn shapes, best turned, and 0.06 for gradients (a
-# gradient turned is another gradient; its detail is noise). A pair that is not plainly alike
+# view's grey levels' detail beyond a smooth surface (``_shapes``: what a quadratic in x and y
+# does not explain) correlates at 0.994 and up with its original's, so turned, on photos; best
+# turned, at 0.52 at most for other photos, 0.55 for dark scenes, 0.34 for drawn shapes, and
+# 0.09 for gradients (a gradient turned is another gradient; its detail is noise), with their
+# margins cut off (``_trimmed``: bars have no shapes to turn). A pair that is not plainly alike
 # as it is is compared again with the second picture turned the way whose shapes correlate
 # best with the first's, where that is alike at all (SEARCH_FROM) and more than upright; not
 # for small or faint pictures (TURNED_FROM, FAINT).
-ORIENTATIONS = tuple(Image.Transpose)
+_T = Image.Transpose
+ORIENTATIONS: dict[Image.Transpose, Callable[[np.ndarray], np.ndarray]] = {  # and a view so
+    _T.FLIP_LEFT_RIGHT: lambda v: v[:, ::-1], _T.FLIP_TOP_BOTTOM: lambda v: v[::-1],
+    _T.ROTATE_90: lambda v: np.rot90(v, 1), _T.ROTATE_180: lambda v: v[::-1, ::-1],
+    _T.ROTATE_270: lambda v: np.rot90(v, 3), _T.TRANSPOSE: lambda v: v.transpose(1, 0, 2),
+    _T.TRANSVERSE: lambda v: np.rot90(v, 2).transpose(1, 0, 2)}
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -263,7 +269,8 @@ def compare(a: Signature, b: Signature) -> Match:
     if _apart(a, b):
         return Match(0.0, float("inf"))
     m = _compare(a, b)
-    if m.difference > PLAINLY_ALIKE and (turn := _orientation(a, b)) is not None:
+    turn = _orientation(_trimmed(a), _trimmed(b)) if m.difference > PLAINLY_ALIKE else None
+    if turn is not None:  # its margins cut off: they have no shapes to turn
         turned = _compare(a, _oriented(b, turn))
         if _ranked(turned) < _ranked(m):
             m = turned
@@ -391,36 +398,34 @@ def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
         return None
     target = _shapes(a.full)
     upright = float(target @ _shapes(b.full))
-    alike = {turn: float(target @ _shapes(_view(b.thumb.transpose(turn))))
-             for turn in ORIENTATIONS}
+    alike = {turn: float(target @ _shapes(view(b.full))) for turn, view in ORIENTATIONS.items()}
     best = max(alike, key=alike.get)
     return best if alike[best] >= SEARCH_FROM and alike[best] > upright else None
 
 
 def _smooth_part() -> np.ndarray:
-    """The projection of a view's pixels (SIGNATURE^2 a channel) onto the quadratics in x
-    and y: (SIGNATURE^2, SIGNATURE^2)."""
+    """An orthonormal basis of the quadratics in x and y over a view's pixels (SIGNATURE^2 of
+    a channel): (SIGNATURE^2, 6)."""
     y, x = (np.mgrid[0:SIGNATURE, 0:SIGNATURE] / (SIGNATURE - 1) - 0.5).reshape(2, -1)
-    terms = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
-    return (terms @ np.linalg.pinv(terms)).astype(np.float32)
+    return np.linalg.qr(np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1))[0].astype(
+        np.float32)
 
 
 _SMOOTH = _smooth_part()
 
 
 def _shapes(view: np.ndarray) -> np.ndarray:
-    """A whole view's (SIGNATURE pixels a side) detail beyond a smooth surface (each
-    channel's quadratic in x and y taken off) as a unit vector."""
-    pixels = view.reshape(-1, 3)
-    v = (pixels - _SMOOTH @ pixels).reshape(-1)
+    """A whole view's (SIGNATURE pixels a side) grey levels' detail beyond a smooth surface
+    (their quadratic in x and y taken off) as a unit vector: the same for a grey copy."""
+    levels = view.reshape(-1, 3).mean(axis=1)
+    v = levels - _SMOOTH @ (_SMOOTH.T @ levels)
     return v / max(float(np.sqrt(v @ v)), 1e-6)
 
 
 def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
     """``s`` turned or mirrored (``Image.Transpose``); its finer views and decodes too."""
     thumb = s.thumb.transpose(turn)
-    across = turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270,
-                      Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE)
+    across = turn in (_T.ROTATE_90, _T.ROTATE_270, _T.TRANSPOSE, _T.TRANSVERSE)
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=1 / s.aspect if across else s.aspect,
         size=s.size[::-1] if across else s.size,
@@ -720,8 +725,10 @@ def _upright(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
     copy of it, not to another colour), and ``difference`` is the worst of 12 x 12 squares
     of what differs beyond a pixel's misplacement, at the finer resolution both files have
     (at most DIFF_SIZE pixels), and, for faint pictures, in their grain (``grain``). A copy
-    is alike everywhere; a photo with something painted in or moved is not, even when it
-    looks the same as a whole."""
+    is alike everywhere but for a mark put on it along a side (a name, a logo, a date stamp:
+    ``evidence.difference``'s marks, on pictures neither faint nor under TURNED_FROM pixels);
+    a photo with something painted in or moved is not, even when it looks the same as a
+    whole."""
     m, t = _placed(a, b)
     return _with_grain(m, t), t
 
@@ -797,15 +804,18 @@ def _measure(t: _Aligned) -> Match:
     """The Match of an alignment: its similarity, and its difference at the finer
     resolution both files have (at ROUGH pixels only, when it is plain there), a tone near
     white fitted again on the views it is measured on when they average the files' pixels
-    (the coarser, the more: clipping shows differently)."""
+    (the coarser, the more: clipping shows differently); a mark along a side left out where
+    neither picture is faint (FAINT) nor under TURNED_FROM pixels."""
     box = t.box
     scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
     detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
+    marks = (min(*t.x.size, *t.y.size) >= TURNED_FROM  # a mark shows on a picture's shapes
+             and min(evidence.contrast(t.x.full), evidence.contrast(t.y.full)) >= FAINT ** 2)
     for size in (ROUGH, DIFF_SIZE * min(t.x.side, t.y.side) // THUMB):
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
         tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
-        difference = evidence.difference(tone(darker), brighter)
+        difference = evidence.difference(tone(darker), brighter, marks)
         if difference > CLEARLY_DIFFERENT:
             break
     return Match(t.similarity, difference)

@@ -37,6 +37,10 @@ BLOCKS = 12  # squares a side ``difference`` looks at (each 1/12 of the picture'
 # A difference between these is measured again on views softened by SOFTENED pixels (it
 # takes away a half to two thirds of what a resampling's phase leaves: 0.30 -> 0.10).
 SOFTEN_ABOVE, SOFTEN_BELOW, SOFTENED = 0.1, 0.6, 0.7
+# A mark put on a copy (a photographer's name, a logo, a date stamp) lies along a side: where
+# asked, the squares that differ more than MARKED all within a band along one side, MARK_DEPTH
+# squares deep and MARK_SPAN long at most (a sixth and a half of the side), are left out.
+MARKED, MARK_DEPTH, MARK_SPAN = 0.1, 2, 6
 
 
 @dataclass(frozen=True)
@@ -171,26 +175,42 @@ def similarity(fitted: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(max(0.0, 1 - residual / (contrast(y) + SIMILARITY_FLOOR ** 2))))
 
 
-def difference(fitted: np.ndarray, y: np.ndarray) -> float:
+def difference(fitted: np.ndarray, y: np.ndarray, marks: bool = False) -> float:
     """The worst of BLOCKS^2 squares of two views of one size (a multiple of BLOCKS): how far
     each pixel of either falls outside the range of the other around it (3 x 3, so that
     resampling and a pixel's misplacement do not count), over ``y``'s contrast and
-    DIFFERENCE_FLOOR together. Where that is between SOFTEN_ABOVE and SOFTEN_BELOW, the
-    views softened by SOFTENED pixels are measured as well and the smaller counts: detail as
-    fine as the views' pixels (a screenshot's text) is drawn differently by a resampling at
-    another phase, as a crop's is."""
-    worst = _worst(fitted, y)
+    DIFFERENCE_FLOOR together; with ``marks``, of those outside a mark (``_unmarked``). Where
+    that is between SOFTEN_ABOVE and SOFTEN_BELOW, the views softened by SOFTENED pixels are
+    measured as well and the smaller counts: detail as fine as the views' pixels (a
+    screenshot's text) is drawn differently by a resampling at another phase, as a crop's is."""
+    worst = _unmarked(_squares(fitted, y), marks)
     if SOFTEN_ABOVE < worst < SOFTEN_BELOW:
-        worst = min(worst, _worst(_softened(fitted), _softened(y)))
+        worst = min(worst, _unmarked(_squares(_softened(fitted), _softened(y)), marks))
     return worst
 
 
-def _worst(fitted: np.ndarray, y: np.ndarray) -> float:
+def _squares(fitted: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``difference`` of each of the BLOCKS x BLOCKS squares."""
     a, b = np.rint(fitted).astype(np.uint8), np.rint(y).astype(np.uint8)  # to the grey level
     out = np.maximum(_beyond(a, b), _beyond(b, a))
     k = y.shape[0] // BLOCKS
-    worst = out.reshape(BLOCKS, k, BLOCKS, k).mean(axis=(1, 3)).max() / a.shape[2]
-    return float(worst / np.sqrt(contrast(y) + DIFFERENCE_FLOOR ** 2))
+    squares = out.reshape(BLOCKS, k, BLOCKS, k).mean(axis=(1, 3)) / a.shape[2]
+    return squares / np.sqrt(contrast(y) + DIFFERENCE_FLOOR ** 2)
+
+
+def _unmarked(squares: np.ndarray, marks: bool) -> float:
+    """The worst of ``squares``; with ``marks``, where those over MARKED all lie in a band
+    along a side (MARK_DEPTH, MARK_SPAN), the worst of the others."""
+    rows, cols = np.nonzero(squares > MARKED)
+    if marks and len(rows):
+        last = BLOCKS - 1
+        for depth, (first, end) in ((rows.max() + 1, (cols.min(), cols.max())),  # the top
+                                    (last - rows.min() + 1, (cols.min(), cols.max())),
+                                    (cols.max() + 1, (rows.min(), rows.max())),  # the left
+                                    (last - cols.min() + 1, (rows.min(), rows.max()))):
+            if depth <= MARK_DEPTH and end - first + 1 <= MARK_SPAN:
+                return float(squares[squares <= MARKED].max(initial=0.0))
+    return float(squares.max())
 
 
 def _softened(view: np.ndarray) -> np.ndarray:

@@ -129,6 +129,24 @@ def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_a
         assert not accepted(compare(own, signature(b)))
 
 
+def test_a_copy_marked_along_a_side_is_found_an_edit_is_not():
+    """A photographer's name on a dark band in a corner, a logo in another: found, either way
+    round; something painted in the middle, or over a third of the picture at its foot, is an
+    edit; another picture so marked is not the copy."""
+    img = scene(1)
+    logo = img.copy()
+    ImageDraw.Draw(logo).ellipse((6, 6, 34, 30), fill=(250, 40, 40), outline=(255, 255, 255))
+    own = signature(img)
+    for marked in (copies_made._watermarked(img), logo):
+        copy = signature(_jpeg(marked, 90))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own))
+    middle, foot = img.copy(), img.copy()
+    ImageDraw.Draw(middle).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    ImageDraw.Draw(foot).rectangle((60, 120, 180, 180), fill=(250, 250, 40))
+    for b in (middle, foot, copies_made._watermarked(scene(2))):
+        assert not accepted(compare(own, signature(_jpeg(b, 90))))
+
+
 def test_a_grey_copy_is_found_however_it_was_made_grey_another_picture_greyed_is_not():
     """A black-and-white copy, by Pillow's luma, the channels' mean, Rec. 709's mix, a
     desaturation (lightness) or the red channel alone, either way round; another picture so
