@@ -148,8 +148,8 @@ BARS, FLAT_LINE = 0.03, 8.0
 # view's grey levels' detail beyond a smooth surface (``_shapes``: what a quadratic in x and y
 # does not explain) correlates at 0.994 and up with its original's, so turned, on photos; best
 # turned, at 0.52 at most for other photos, 0.55 for dark scenes, 0.34 for drawn shapes, and
-# 0.09 for gradients (a gradient turned is another gradient; its detail is noise), with their
-# margins cut off (``_trimmed``: bars have no shapes to turn). A pair that is not plainly alike
+# 0.09 for gradients (a gradient turned is another gradient; its detail is noise), as they are
+# or with their margins cut off (``_trimmed``: bars have no shapes). A pair that is not plainly alike
 # as it is is compared again with the second picture turned the way whose shapes correlate
 # best with the first's, where that is alike at all (SEARCH_FROM) and more than upright; not
 # for small or faint pictures (TURNED_FROM, FAINT).
@@ -269,8 +269,8 @@ def compare(a: Signature, b: Signature) -> Match:
     if _apart(a, b):
         return Match(0.0, float("inf"))
     m = _compare(a, b)
-    turn = _orientation(_trimmed(a), _trimmed(b)) if m.difference > PLAINLY_ALIKE else None
-    if turn is not None:  # its margins cut off: they have no shapes to turn
+    turn = _orientation(a, b) if m.difference > PLAINLY_ALIKE else None
+    if turn is not None:
         turned = _compare(a, _oriented(b, turn))
         if _ranked(turned) < _ranked(m):
             m = turned
@@ -391,16 +391,23 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
 def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     """The way of ORIENTATIONS of turning ``b`` whose shapes (``_shapes``) correlate best with
-    ``a``'s, where that is alike (SEARCH_FROM) and more than upright; None for pictures under
-    TURNED_FROM or faint (FAINT)."""
+    ``a``'s, as they are or either's margins cut off (``_trimmed``: bars have no shapes to
+    turn, and a picture's own flat sky is a margin too), where that is alike (SEARCH_FROM) and
+    more than upright; None for pictures under TURNED_FROM or faint (FAINT)."""
     if (min(*a.size, *b.size) < TURNED_FROM
             or min(evidence.contrast(a.full), evidence.contrast(b.full)) < FAINT ** 2):
         return None
-    target = _shapes(a.full)
-    upright = float(target @ _shapes(b.full))
-    alike = {turn: float(target @ _shapes(view(b.full))) for turn, view in ORIENTATIONS.items()}
-    best = max(alike, key=alike.get)
-    return best if alike[best] >= SEARCH_FROM and alike[best] > upright else None
+    firsts = [a] if (ta := _trimmed(a)) is a else [a, ta]
+    seconds = [b] if (tb := _trimmed(b)) is b else [b, tb]
+    best, most = None, SEARCH_FROM
+    for x, y in itertools.product(firsts, seconds):
+        target = _shapes(x.full)
+        upright = float(target @ _shapes(y.full))
+        for turn, view in ORIENTATIONS.items():
+            alike = float(target @ _shapes(view(y.full)))
+            if alike >= most and alike > upright:
+                best, most = turn, alike
+    return best
 
 
 def _smooth_part() -> np.ndarray:
