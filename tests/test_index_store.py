@@ -129,6 +129,35 @@ def test_ivf_pq_recall_against_flat(tmp_path):
         assert not faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training
 
 
+@pytest.mark.parametrize("factory", ["PCA8,Flat", "PCAW8,Flat", "PCAR8,Flat"])
+def test_a_pca_trained_by_eigh_projects_as_faiss_trains_it(factory):
+    """train_transform (numpy's eigh) against FAISS's PCAMatrix::train (dsyev): the same
+    eigenvalues and the same distances between projected vectors (a component may change
+    sign), whitened (PCAW) or rotated (PCAR) as FAISS prepares them."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, DIM)) * np.linspace(4, 0.1, DIM)).astype(np.float32)
+    owners = [faiss.index_factory(DIM, factory) for _ in range(2)]  # kept alive meanwhile
+    ours, theirs = (faiss.downcast_VectorTransform(faiss.downcast_index(o).chain.at(0))
+                    for o in owners)
+    theirs.train(x)
+    faiss_ops.train_transform(ours, x)
+    assert ours.is_trained
+    np.testing.assert_allclose(faiss.vector_to_array(ours.eigenvalues),
+                               faiss.vector_to_array(theirs.eigenvalues), rtol=1e-4)
+    a, b = ours.apply(x[:40]), theirs.apply(x[:40])
+    assert np.abs(np.abs(a[:, 0]) - np.abs(b[:, 0])).max() < 1e-3 * np.abs(b).max() or "R" in factory
+    gaps = lambda y: ((y[:, None] - y[None]) ** 2).sum(-1)  # noqa: E731
+    np.testing.assert_allclose(gaps(a), gaps(b), rtol=1e-4, atol=1e-4 * gaps(b).max())
+    for whole in ("PCA8,IVF4,Flat", "PCA8,Flat"):  # the PCA in front trained by eigh first
+        index = faiss_ops.make_index(whole, DIM)
+        faiss_ops.train(index, x, whole)
+        assert index.is_trained
+        faiss_ops.add(index, x, np.arange(len(x)))
+        if "IVF" in whole:
+            faiss_ops.set_nprobe(index, 4)
+        assert (faiss_ops.search(index, x[:20], 1)[1][:, 0] == np.arange(20)).all()
+
+
 def test_too_few_vectors_to_train_is_a_clear_error(tmp_path):
     paths = make_files(tmp_path / "img", 10)
     with pytest.raises(FactoryError, match="needs at least 64 vectors to train, there are only 10"):

@@ -56,8 +56,7 @@ def train(index: faiss.Index, chunks: Callable[[], Iterable[np.ndarray]], factor
         faiss_ops.train(index, first, factory)  # too few in all: the error says how many it needs
     for t in transforms:
         try:
-            if not t.is_trained:
-                t.train(first)
+            faiss_ops.train_transform(t, first)
         except RuntimeError as e:
             why = faiss_ops.faiss_reason(e)
             raise FactoryError(f"--factory {factory!r}: training failed on {len(first)} vectors "
