@@ -241,24 +241,6 @@ def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_the
     assert [[m.path for m in g.members] for g in groups] == [["/b", "/o", "/p", "/r"]]
 
 
-def test_a_file_whose_best_match_is_in_a_group_joins_it_where_it_matches_the_kept_file(
-        monkeypatch):
-    """L, a letterboxed copy, is kept first and takes O, the original; R, a turned copy, and M,
-    a mirrored one, match O and each other but were never offered with L: R is compared with
-    L (second look) and joins, M with it. Not when R matches L far less closely than O."""
-    resolution = {"/l": 40, "/r": 30, "/o": 20, "/m": 10}
-    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
-    items = {1: "/l", 2: "/r", 3: "/o", 4: "/m"}
-    accepted = {(1, 3): Match(0.99, 0.011), (2, 3): Match(0.99, 0.001),
-                (3, 4): Match(0.99, 0.002), (2, 4): Match(0.99, 0.001)}
-    pairs = {pair: 1.0 for pair in accepted}
-    for difference, expected in ((0.011, [["/l", "/r", "/o", "/m"]]),
-                                 (0.15, [["/r", "/o", "/m"]])):
-        groups = dup_groups.near_groups(accepted, pairs, items,
-                                        lambda kept, m: (1.0, Match(0.99, difference)))
-        assert [sorted(m.path for m in g.members) for g in groups] == [sorted(e) for e in expected]
-
-
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")

@@ -211,11 +211,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     passes for a light paper too): it goes with what it matches best. When the kept file
     matches that file too, the file is taken only if it matches, as closely, a member taken
     on its own merits (two grid papers' copies, every one matched with the other paper
-    at 0.17-0.19, each other within 0.05). A file whose best match is in a star already is
-    compared (``second_look``) with that star's kept file before it keeps a star of its own, and
-    joins it when they match about as closely (CLEARLY_CLOSER): fc7 and the sketches may not
-    offer a letterboxed kept file with a turned copy, which its other copies match. A member
-    accepted with
+    at 0.17-0.19, each other within 0.05). A member accepted with
     the kept files of several stars goes to the one it differs least from (a cropped copy of
     one video frame also matches the frame before, of which it is a crop too). A file whose
     partners all went to other stars first is compared (``second_look``) with the kept files
@@ -248,25 +244,8 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
             (min(m, c), max(m, c)) in accepted and _how_far(accepted, pairs, m, c) <= bar[m]
             for c in core)]
 
-    looked: set[tuple[int, int]] = set()
-
-    def joined(f: int) -> bool:
-        """Whether ``f``, whose best match is in a star, matches that star's kept file about as
-        closely (CLEARLY_CLOSER), and so joins it (``second_look``)."""
-        home = star_of.get(best[f])
-        if home is None or second_look is None:
-            return False
-        looked.add((home, f))
-        found = second_look(home, f)
-        if found is None or found[1].difference > (_how_far(accepted, pairs, f, best[f])
-                                                   + CLEARLY_CLOSER):
-            return False
-        stars[home][f] = found
-        star_of[f] = home
-        return True
-
     for kept in _keep_order(partners, items, facts):
-        if kept in star_of or joined(kept):
+        if kept in star_of:
             continue
         members = reached(kept)
         if not members:
@@ -278,8 +257,6 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     _closest_stars(stars, star_of, accepted, pairs)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
-            if (kept, m) in looked:
-                continue
             found = second_look(kept, m)
             if found is not None:
                 stars[kept][m] = found
@@ -310,8 +287,7 @@ def _closest_stars(stars: dict, star_of: dict[int, int],
     for kept, members in list(stars.items()):
         for m in list(members):
             best = min((k for k in stars if k != m and (min(k, m), max(k, m)) in accepted),
-                       key=lambda k: (_how_far(accepted, pairs, k, m), k != kept),
-                       default=kept)  # a second look's: its kept file the only one it matched
+                       key=lambda k: (_how_far(accepted, pairs, k, m), k != kept))
             if best != kept:
                 pair = (min(best, m), max(best, m))
                 stars[best][m] = (pairs[pair], accepted[pair])
