@@ -145,7 +145,8 @@ def test_a_pca_trained_by_eigh_projects_as_faiss_trains_it(factory):
     np.testing.assert_allclose(faiss.vector_to_array(ours.eigenvalues),
                                faiss.vector_to_array(theirs.eigenvalues), rtol=1e-4)
     a, b = ours.apply(x[:40]), theirs.apply(x[:40])
-    assert np.abs(np.abs(a[:, 0]) - np.abs(b[:, 0])).max() < 1e-3 * np.abs(b).max() or "R" in factory
+    if "PCAR" not in factory:  # a random rotation mixes the components: distances alone
+        assert np.abs(np.abs(a[:, 0]) - np.abs(b[:, 0])).max() < 1e-3 * np.abs(b).max()
     gaps = lambda y: ((y[:, None] - y[None]) ** 2).sum(-1)  # noqa: E731
     np.testing.assert_allclose(gaps(a), gaps(b), rtol=1e-4, atol=1e-4 * gaps(b).max())
     for whole in ("PCA8,IVF4,Flat", "PCA8,Flat"):  # the PCA in front trained by eigh first

@@ -156,8 +156,9 @@ def train_transform(transform: faiss.VectorTransform, x: np.ndarray) -> None:
     at least as many vectors as dimensions is trained as FAISS's PCAMatrix::train does it (the
     scatter matrix about the mean, its eigenvectors by decreasing eigenvalue, then FAISS's own
     prepare_Ab for PCAW/PCAR/balanced bins) but with LAPACK's divide-and-conquer eigensolver
-    (numpy's eigh): FAISS calls dsyev, which takes 95 s of a 2-core CPU on 4096-d fc7 (125 s on
-    a 16-core H200 host), eigh 6 s. FAISS trains any other transform itself."""
+    (numpy's eigh): FAISS calls dsyev, which takes 103 s of a 2-core CPU at 4096-d (125 s on a
+    16-core H200 host), eigh 7 s (benchmarks/pca_train.py). FAISS trains any other transform
+    itself."""
     if transform.is_trained:
         return
     x = as_float32(x)
