@@ -135,9 +135,7 @@ def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
         raise FactoryError(f"--factory {factory!r} needs at least {needed} vectors to train, "
                           f"there are only {len(xt)} images; index more images or use Flat")
     try:
-        inner = faiss.downcast_index(index)
-        if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-            inner = faiss.downcast_index(inner.index)
+        inner = _behind_ids(index)
         if isinstance(inner, faiss.IndexPreTransform) and inner.chain.size():
             train_transform(faiss.downcast_VectorTransform(inner.chain.at(0)), xt)
         index.train(as_float32(xt))
@@ -166,14 +164,15 @@ def train_transform(transform: faiss.VectorTransform, x: np.ndarray) -> None:
     if not isinstance(transform, faiss.PCAMatrix) or n < d or n > transform.max_points_per_d * d:
         transform.train(x)  # FAISS subsamples past max_points_per_d; a Gram matrix under d
         return
-    mean = x.mean(axis=0, dtype=np.float64) if transform.have_bias else np.zeros(d)
+    mean = (x.mean(axis=0, dtype=np.float64) if transform.have_bias else np.zeros(d)).astype(
+        np.float32)
     scatter = np.zeros((d, d))
     step = max(1, PCA_CHUNK_BYTES // (4 * d))
     for s in range(0, n, step):
-        c = x[s:s + step] - mean.astype(np.float32)
+        c = x[s:s + step] - mean
         scatter += c.T @ c
     values, vectors = np.linalg.eigh(scatter)  # ascending; vectors[:, i] goes with values[i]
-    faiss.copy_array_to_vector(mean.astype(np.float32), transform.mean)
+    faiss.copy_array_to_vector(mean, transform.mean)
     faiss.copy_array_to_vector(values[::-1].astype(np.float32), transform.eigenvalues)
     faiss.copy_array_to_vector(np.ascontiguousarray(vectors[:, ::-1].T, dtype=np.float32).ravel(),
                                transform.PCAMat)
@@ -401,10 +400,13 @@ def exact_index(xb: np.ndarray) -> faiss.Index:
 def is_exact(index: faiss.Index) -> bool:
     """True when searching ``index`` is brute force over the original vectors: Flat, on the CPU
     or its GPU copy (GpuIndexFlat is no IndexFlat to Python), behind IDMap2 or not."""
+    return isinstance(_behind_ids(index), (faiss.IndexFlat, *_GPU_FLAT))
+
+
+def _behind_ids(index: faiss.Index) -> faiss.Index:
+    """``index`` downcast, or the index an IDMap / IDMap2 wraps (IDMap2 is an IDMap)."""
     index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexIDMap):
-        index = faiss.downcast_index(index.index)
-    return isinstance(index, (faiss.IndexFlat, *_GPU_FLAT))
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
 
 
 _GPU_FLAT = (faiss.GpuIndexFlat,) if hasattr(faiss, "GpuIndexFlat") else ()
