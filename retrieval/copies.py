@@ -890,6 +890,14 @@ def compare_files(pairs: Sequence[tuple[str, str]]) -> list[Match]:
     return out
 
 
+def shows_shapes(path: str) -> bool:
+    """Whether a file's picture has shapes for ``compare`` to match (it is not FAINT at its
+    views): a faint picture matches whatever does not contradict it, a copy of it or another
+    paper of its colour alike, so that its matches are no evidence to build on."""
+    s = _file_signature(path)
+    return s is not None and evidence.contrast(s.full) >= FAINT ** 2
+
+
 def _file_signature(path: str) -> Signature | None:
     return _as_it_is(_signature_of, path)
 

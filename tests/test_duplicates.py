@@ -241,6 +241,34 @@ def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_the
     assert [[m.path for m in g.members] for g in groups] == [["/b", "/o", "/p", "/r"]]
 
 
+def test_a_letterboxed_copy_kept_first_joins_the_originals_group_where_its_pixels_say_so(
+        monkeypatch):
+    """L, a letterboxed copy, is kept first for its size and takes B, a bordered copy, that
+    fc7 offered with it; O, the original, keeps its other copies. O's pixels match L's and
+    B's: one group, kept O. Not where O does not match one of them, nor where a kept file is
+    faint (a paper's match is no evidence to join on)."""
+    resolution = {"/l": 50, "/o": 40, "/b": 35, "/m1": 30, "/m2": 20, "/m3": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/l", 2: "/o", 3: "/b", 4: "/m1", 5: "/m2", 6: "/m3"}
+    accepted = {(1, 3): Match(0.99, 0.02), (2, 4): Match(0.99, 0.01), (2, 5): Match(0.99, 0.01),
+                (2, 6): Match(0.99, 0.01), (3, 4): Match(0.99, 0.15)}
+    pairs = {pair: 1.0 for pair in accepted}
+    looked = {(2, 1): (2.0, Match(0.99, 0.05)), (2, 3): (2.5, Match(0.99, 0.08))}
+    split = [["/l", "/b"], ["/o", "/m1", "/m2", "/m3"]]
+
+    def groups(look, faint=()):
+        found = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: look.get((kept, m)),
+                                       lambda i: items[i] not in faint)
+        return sorted([m.path for m in g.members] for g in found)
+
+    assert groups(looked) == [["/o", "/m1", "/m2", "/m3", "/l", "/b"]]
+    assert groups({(2, 1): looked[2, 1]}) == split  # B's pixels do not match O's
+    assert groups(looked, faint={"/l"}) == split
+    assert groups(looked, faint={"/o"}) == split
+    assert sorted([m.path for m in g.members] for g in dup_groups.near_groups(
+        accepted, pairs, items, lambda kept, m: looked.get((kept, m)))) == split  # no shapes told
+
+
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")

@@ -390,3 +390,17 @@ def test_different_transparent_pictures_are_not_copies(tmp_path):
     circle = signature(tmp_path / "circle.png")
     assert not accepted(compare(circle, signature(tmp_path / "square.png")))
     assert accepted(compare(circle, signature(tmp_path / "circle.webp")))
+
+
+def test_only_pictures_with_shapes_are_evidence_for_joining_groups(tmp_path):
+    """A flat colour, a faint paper and a dark scene of 9 grey levels show no shapes to match
+    (their matches only say that nothing contradicts them); a gradient does; a gone file none."""
+    from retrieval.copies import shows_shapes
+    shown = {}
+    for name, draw in (("flat", flat), ("faint", faint_texture), ("gradient", gradient),
+                       ("dark", dark)):
+        path = tmp_path / f"{name}.png"
+        draw(1).save(path)
+        shown[name] = shows_shapes(str(path))
+    assert shown == {"flat": False, "faint": False, "gradient": True, "dark": False}
+    assert not shows_shapes(str(tmp_path / "gone.png"))

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.copies import CHECK
+from retrieval.copies import CHECK, shows_shapes
 
 from indexes.config import DUPLICATE_K, DuplicatesConfig
 from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, fc7_distances,
@@ -179,7 +179,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
                 accepted.update(verified(more, check, report))
         look = None if check is None else second_look(store, check)
         groups = folded([exact_group(g, items) for g in exact],
-                        near_groups(accepted, pairs, items, look))
+                        near_groups(accepted, pairs, items, look,
+                                    lambda i: shows_shapes(items[i])))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),

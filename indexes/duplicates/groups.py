@@ -203,7 +203,8 @@ def folded(exact: list[Group], near: list[Group]) -> list[Group]:
 
 def near_groups(accepted: dict[tuple[int, int], Match | None],
                  pairs: dict[tuple[int, int], float], items: dict[int, str],
-                 second_look: SecondLook | None = None) -> list[Group]:
+                 second_look: SecondLook | None = None,
+                 shapes: Callable[[int], bool] | None = None) -> list[Group]:
     """Stars around the files to keep: each member an accepted pair with its kept file.
 
     A file is not taken into a star when it matches a file outside that star clearly better
@@ -216,7 +217,10 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     one video frame also matches the frame before, of which it is a crop too). A file whose
     partners all went to other stars first is compared (``second_look``) with the kept files
     of those stars, and joins the first that matches: fc7 may put a copy past the threshold
-    from one copy and within it from another.
+    from one copy and within it from another. Last, a star joins a larger one that a file of it
+    was accepted with where the larger one's kept file matches every file of it (``second_look``)
+    and both kept files have ``shapes`` (a faint picture's match is no evidence to join on): a
+    letterboxed copy, kept first for its size, gathers copies the original's star lacks.
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
@@ -261,6 +265,8 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
             if found is not None:
                 stars[kept][m] = found
                 break
+    if second_look is not None and shapes is not None:
+        _joined_stars(stars, star_of, accepted, second_look, shapes)
     groups = []
     for kept, members in stars.items():
         if not members:
@@ -270,6 +276,40 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
             Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
             for m in order]))  # nearest to the kept file first
     return sorted(groups, key=lambda g: g.members[0].path)
+
+
+def _joined_stars(stars: dict, star_of: dict[int, int],
+                  accepted: dict[tuple[int, int], Match | None], second_look: SecondLook,
+                  shapes: Callable[[int], bool]) -> None:
+    """Each star, the smallest first, joined to the largest star that one of its files was
+    accepted with, of those at least as large whose kept file matches every file of it
+    (``second_look``), where both kept files have ``shapes``."""
+    links: dict[int, set[int]] = defaultdict(set)  # kept -> kept files of stars accepted with
+    for a, b in accepted:
+        if a in star_of and b in star_of and star_of[a] != star_of[b]:
+            links[star_of[a]].add(star_of[b])
+            links[star_of[b]].add(star_of[a])
+    for small in sorted(links, key=lambda k: (len(stars[k]), k)):
+        if small not in stars or not shapes(small):  # joined to another already
+            continue
+        for big in sorted(links[small], key=lambda k: (-len(stars[k]), k)):
+            if len(stars[big]) < len(stars[small]) or not shapes(big):
+                continue
+            found = {}
+            for m in [small, *stars[small]]:
+                found[m] = second_look(big, m)
+                if found[m] is None:
+                    break
+            else:
+                stars[big].update(found)
+                star_of.update(dict.fromkeys(found, big))
+                for k in links.pop(small):  # the joined star's links are the larger one's
+                    links[k].discard(small)
+                    if k != big:
+                        links[k].add(big)
+                        links[big].add(k)
+                del stars[small]
+                break
 
 
 def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[int, int], float],
