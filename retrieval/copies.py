@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 15  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 16  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -455,14 +455,17 @@ def _margins(thumb: Image.Image) -> tuple[float, ...]:
 
 
 def _trimmed(s: Signature) -> Signature:
-    """``s`` without its margins of BARS or more, unless they leave less than half a side
-    or ``s`` is faint (FAINT: its margins are its faint picture, and its grain the evidence)."""
+    """``s`` without its margins of BARS or more, each with the line after it (where the
+    thumbnail's resampling blended bars and picture: left on, a dark edge that outweighs the
+    picture's shapes), unless they leave less than half a side or ``s`` is faint (FAINT: its
+    margins are its faint picture, and its grain the evidence)."""
     left, top, right, bottom = (m if m >= BARS else 0.0 for m in s.margins)
     if (left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom))
             or s.grain is not None):
         return s
     w, h = s.thumb.size
-    box = (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
+    edge = [round(m * n) + (m > 0) for m, n in ((left, w), (top, h), (right, w), (bottom, h))]
+    box = (edge[0], edge[1], w - edge[2], h - edge[3])
     thumb = s.thumb.crop(box)
     kept = thumb.width / w, thumb.height / h
     return dataclasses.replace(

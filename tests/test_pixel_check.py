@@ -404,3 +404,19 @@ def test_only_pictures_with_shapes_are_evidence_for_joining_groups(tmp_path):
         shown[name] = shows_shapes(str(path))
     assert shown == {"flat": False, "faint": False, "gradient": True, "dark": False}
     assert not shows_shapes(str(tmp_path / "gone.png"))
+
+
+def test_a_letterboxed_copy_and_a_turned_one_are_copies_of_each_other():
+    """A bright photo letterboxed to a square and the photo turned upright by a quarter are
+    each other's copy, either way round: the bars are cut off to the last line the
+    thumbnail's resampling blended with the picture (left on, a dark edge that outweighs a
+    photo's shapes), and the turn is told by the shapes. A turned other photo is not."""
+    from retrieval.copies import _trimmed
+    img = ImageEnhance.Brightness(scene(1)).enhance(1.7).resize((2048, 1152))
+    boxed = signature(_jpeg(copies_made._letterboxed(img), 90))
+    rows = np.asarray(_trimmed(boxed).thumb, np.float32).mean(axis=(1, 2))
+    assert rows[0] > 100 and rows[-1] > 100, rows[[0, -1]]  # picture, not the bars' edge
+    turned = signature(_jpeg(img.transpose(Image.Transpose.ROTATE_90), 90))
+    assert accepted(compare(boxed, turned)) and accepted(compare(turned, boxed))
+    other = ImageEnhance.Brightness(scene(2)).enhance(1.7).resize((2048, 1152))
+    assert not accepted(compare(boxed, signature(other.transpose(Image.Transpose.ROTATE_90))))
