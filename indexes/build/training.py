@@ -48,20 +48,17 @@ def train(index: faiss.Index, chunks: Callable[[], Iterable[np.ndarray]], factor
     if not isinstance(inner, faiss.IndexPreTransform):
         faiss_ops.train(index, _gather(chunks(), TRAIN_BYTES // (4 * index.d)), factory)
         return
-    transforms = [faiss.downcast_VectorTransform(inner.chain.at(i))
-                  for i in range(inner.chain.size())]
+    transforms = faiss_ops.transforms(inner)
     limit = TRANSFORM_TRAIN_BYTES // (4 * inner.d)
     first = _gather(chunks(), limit)
     if len(first) < min(limit, faiss_ops.min_training_vectors(factory)):
         faiss_ops.train(index, first, factory)  # too few in all: the error says how many it needs
-    for t in transforms:
-        try:
-            faiss_ops.train_transform(t, first)
-        except RuntimeError as e:
-            why = faiss_ops.faiss_reason(e)
-            raise FactoryError(f"--factory {factory!r}: training failed on {len(first)} vectors "
-                               f"({why}); index more images or use Flat") from None
-        first = t.apply(first)
+    try:
+        faiss_ops.train_chain(transforms, first)
+    except RuntimeError as e:
+        why = faiss_ops.faiss_reason(e)
+        raise FactoryError(f"--factory {factory!r}: training failed on {len(first)} vectors "
+                           f"({why}); index more images or use Flat") from None
     del first
 
     def through(x: np.ndarray) -> np.ndarray:

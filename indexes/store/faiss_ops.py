@@ -120,8 +120,8 @@ def transformed(index: faiss.Index, x: np.ndarray) -> np.ndarray:
     behind them (``inner_space``) holds; ``x`` itself without any."""
     index = faiss.downcast_index(index)
     while isinstance(index, faiss.IndexPreTransform):
-        for i in range(index.chain.size()):
-            x = faiss.downcast_VectorTransform(index.chain.at(i)).apply(x)
+        for t in transforms(index):
+            x = t.apply(x)
         index = faiss.downcast_index(index.index)
     return as_float32(x)
 
@@ -136,8 +136,8 @@ def train(index: faiss.Index, xt: np.ndarray, factory: str) -> None:
                           f"there are only {len(xt)} images; index more images or use Flat")
     try:
         inner = _behind_ids(index)
-        if isinstance(inner, faiss.IndexPreTransform) and inner.chain.size():
-            train_transform(faiss.downcast_VectorTransform(inner.chain.at(0)), xt)
+        if isinstance(inner, faiss.IndexPreTransform):
+            train_chain(transforms(inner), xt)
         index.train(as_float32(xt))
     except RuntimeError as e:
         raise FactoryError(f"--factory {factory!r}: training failed on {len(xt)} vectors "
@@ -178,6 +178,21 @@ def train_transform(transform: faiss.VectorTransform, x: np.ndarray) -> None:
                                transform.PCAMat)
     transform.prepare_Ab()
     transform.is_trained = True
+
+
+def transforms(index: faiss.IndexPreTransform) -> list[faiss.VectorTransform]:
+    """The transforms in front of ``index``'s inner index, in order, downcast."""
+    return [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
+
+
+def train_chain(chain: list[faiss.VectorTransform], x: np.ndarray) -> None:
+    """Train each transform of ``chain`` (``train_transform``) on ``x`` brought through the
+    ones before it."""
+    x = as_float32(x)
+    for i, t in enumerate(chain):
+        train_transform(t, x)
+        if i + 1 < len(chain):
+            x = t.apply(x)
 
 
 def min_training_vectors(factory: str) -> int:
