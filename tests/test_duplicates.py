@@ -216,6 +216,31 @@ def test_a_file_goes_with_what_it_matches_best_not_with_the_first_kept(monkeypat
     assert [[m.path for m in g.members] for g in groups] == [["/p", "/q"], ["/w", "/v"]]
 
 
+def test_a_copy_another_kept_file_reached_first_goes_back_to_its_original(monkeypatch):
+    """C, a heavy JPEG of paper O, passes for T, another paper kept first, a little less well
+    than for O: T's group takes C first and leaves O alone, then O takes C back. A copy M that
+    matches a copy N of its own group more closely than it matches a file left alone (F)
+    stays where it is."""
+    resolution = {"/t": 40, "/o": 40, "/c": 20}
+    sizes = {"/t": 900, "/o": 800, "/c": 100}  # T is kept first: its file is larger
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path],
+                                                            sizes[path]))
+    items = {1: "/t", 2: "/o", 3: "/c"}
+    accepted = {(1, 3): Match(0.99, 0.095), (2, 3): Match(0.99, 0.07)}  # T and O: refused
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None)
+    assert [[m.path for m in g.members] for g in groups] == [["/o", "/c"]]
+
+    resolution.update({"/k": 40, "/n": 30, "/m": 20, "/f": 10})
+    sizes.update(dict.fromkeys(["/k", "/n", "/m", "/f"], 1))
+    items = {1: "/k", 2: "/n", 3: "/m", 4: "/f"}
+    accepted = {(1, 2): Match(0.99, 0.02), (1, 3): Match(0.99, 0.10), (2, 3): Match(0.99, 0.01),
+                (3, 4): Match(0.99, 0.05)}
+    pairs = {pair: 1.0 for pair in accepted}
+    groups = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None)
+    assert [[m.path for m in g.members] for g in groups] == [["/k", "/n", "/m"]]
+
+
 def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_their_own(
         monkeypatch):
     """G, a paper of a 32-pixel grid, passes for H, one of a 16-pixel grid, and so do their

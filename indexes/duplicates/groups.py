@@ -215,12 +215,15 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     at 0.17-0.19, each other within 0.05). A member accepted with
     the kept files of several stars goes to the one it differs least from (a cropped copy of
     one video frame also matches the frame before, of which it is a crop too). A file whose
-    partners all went to other stars first is compared (``second_look``) with the kept files
-    of those stars, and joins the first that matches: fc7 may put a copy past the threshold
-    from one copy and within it from another. Last, a star joins a larger one that a file of it
-    was accepted with where the larger one's kept file matches every file of it (``second_look``)
-    and both kept files have ``shapes`` (a faint picture's match is no evidence to join on): a
-    letterboxed copy, kept first for its size, gathers copies the original's star lacks.
+    partners all went to other stars first takes those of them that differ less from it than
+    from any file of their star they were accepted with, as a star of its own (a heavy JPEG of
+    a paper passes, a little less well, for another paper kept first); else it is compared
+    (``second_look``) with the kept files of those stars, and joins the first that matches: fc7
+    may put a copy past the threshold from one copy and within it from another. Last, a star
+    joins a larger one that a file of it was accepted with where the larger one's kept file
+    matches every file of it (``second_look``) and both kept files have ``shapes`` (a faint
+    picture's match is no evidence to join on): a letterboxed copy, kept first for its size,
+    gathers copies the original's star lacks.
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
@@ -259,6 +262,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
     _closest_stars(stars, star_of, accepted, pairs)
+    left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
             found = second_look(kept, m)
@@ -310,6 +314,43 @@ def _joined_stars(stars: dict, star_of: dict[int, int],
                         links[big].add(k)
                 del stars[small]
                 break
+
+
+def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
+               star_of: dict[int, int], accepted: dict[tuple[int, int], Match | None],
+               pairs: dict[tuple[int, int], float], items: dict[int, str],
+               facts: dict) -> list[int]:
+    """Each file in no star made a star of the members of others that it differs less from
+    than from any file of their own star they were accepted with (``_how_far``): a copy that
+    another picture's kept file reached first goes back to its original, which had no partner
+    left. Returns the files still in no star, and the kept files of stars so emptied."""
+    alone = []
+    for f in left:
+        taken = []
+        for m in sorted(partners[f]):
+            kept = star_of.get(m)
+            if kept is None or kept == m:  # kept files stay
+                continue
+            own = min(_how_far(accepted, pairs, m, s) for s in partners[m]
+                      if star_of.get(s) == kept)  # the kept file among them
+            if _how_far(accepted, pairs, m, f) < own:
+                taken.append(m)
+        if not taken:
+            alone.append(f)
+            continue
+        for m in taken:
+            del stars[star_of[m]][m]
+        first = _keep_order([f, *taken], items, facts)[0]
+        if any((min(first, m), max(first, m)) not in accepted for m in taken if m != first):
+            first = f  # the larger copy was accepted with f alone
+        members = [m for m in [f, *taken] if m != first]
+        stars[first] = {m: (pairs[min(first, m), max(first, m)],
+                            accepted[min(first, m), max(first, m)]) for m in members}
+        star_of.update(dict.fromkeys([first, *members], first))
+    emptied = [k for k, members in stars.items() if not members]
+    for k in emptied:
+        del stars[k], star_of[k]
+    return alone + emptied
 
 
 def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[int, int], float],
