@@ -264,7 +264,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     _closest_stars(stars, star_of, accepted, pairs)
     left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts)
     for m in left if second_look is not None else []:
-        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m])):  # each star once
+        for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m]) if p in star_of):
             found = second_look(kept, m)
             if found is not None:
                 stars[kept][m] = found
