@@ -261,7 +261,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         pair = {m: (min(kept, m), max(kept, m)) for m in members}
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
-    _closest_stars(stars, star_of, accepted, pairs)
+    _closest_stars(stars, star_of, partners, accepted, pairs)
     left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m]) if p in star_of):
@@ -360,15 +360,16 @@ def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[in
     return pairs[min(a, b), max(a, b)] if match is None else match.difference
 
 
-def _closest_stars(stars: dict, star_of: dict[int, int],
+def _closest_stars(stars: dict, star_of: dict[int, int], partners: dict[int, set[int]],
                    accepted: dict[tuple[int, int], Match | None],
                    pairs: dict[tuple[int, int], float]) -> None:
     """Each member moved to the star, of those whose kept file it was accepted with, that it
-    differs least from (``_how_far``)."""
+    differs least from (``_how_far``; of two as close, its own, else the first made)."""
+    made = {kept: n for n, kept in enumerate(stars)}
     for kept, members in list(stars.items()):
         for m in list(members):
-            best = min((k for k in stars if k != m and (min(k, m), max(k, m)) in accepted),
-                       key=lambda k: (_how_far(accepted, pairs, k, m), k != kept))
+            best = min((k for k in partners[m] if k in stars),  # its partners, not every star
+                       key=lambda k: (_how_far(accepted, pairs, k, m), k != kept, made[k]))
             if best != kept:
                 pair = (min(best, m), max(best, m))
                 stars[best][m] = (pairs[pair], accepted[pair])
