@@ -18,14 +18,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 DIM = 4096
-CHUNK = 8192  # vectors generated (and staged) at a time
 PLANT_EVERY = 100  # row j is a near-copy of row j - 1 when j % PLANT_EVERY == 1
+BLOCK = 82 * PLANT_EVERY  # rows generated at a time, each block from its own seed (a pair in one)
 PLANT_NOISE = 0.02  # of the vectors' scale: the copies' distance
 
 
 class PlantedExtractor:
-    """fc7-like vectors (ReLU of a Gaussian mixture, as search.py's), generated chunk by chunk
-    from the row number, with near-duplicate pairs planted; the imagenet identity."""
+    """fc7-like vectors (ReLU of a Gaussian mixture, as search.py's), each file's row by its
+    name (its row number), generated block by block from the block's number, whatever files a
+    call asks for (the build embeds a round's files at a time), with near-duplicate pairs
+    planted; the imagenet identity."""
 
     def __init__(self, identity: dict, n: int) -> None:
         self._identity, self.n = identity, n
@@ -34,19 +36,29 @@ class PlantedExtractor:
     def identity(self) -> dict:
         return self._identity
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        rng = np.random.default_rng(start + 1)
-        x = self.centres[rng.integers(0, 64, stop - start)] + rng.standard_normal(
-            (stop - start, DIM), dtype=np.float32)
-        for j in range(start, stop):
-            if j % PLANT_EVERY == 1 and j > start:
-                x[j - start] = x[j - start - 1] + PLANT_NOISE * rng.standard_normal(DIM)
+    def _block(self, b: int) -> np.ndarray:
+        rng = np.random.default_rng(b + 1)
+        x = self.centres[rng.integers(0, 64, BLOCK)] + rng.standard_normal(
+            (BLOCK, DIM), dtype=np.float32)
+        for j in range(1, BLOCK, PLANT_EVERY):  # rows b * BLOCK + j, j % PLANT_EVERY == 1
+            x[j] = x[j - 1] + PLANT_NOISE * rng.standard_normal(DIM)
         return np.maximum(x, 0)
 
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self.at(np.arange(start, stop))
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), DIM), np.float32)
+        for b in np.unique(rows // BLOCK):
+            mine = rows // BLOCK == b
+            out[mine] = self._block(int(b))[rows[mine] - b * BLOCK]
+        return out
+
     def embed(self, paths):
-        for start in range(0, len(paths), CHUNK):
-            stop = min(start + CHUNK, len(paths))
-            yield list(range(start, stop)), self.rows(start, stop), []
+        for start in range(0, len(paths), BLOCK):
+            stop = min(start + BLOCK, len(paths))
+            rows = np.array([int(Path(p).name) for p in paths[start:stop]])
+            yield list(range(start, stop)), self.at(rows), []
 
 
 def peak_rss_mib(command: list[str], env: dict) -> tuple[float, float, str]:

@@ -161,17 +161,26 @@ def one(n: int, kind: str, factory: str, work: Path) -> dict:
 
 
 class Extractor:
-    """build-index's extractor over numbered files: row i of Vectors.stream for file i."""
+    """build-index's extractor over ``n`` numbered files: row i of Vectors.stream(n) for the
+    file named i, whichever files a call asks for (the build embeds a training sample, then a
+    round of files at a time), each CHUNK made as the stream makes it."""
 
-    def __init__(self, source: Vectors, identity: dict) -> None:
-        self.source, self._identity = source, identity
+    def __init__(self, source: Vectors, identity: dict, n: int) -> None:
+        self.source, self._identity, self.n = source, identity, n
 
     def identity(self) -> dict:
         return self._identity
 
     def embed(self, paths):
-        for x, ids in self.source.stream(len(paths), {"generate": 0.0}):
-            yield ids.tolist(), x, []
+        for start in range(0, len(paths), CHUNK):
+            rows = np.array([int(Path(p).name) for p in paths[start:start + CHUNK]])
+            x = np.empty((len(rows), DIM), np.float32)
+            for b in np.unique(rows // CHUNK):
+                mine = rows // CHUNK == b
+                first = int(b) * CHUNK
+                x[mine] = self.source.chunk(min(CHUNK, self.n - first), (1, first))[
+                    rows[mine] - first]
+            yield list(range(start, start + len(rows))), x, []
 
 
 def through_build_index(n: int, factory: str, folder: Path, source: Vectors, xq: np.ndarray,
@@ -191,7 +200,8 @@ def through_build_index(n: int, factory: str, folder: Path, source: Vectors, xq:
     identity = {"weights": "synthetic", "sha256": "0" * 64, "layer": "fc7", "dim": DIM,
                 "transform": {}, "model": {}}
     start = time.perf_counter()
-    build_index(folder, paths, Extractor(source, identity), BuildConfig(factory, on_disk=True))
+    build_index(folder, paths, Extractor(source, identity, n),
+                BuildConfig(factory, on_disk=True))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_anon = anon.stop()
@@ -201,7 +211,11 @@ def through_build_index(n: int, factory: str, folder: Path, source: Vectors, xq:
     t = time.perf_counter()
     _, I = store.search(xq, K)
     qps = NQ / (time.perf_counter() - t)
-    recall = recall_at_k_vs_exact(I, np.load(truth_path), K)
+    row = np.full(max(item.id for item in store.items().values()) + 1, -1, np.int64)
+    for path, item in store.items().items():  # ids are the build's: the sample's files first
+        row[item.id] = int(Path(os.fsdecode(path)).name)
+    recall = recall_at_k_vs_exact(np.where(I >= 0, row[np.maximum(I, 0)], -1),
+                                  np.load(truth_path), K)
     store.close()
     return {"n": n, "kind": "build-index", "build_s": seconds, "train_s": float("nan"),
             "peak_mib": peak, "anon_mib": peak_anon, "bytes": on_disk, "qps": qps,
