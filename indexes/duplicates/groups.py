@@ -320,10 +320,12 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
                star_of: dict[int, int], accepted: dict[tuple[int, int], Match | None],
                pairs: dict[tuple[int, int], float], items: dict[int, str],
                facts: dict) -> list[int]:
-    """Each file in no star made a star of the members of others that it differs less from
-    than from any file of their own star they were accepted with (``_how_far``): a copy that
-    another picture's kept file reached first goes back to its original, which had no partner
-    left. Returns the files still in no star, and the kept files of stars so emptied."""
+    """Each file in no star takes, as a star of its own, the members of other stars that it
+    differs less from than from any file of their own star they were accepted with
+    (``_how_far``): a copy that another picture's kept file reached first goes back to its
+    original, which had no partner left. The star's kept file is the first of them in
+    ``_keep_order`` where that was accepted with each of the others, else the file itself.
+    Returns the files still in no star, and the kept files of stars so emptied."""
     alone = []
     for f in left:
         taken = []
