@@ -211,8 +211,9 @@ def through_build_index(n: int, factory: str, folder: Path, source: Vectors, xq:
     t = time.perf_counter()
     _, I = store.search(xq, K)
     qps = NQ / (time.perf_counter() - t)
-    row = np.full(max(item.id for item in store.items().values()) + 1, -1, np.int64)
-    for path, item in store.items().items():  # ids are the build's: the sample's files first
+    items = store.items()  # ids are the build's: the sample's files first
+    row = np.full(max(item.id for item in items.values()) + 1, -1, np.int64)
+    for path, item in items.items():
         row[item.id] = int(Path(os.fsdecode(path)).name)
     recall = recall_at_k_vs_exact(np.where(I >= 0, row[np.maximum(I, 0)], -1),
                                   np.load(truth_path), K)
