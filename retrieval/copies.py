@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 16  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 17  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -86,6 +86,14 @@ WHITENED_DECODE = 1024
 WHITENABLE = 8  # files a process keeps decoded so (12 MB each at most): a picture's pairs come
 # together
 WHITE_MARGIN = 0.05  # of the pixels: a JPEG's ringing about text keeps some of its background
+# A JPEG moves the mean of each of its 8 x 8 blocks by up to half the step its DC coefficient
+# (8 times the mean) is quantized by: a file's ``noise``, the largest first value of its
+# tables over 16 grey levels (2.7 at quality 20, 1.1 at 50, 0.13 at 95), all of the error
+# where its blocks are plain (a colour, a paper, a sky: a flat colour at quality 20 differed
+# from its original by 0.2 and more). A pixel of one file's views may fall outside the range
+# of the other's around it by the two files' noise together (a PNG's, a WebP's or an image's
+# in memory: 0), and a file's white and black are as much darker and brighter (a white page
+# at quality 20 is 253).
 # Text, a screenshot's or a page's, is a pixel or less at the views: two screenshots of one
 # window with other text in it are alike there (0.16 to 0.20 where a copy brightened and
 # cropped is 0.13 to 0.17), and so are papers whose grain differs in its finest lines. A pair
@@ -200,6 +208,7 @@ class Signature:
     grey: Mix | None = None  # how it was made grey (``_greying``)
     margins: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # ``_margins`` of its thumbnail
     turn: Image.Transpose | None = None  # how it was mirrored or turned (``_oriented``)
+    noise: float = 0.0  # grey levels its file's JPEG may have moved a plain block's pixels
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -208,27 +217,43 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     larger for its grain."""
     img = (source if isinstance(source, Image.Image)
            else load_image(source, draft_size=2 * side)).convert("RGB")
+    noise = 0.0 if isinstance(source, Image.Image) else _noise(source)
     w, h = img.size
     thumb = _thumbnail(img, side)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
+    margins = _margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0)
+    inside = _inside(thumb.size, margins)  # a faint picture given bars or a frame is faint
     grain, detailed = None, thumb
-    if max(w, h) > 2 * side and evidence.contrast(full) < FAINT ** 2:
+    if max(w, h) > 2 * side and evidence.contrast(
+            full if inside is None else _view(thumb, inside)) < FAINT ** 2:
         if not isinstance(source, Image.Image):
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
         grain, detailed = grains.grain(img), img
-    return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed),
+    return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed, noise),
                      None if isinstance(source, Image.Image) else os.fspath(source), side,
-                     margins=_margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0))
+                     margins=margins, noise=noise)
 
 
-def _extremes(img: Image.Image) -> tuple[float, float]:
-    """The shares of ``img``'s pixels white and black (each channel within a level of it), at
-    the resolution it has: a thumbnail averages away the grain that keeps a paper from
-    clipping."""
+def _noise(path: str | os.PathLike) -> float:
+    """The ``noise`` of the file at ``path``: half the largest DC step of its JPEG quantization
+    tables, in grey levels (0 for another format, or a file whose header cannot be read)."""
+    try:
+        with Image.open(path) as img:
+            tables = getattr(img, "quantization", None) or {}
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0.0
+    return max((table[0] for table in tables.values()), default=0) / 16  # DC: 8 x the mean
+
+
+def _extremes(img: Image.Image, noise: float = 0.0) -> tuple[float, float]:
+    """The shares of ``img``'s pixels white and black (each channel within a level of it, and
+    its file's ``noise``), at the resolution it has: a thumbnail averages away the grain that
+    keeps a paper from clipping."""
     pixels = np.asarray(img)
     step = max(1, min(img.size) // 512)  # a sample is enough
     pixels = pixels[::step, ::step]
-    return float((pixels >= 254).all(axis=2).mean()), float((pixels <= 1).all(axis=2).mean())
+    return (float((pixels >= 254 - noise).all(axis=2).mean()),
+            float((pixels <= 1 + noise).all(axis=2).mean()))
 
 
 @dataclass(frozen=True)
@@ -371,10 +396,17 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     that brings their shapes closer (bars change a picture's shape: cut off, a copy has its
     original's), as they are or so cut, whichever leaves the least difference (a picture's
     own flat sky is a margin too, of another colour than the bars its copy was given; a
-    frame's dark surround, cropped, changes the shape as well), and in grey where one of them
-    is (``_greying``)."""
-    if (all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins))
-            or min(*a.size, *b.size) < TURNED_FROM):
+    frame's dark surround, cropped, changes the shape as well); where their margins are alike
+    and one of them is faint inside its own, with a grain, both cut off (the bars' contrast
+    outweighs a faint picture's: two papers letterboxed alike are alike as a whole); and in
+    grey where one of them is (``_greying``)."""
+    if min(*a.size, *b.size) < TURNED_FROM:
+        return _greying(a, b)
+    if all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins)):
+        inner = _trimmed(a), _trimmed(b)
+        if any(t is not s and t.grain is not None and evidence.contrast(t.full) < FAINT ** 2
+               for t, s in zip(inner, (a, b))):
+            return _greying(*inner)
         return _greying(a, b)
 
     def apart(pair: tuple[Signature, Signature]) -> float:  # in shape
@@ -454,24 +486,35 @@ def _margins(thumb: Image.Image) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _trimmed(s: Signature) -> Signature:
-    """``s`` without its margins of BARS or more, each with the line after it (where the
-    thumbnail's resampling blended bars and picture: left on, a dark edge that outweighs the
-    picture's shapes), unless they leave less than half a side or ``s`` is faint (FAINT: its
-    margins are its faint picture, and its grain the evidence)."""
-    left, top, right, bottom = (m if m >= BARS else 0.0 for m in s.margins)
-    if (left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom))
-            or s.grain is not None):
-        return s
-    w, h = s.thumb.size
+def _inside(size: tuple[int, int], margins: tuple[float, ...]) -> Box | None:
+    """The box of a thumbnail of ``size`` inside its ``margins`` of BARS or more, each with
+    the line after it (where the thumbnail's resampling blended bars and picture: left on, a
+    dark edge that outweighs the picture's shapes); None where there are none, or they leave
+    less than half a side."""
+    left, top, right, bottom = (m if m >= BARS else 0.0 for m in margins)
+    if left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom)):
+        return None
+    w, h = size
     edge = [round(m * n) + (m > 0) for m, n in ((left, w), (top, h), (right, w), (bottom, h))]
-    box = (edge[0], edge[1], w - edge[2], h - edge[3])
+    return edge[0], edge[1], w - edge[2], h - edge[3]
+
+
+def _trimmed(s: Signature) -> Signature:
+    """``s`` without its margins (``_inside``), unless ``s`` is faint as a whole (FAINT: its
+    margins are its faint picture, and its grain the evidence); a picture faint inside its
+    bars keeps its grain (from the middle, which they do not reach)."""
+    box = _inside(s.thumb.size, s.margins)
+    if box is None or s.grain is not None and evidence.contrast(s.full) < FAINT ** 2:
+        return s
     thumb = s.thumb.crop(box)
-    kept = thumb.width / w, thumb.height / h
+    kept = thumb.width / s.thumb.width, thumb.height / s.thumb.height
+    grain = None if s.grain is None else dataclasses.replace(
+        s.grain, width=max(1, round(s.grain.width * kept[0])))
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
-        extremes=_extremes(thumb), source=None, margins=(0.0, 0.0, 0.0, 0.0))
+        grain=grain, extremes=_extremes(thumb, s.noise), source=None,
+        margins=(0.0, 0.0, 0.0, 0.0))
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
@@ -589,7 +632,7 @@ def _whitening(a: Signature, b: Signature, gain: float,
     decoded = _whitenable(s)
     if decoded is None:
         return None
-    w = _brightened(decoded[0], gain, s.side)
+    w = _brightened(decoded[0], gain, s.side, s.noise)
     return (w, b) if first else (a, w)
 
 
@@ -663,7 +706,7 @@ def _whitened(t: _Aligned) -> tuple[Match, float, _Aligned] | None:
         if gain <= 1.0 or gain in tried:
             continue
         tried.append(gain)
-        whitened = _brightened(img, gain, dark.side)
+        whitened = _brightened(img, gain, dark.side, dark.noise)
         m, aligned = _upright(whitened, bright)
         if best is None:
             box = aligned.box if aligned.y is whitened else None
@@ -674,9 +717,11 @@ def _whitened(t: _Aligned) -> tuple[Match, float, _Aligned] | None:
     return best
 
 
-def _brightened(img: Image.Image, gain: float, side: int) -> Signature:
-    """The signature of ``img`` brightened by ``gain``, clipping at white."""
-    return signature(img.point([min(255, round(v * gain)) for v in range(256)] * 3), side)
+def _brightened(img: Image.Image, gain: float, side: int, noise: float) -> Signature:
+    """The signature of ``img`` (of a file of ``noise``) brightened by ``gain``, clipping at
+    white."""
+    brightened = signature(img.point([min(255, round(v * gain)) for v in range(256)] * 3), side)
+    return dataclasses.replace(brightened, noise=noise * gain)
 
 
 def _whitenable(s: Signature) -> tuple[Image.Image, float] | None:
@@ -825,7 +870,8 @@ def _measure(t: _Aligned) -> Match:
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
         tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
-        difference = evidence.difference(tone(darker), brighter, marks)
+        difference = evidence.difference(tone(darker), brighter, marks,
+                                         t.x.noise + t.y.noise)
         if difference > CLEARLY_DIFFERENT:
             break
     return Match(t.similarity, difference)

@@ -175,24 +175,26 @@ def similarity(fitted: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(max(0.0, 1 - residual / (contrast(y) + SIMILARITY_FLOOR ** 2))))
 
 
-def difference(fitted: np.ndarray, y: np.ndarray, marks: bool = False) -> float:
+def difference(fitted: np.ndarray, y: np.ndarray, marks: bool = False,
+               slack: float = 0.0) -> float:
     """The worst of BLOCKS^2 squares of two views of one size (a multiple of BLOCKS): how far
     each pixel of either falls outside the range of the other around it (3 x 3, so that
-    resampling and a pixel's misplacement do not count), over ``y``'s contrast and
+    resampling and a pixel's misplacement do not count), less ``slack`` grey levels (what
+    the files' encoding may have moved them), over ``y``'s contrast and
     DIFFERENCE_FLOOR together; with ``marks``, of those outside a mark (``_unmarked``). Where
     that is between SOFTEN_ABOVE and SOFTEN_BELOW, the views softened by SOFTENED pixels are
     measured as well and the smaller counts: detail as fine as the views' pixels (a
     screenshot's text) is drawn differently by a resampling at another phase, as a crop's is."""
-    worst = _unmarked(_squares(fitted, y), marks)
+    worst = _unmarked(_squares(fitted, y, slack), marks)
     if SOFTEN_ABOVE < worst < SOFTEN_BELOW:
-        worst = min(worst, _unmarked(_squares(_softened(fitted), _softened(y)), marks))
+        worst = min(worst, _unmarked(_squares(_softened(fitted), _softened(y), slack), marks))
     return worst
 
 
-def _squares(fitted: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _squares(fitted: np.ndarray, y: np.ndarray, slack: float = 0.0) -> np.ndarray:
     """``difference`` of each of the BLOCKS x BLOCKS squares."""
     a, b = np.rint(fitted).astype(np.uint8), np.rint(y).astype(np.uint8)  # to the grey level
-    out = np.maximum(_beyond(a, b), _beyond(b, a))
+    out = np.maximum(_beyond(a, b, slack), _beyond(b, a, slack))
     k = y.shape[0] // BLOCKS
     squares = out.reshape(BLOCKS, k, BLOCKS, k).mean(axis=(1, 3)) / a.shape[2]
     return squares / np.sqrt(contrast(y) + DIFFERENCE_FLOOR ** 2)
@@ -222,9 +224,9 @@ def _softened(view: np.ndarray) -> np.ndarray:
     return k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
 
 
-def _beyond(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """How far each pixel of ``y`` falls outside the range of ``x`` around it, summed over the
-    channels: (h, w) int; both uint8 (h, w, c)."""
+def _beyond(x: np.ndarray, y: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    """How far each pixel of ``y`` falls outside the range of ``x`` around it, less ``slack``,
+    summed over the channels: (h, w); both uint8 (h, w, c)."""
     h, w, c = x.shape
     p = np.empty((h + 2, w + 2, c), x.dtype)  # x with its edge repeated around it
     p[1:-1, 1:-1] = x
@@ -235,4 +237,4 @@ def _beyond(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     hi = np.maximum(np.maximum(hi[:, :-2], hi[:, 1:-1]), hi[:, 2:]).astype(np.int16)
     lo = np.minimum(np.minimum(lo[:, :-2], lo[:, 1:-1]), lo[:, 2:]).astype(np.int16)
     y = y.astype(np.int16)
-    return np.maximum(np.maximum(y - hi, lo - y), 0).sum(axis=2)
+    return np.maximum(np.maximum(y - hi, lo - y) - np.float32(slack), 0).sum(axis=2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
 from retrieval.copies import Match, compare, signature
@@ -326,6 +326,20 @@ def test_two_papers_of_one_kind_of_fibre_are_two_pictures():
                                 signature(other)))
 
 
+def test_papers_letterboxed_or_framed_alike_are_still_two_pictures():
+    """Bars or a frame outweigh a paper's faint picture: two papers given the same ones were
+    alike as a whole (nearly every pair of the kinds set's papers, letterboxed). Compared
+    inside them, their grain tells them apart; a paper's own copy so framed is found."""
+    def framed(img: Image.Image) -> Image.Image:
+        return ImageOps.expand(img, border=max(img.size) // 16, fill="white")
+
+    paper, other = fibres(1), fibres(2)
+    for change in (copies_made._letterboxed, framed):
+        own = signature(change(paper))
+        assert accepted(compare(own, signature(paper))), change
+        assert not accepted(compare(own, signature(change(other)))), change
+
+
 def test_a_plain_grey_is_not_a_copy_of_one_half_as_bright_again():
     """Two plain greys are told apart by their brightness alone: mypaint's 133 and 198 are
     two backgrounds, while 133 brightened by a quarter, or its gamma changed, is a copy."""
@@ -337,6 +351,25 @@ def test_a_plain_grey_is_not_a_copy_of_one_half_as_bright_again():
     assert accepted(compare(plain, signature(grey(255 * (133 / 255) ** 0.8))))
     assert not accepted(compare(plain, signature(grey(198))))
 
+
+def test_a_plain_picture_saved_at_jpeg_quality_20_is_still_a_copy(tmp_path):
+    """JPEG at quality 20 moves each 8 x 8 block's mean by up to 2.7 grey levels: a white
+    page comes out 253 grey and a plain colour's blocks as many levels apart (each was
+    refused, at a difference of 0.2 and more, or as not white). Another plain colour, or a
+    light grey page beside the white one, at that quality is still another picture."""
+    def saved(img: Image.Image, name: str, quality: int):
+        img.save(tmp_path / name, quality=quality)
+        return signature(tmp_path / name)
+
+    white = Image.new("RGB", SIZE, "white")
+    light = _image(np.full((SIZE[1], SIZE[0], 3), 243.0))
+    page = saved(white, "white.jpg", 95)
+    assert accepted(compare(page, saved(white, "white-q20.jpg", 20)))
+    assert not accepted(compare(page, saved(light, "light-q20.jpg", 20)))
+    for seed in (1, 3):
+        own = saved(flat(seed), f"flat-{seed}.jpg", 95)
+        assert accepted(compare(own, saved(flat(seed), f"flat-{seed}-q20.jpg", 20))), seed
+        assert not accepted(compare(own, saved(flat(2), "flat-2-q20.jpg", 20))), seed
 
 def garment(kind: str) -> Image.Image:
     """A 28-pixel garment drawn as Fashion-MNIST shows one: light on black."""
