@@ -29,6 +29,7 @@ duplicates` in the same run (the check before a change).
     python benchmarks/duplicates.py --weights imagenet
     python benchmarks/duplicates.py --sets kinds --everyday
     python benchmarks/duplicates.py --sets photos --others --work /tmp/dups-others
+    python benchmarks/duplicates.py --sets kinds --others --work /tmp/dups-kinds-others
     python benchmarks/duplicates.py --sets kinds --once --work /tmp/dups   # kept for a rerun
     python benchmarks/duplicates.py --scale 100000 1000000         # benchmarks/dup_scale.py
 """
