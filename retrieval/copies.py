@@ -213,8 +213,9 @@ class Signature:
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
     """An image decoded small (draft mode), for ``compare``, its thumbnail at most ``side``
-    pixels on the longer side; one that shows next to nothing at that size is decoded again
-    larger for its grain."""
+    pixels on the longer side; one that shows next to nothing at that size (inside its bars or
+    frame, where it has them) is decoded again larger for its grain. A file's JPEG ``noise``
+    is read from its header."""
     img = (source if isinstance(source, Image.Image)
            else load_image(source, draft_size=2 * side)).convert("RGB")
     noise = 0.0 if isinstance(source, Image.Image) else _noise(source)
