@@ -404,6 +404,8 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     if min(*a.size, *b.size) < TURNED_FROM:
         return _greying(a, b)
     if all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins)):
+        if a.grain is None and b.grain is None:  # nothing faint inside bars: as they are
+            return _greying(a, b)
         inner = _trimmed(a), _trimmed(b)
         if any(t is not s and t.grain is not None and evidence.contrast(t.full) < FAINT ** 2
                for t, s in zip(inner, (a, b))):
