@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 17  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 18  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -160,7 +160,11 @@ BARS, FLAT_LINE = 0.03, 8.0
 # or with their margins cut off (``_trimmed``: bars have no shapes). A pair that is not plainly alike
 # as it is is compared again with the second picture turned the way whose shapes correlate
 # best with the first's, where that is alike at all (SEARCH_FROM) and more than upright; not
-# for small or faint pictures (TURNED_FROM, FAINT).
+# for small pictures (TURNED_FROM). A faint picture's shapes are faint but its own (a page's
+# lines of text; a paper's shading: the kinds set's papers' copies turned by a quarter, 0.56 to
+# 1.00 turned back; other papers best turned 0.81 at most, and under 0.6 for 5,684 of 5,700
+# ordered pairs of papers and flat colours; a flat colour's are noise, and no turn is alike),
+# and a paper's grain is turned with it (``_oriented``).
 _T = Image.Transpose
 ORIENTATIONS: dict[Image.Transpose, Callable[[np.ndarray], np.ndarray]] = {  # and a view so
     _T.FLIP_LEFT_RIGHT: lambda v: v[:, ::-1], _T.FLIP_TOP_BOTTOM: lambda v: v[::-1],
@@ -214,8 +218,9 @@ class Signature:
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
     """An image decoded small (draft mode), for ``compare``, its thumbnail at most ``side``
     pixels on the longer side; one that shows next to nothing at that size (inside its bars or
-    frame, where it has them) is decoded again larger for its grain. A file's JPEG ``noise``
-    is read from its header."""
+    frame, where it has them, or but for a band along its sides where a mark may be:
+    ``_middle``) is decoded again larger for its grain. A file's JPEG ``noise`` is read from
+    its header."""
     img = (source if isinstance(source, Image.Image)
            else load_image(source, draft_size=2 * side)).convert("RGB")
     noise = 0.0 if isinstance(source, Image.Image) else _noise(source)
@@ -223,10 +228,10 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     thumb = _thumbnail(img, side)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
     margins = _margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0)
-    inside = _inside(thumb.size, margins)  # a faint picture given bars or a frame is faint
+    inside = _inside(thumb.size, margins) or (0, 0, *thumb.size)  # inside bars or a frame
     grain, detailed = None, thumb
-    if max(w, h) > 2 * side and evidence.contrast(
-            full if inside is None else _view(thumb, inside)) < FAINT ** 2:
+    if max(w, h) > 2 * side and min(evidence.contrast(_view(thumb, box)) for box in (
+            inside, _middle(inside))) < FAINT ** 2:  # a mark along a side outweighs it too
         if not isinstance(source, Image.Image):
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
         grain, detailed = grains.grain(img), img
@@ -428,9 +433,8 @@ def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     """The way of ORIENTATIONS of turning ``b`` whose shapes (``_shapes``) correlate best with
     ``a``'s, as they are or either's margins cut off (``_trimmed``: bars have no shapes to
     turn, and a picture's own flat sky is a margin too), where that is alike (SEARCH_FROM) and
-    more than upright; None for pictures under TURNED_FROM or faint (FAINT)."""
-    if (min(*a.size, *b.size) < TURNED_FROM
-            or min(evidence.contrast(a.full), evidence.contrast(b.full)) < FAINT ** 2):
+    more than upright; None for pictures under TURNED_FROM."""
+    if min(*a.size, *b.size) < TURNED_FROM:
         return None
     firsts = [a] if (ta := _trimmed(a)) is a else [a, ta]
     seconds = [b] if (tb := _trimmed(b)) is b else [b, tb]
@@ -465,12 +469,16 @@ def _shapes(view: np.ndarray) -> np.ndarray:
 
 
 def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
-    """``s`` turned or mirrored (``Image.Transpose``); its finer views and decodes too."""
+    """``s`` turned or mirrored (``Image.Transpose``); its grain, finer views and decodes
+    too."""
     thumb = s.thumb.transpose(turn)
     across = turn in (_T.ROTATE_90, _T.ROTATE_270, _T.TRANSPOSE, _T.TRANSVERSE)
+    grain = None if s.grain is None else grains.Grain(  # a square from the middle: in place
+        np.asarray(Image.fromarray(s.grain.window).transpose(turn)),
+        round(s.grain.width / s.aspect) if across else s.grain.width)
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=1 / s.aspect if across else s.aspect,
-        size=s.size[::-1] if across else s.size,
+        size=s.size[::-1] if across else s.size, grain=grain,
         margins=_margins(thumb) if s.side == THUMB else s.margins, turn=turn)
 
 
@@ -500,6 +508,14 @@ def _inside(size: tuple[int, int], margins: tuple[float, ...]) -> Box | None:
     w, h = size
     edge = [round(m * n) + (m > 0) for m, n in ((left, w), (top, h), (right, w), (bottom, h))]
     return edge[0], edge[1], w - edge[2], h - edge[3]
+
+
+def _middle(box: Box) -> Box:
+    """``box`` less a band along each side as deep as a mark may be (evidence.MARK_DEPTH
+    squares of evidence.BLOCKS)."""
+    d = evidence.MARK_DEPTH / evidence.BLOCKS
+    w, h = box[2] - box[0], box[3] - box[1]
+    return box[0] + d * w, box[1] + d * h, box[2] - d * w, box[3] - d * h
 
 
 def _trimmed(s: Signature) -> Signature:
@@ -784,7 +800,8 @@ def _upright(a: Signature, b: Signature) -> tuple[Match, _Aligned]:
     of what differs beyond a pixel's misplacement, at the finer resolution both files have
     (at most DIFF_SIZE pixels), and, for faint pictures, in their grain (``grain``). A copy
     is alike everywhere but for a mark put on it along a side (a name, a logo, a date stamp:
-    ``evidence.difference``'s marks, on pictures neither faint nor under TURNED_FROM pixels);
+    ``evidence.difference``'s marks, the tone fitted without it and the similarity the
+    rest's where it outweighs a faint picture, on pictures not under TURNED_FROM pixels);
     a photo with something painted in or moved is not, even when it looks the same as a
     whole."""
     m, t = _placed(a, b)
@@ -863,21 +880,51 @@ def _measure(t: _Aligned) -> Match:
     resolution both files have (at ROUGH pixels only, when it is plain there), a tone near
     white fitted again on the views it is measured on when they average the files' pixels
     (the coarser, the more: clipping shows differently); a mark along a side left out where
-    neither picture is faint (FAINT) nor under TURNED_FROM pixels."""
+    neither picture is under TURNED_FROM pixels: the squares over evidence.MARKED where a
+    band holds them all, on pictures not faint (FAINT); on any, the squares that differ most,
+    where a band along a side holds them (``evidence.mark``), with the tone fitted again
+    without them and the similarity the rest's, where that leaves less and they stand out
+    from the rest (``evidence.stands_out``: two faint papers differ a little everywhere)."""
     box = t.box
     scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
     detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
-    marks = (min(*t.x.size, *t.y.size) >= TURNED_FROM  # a mark shows on a picture's shapes
-             and min(evidence.contrast(t.x.full), evidence.contrast(t.y.full)) >= FAINT ** 2)
+    marks = min(*t.x.size, *t.y.size) >= TURNED_FROM  # a mark shows on a picture's shapes
+    faint = min(evidence.contrast(t.x.full), evidence.contrast(t.y.full)) < FAINT ** 2
+    slack = t.x.noise + t.y.noise
     for size in (ROUGH, DIFF_SIZE * min(t.x.side, t.y.side) // THUMB):
+        similarity = t.similarity  # or, where a mark is left out, that of the rest
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
         tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
-        difference = evidence.difference(tone(darker), brighter, marks,
-                                         t.x.noise + t.y.noise)
+        difference = evidence.difference(tone(darker), brighter, marks and not faint, slack)
+        if marks and difference > evidence.MARKED and (
+                band := evidence.mark(tone(darker), brighter, slack)) is not None:
+            keep = ~_pixels(band, size)  # the tone fitted without the mark, which may outweigh
+            retoned = evidence.fit(darker[keep][:, None], brighter[keep][:, None],
+                                   softly=False)(darker)
+            unmarked = evidence.difference(retoned, brighter, True, slack)
+            if unmarked < difference and evidence.stands_out(retoned, brighter, band, slack):
+                difference, similarity = unmarked, _unmarked_similarity(t, band)
         if difference > CLEARLY_DIFFERENT:
             break
-    return Match(t.similarity, difference)
+    return Match(similarity, difference)
+
+
+def _pixels(band: np.ndarray, size: int) -> np.ndarray:
+    """The pixels of a view ``size`` pixels a side that lie in ``band``'s squares (in part)."""
+    first = (np.arange(size) * evidence.BLOCKS) // size
+    last = ((np.arange(size) + 1) * evidence.BLOCKS - 1) // size
+    return (band[first][:, first] | band[last][:, last] | band[first][:, last]
+            | band[last][:, first])
+
+
+def _unmarked_similarity(t: _Aligned, band: np.ndarray) -> float:
+    """``t``'s similarity outside ``band`` (squares of a mark, ``evidence.mark``), its tone
+    fitted there: a mark outweighs a faint picture as a whole."""
+    keep = ~_pixels(band, SIGNATURE)
+    x, y = t.x.full[keep][:, None], _view(t.y.thumb, t.box)[keep][:, None]
+    darker, brighter = (y, x) if t.swapped else (x, y)
+    return evidence.similarity(evidence.fit(darker, brighter, softly=False)(darker), brighter)
 
 
 def _thumbnail(img: Image.Image, longer: int) -> Image.Image:

@@ -40,7 +40,16 @@ SOFTEN_ABOVE, SOFTEN_BELOW, SOFTENED = 0.1, 0.6, 0.7
 # A mark put on a copy (a photographer's name, a logo, a date stamp) lies along a side: where
 # asked, the squares that differ more than MARKED all within a band along one side, MARK_DEPTH
 # squares deep and MARK_SPAN long at most (a sixth and a half of the side), are left out.
-MARKED, MARK_DEPTH, MARK_SPAN = 0.1, 2, 6
+# A mark outweighs a faint picture (a page, a paper, a screenshot's blank window): the tone
+# fitted to it leaves every square different. Where more than MARKED is left, the squares
+# that differ most, as many as such a band holds (``mark``), are taken for the mark, and the
+# tone is fitted again without them (``copies._measure``); the mark must stand out then (``stands_out``: its squares'
+# median MARK_APART times any other square's difference), where two faint papers differ
+# alike everywhere. The kinds set's papers, flat colours, pages and screenshots with a name
+# in a corner: the mark's median 0.62 to 4.5, every other square 0.04 at most; the pairs of
+# different papers whose difference such a band and tone brought under 0.2: the band's
+# median no more than the worst other square.
+MARKED, MARK_DEPTH, MARK_SPAN, MARK_APART = 0.1, 2, 6, 2.0
 
 
 @dataclass(frozen=True)
@@ -202,17 +211,49 @@ def _squares(fitted: np.ndarray, y: np.ndarray, slack: float = 0.0) -> np.ndarra
 
 def _unmarked(squares: np.ndarray, marks: bool) -> float:
     """The worst of ``squares``; with ``marks``, where those over MARKED all lie in a band
-    along a side (MARK_DEPTH, MARK_SPAN), the worst of the others."""
-    rows, cols = np.nonzero(squares > MARKED)
-    if marks and len(rows):
-        last = BLOCKS - 1
-        for depth, (first, end) in ((rows.max() + 1, (cols.min(), cols.max())),  # the top
-                                    (last - rows.min() + 1, (cols.min(), cols.max())),
-                                    (cols.max() + 1, (rows.min(), rows.max())),  # the left
-                                    (last - cols.min() + 1, (rows.min(), rows.max()))):
-            if depth <= MARK_DEPTH and end - first + 1 <= MARK_SPAN:
-                return float(squares[squares <= MARKED].max(initial=0.0))
+    along a side (``_band``), the worst of the others."""
+    if marks and _band(squares, MARKED) is not None:
+        return float(squares[squares <= MARKED].max(initial=0.0))
     return float(squares.max())
+
+
+def _band(squares: np.ndarray, level: float) -> np.ndarray | None:
+    """The band along a side (MARK_DEPTH, MARK_SPAN) that holds every one of ``squares`` over
+    ``level``, as a mask of the squares; None where there is none, or none is over."""
+    rows, cols = np.nonzero(squares > level)
+    if not len(rows):
+        return None
+    last = BLOCKS - 1
+    r, c = np.mgrid[0:BLOCKS, 0:BLOCKS]
+    across = (cols.min() <= c) & (c <= cols.max())
+    down = (rows.min() <= r) & (r <= rows.max())
+    for depth, span, band in ((rows.max() + 1, np.ptp(cols), (r <= rows.max()) & across),  # top
+                              (last - rows.min() + 1, np.ptp(cols), (r >= rows.min()) & across),
+                              (cols.max() + 1, np.ptp(rows), (c <= cols.max()) & down),  # left
+                              (last - cols.min() + 1, np.ptp(rows), (c >= cols.min()) & down)):
+        if depth <= MARK_DEPTH and span + 1 <= MARK_SPAN:
+            return band
+    return None
+
+
+def mark(fitted: np.ndarray, y: np.ndarray, slack: float = 0.0) -> np.ndarray | None:
+    """The band along a side (MARK_DEPTH, MARK_SPAN) of the squares (BLOCKS x BLOCKS) of two
+    views that differ most, as many of them as one holds; None where the most different is
+    not along a side, or none differs more than MARKED."""
+    squares = _squares(fitted, y, slack)
+    band = None
+    for level in [*np.sort(squares[squares > MARKED])[::-1][1:], MARKED]:  # one square more
+        if (wider := _band(squares, level)) is None:
+            break
+        band = wider
+    return band
+
+
+def stands_out(fitted: np.ndarray, y: np.ndarray, band: np.ndarray, slack: float = 0.0) -> bool:
+    """Whether the squares of ``band`` (a mark: ``mark``) differ, at their median, more than
+    MARK_APART times as much as any other square of the two views."""
+    squares = _squares(fitted, y, slack)
+    return float(np.median(squares[band])) > MARK_APART * float(squares[~band].max())
 
 
 def _softened(view: np.ndarray) -> np.ndarray:

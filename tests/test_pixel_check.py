@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
+from retrieval import evidence
 from retrieval.copies import Match, compare, signature
 
 SIZE = (240, 180)
@@ -454,3 +455,60 @@ def test_a_letterboxed_copy_and_a_turned_one_are_copies_of_each_other():
     assert accepted(compare(boxed, turned)) and accepted(compare(turned, boxed))
     other = ImageEnhance.Brightness(scene(2)).enhance(1.7).resize((2048, 1152))
     assert not accepted(compare(boxed, signature(other.transpose(Image.Transpose.ROTATE_90))))
+
+
+def page(seed: int) -> Image.Image:
+    """A page of text at 75 dpi: faint at a thumbnail's scale (12 grey levels)."""
+    img = Image.new("RGB", (620, 877), (244, 243, 240))
+    copies_made._lines(ImageDraw.Draw(img), np.random.default_rng(seed), (60, 70, 560, 797), 11,
+                       (30, 30, 34))
+    return img
+
+
+def test_a_faint_picture_mirrored_or_turned_by_a_quarter_is_still_a_copy():
+    """A page of text and a paper show little at a thumbnail's scale, but what they show (the
+    lines of text, the paper's own shading) turns a copy mirrored or turned by a quarter back,
+    and the paper's grain is turned with it (horizontal fibres turned are vertical ones).
+    Another page or paper so turned is not the copy. Faint pictures were never turned: none
+    of the kinds set's 8 pages mirrored was found."""
+    for img, other in ((page(1), page(2)), (fibres(1), fibres(2))):
+        own = signature(img)
+        for turn in (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90):
+            assert accepted(compare(own, signature(_jpeg(img.transpose(turn), 90)))), turn
+            assert not accepted(compare(own, signature(_jpeg(other.transpose(turn), 90)))), turn
+
+
+def test_a_faint_picture_marked_along_a_side_is_still_a_copy():
+    """A mark outweighs a faint picture: a page's copy with a name on a dark band in a corner
+    was 0.70 alike and 2.1 apart (the tone fitted to the mark). The squares that differ most,
+    as many as a band along a side holds, are left out, the tone fitted without them, and
+    the similarity is the rest's. A picture faint but for such a band has its grain taken, so
+    that two papers with one mark are still two. Something painted in the middle is an edit;
+    another page or paper so marked is not the copy."""
+    for img, other in ((page(1), page(2)), (fibres(1), fibres(2))):
+        own = signature(img)
+        copy = signature(_jpeg(copies_made._watermarked(img), 90))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own))
+        middle = img.copy()
+        w, h = img.size
+        ImageDraw.Draw(middle).rectangle((w * .4, h * .4, w * .6, h * .55), fill=(90, 60, 40))
+        marked_other = signature(_jpeg(copies_made._watermarked(other), 90))
+        for b in (signature(_jpeg(middle, 90)), marked_other):
+            assert not accepted(compare(own, b))
+        assert not accepted(compare(copy, marked_other))
+
+
+def test_a_mark_stands_out_where_another_paper_differs_a_little_everywhere():
+    """The squares that differ most along a side are a mark only where they differ far more
+    than the rest: a name on a dark band does (2.6 against nothing), another paper of one
+    tone, a little different everywhere, does not, though its most different squares lie
+    along a side too (the kinds set's papers that the mark rule alone took for copies)."""
+    rng = np.random.default_rng(0)
+    paper = np.repeat(200 + 2 * rng.standard_normal((96, 96, 1)), 3, axis=2)
+    marked = paper.copy()
+    marked[4:14, 60:92] = 60  # a name in the top right corner
+    other = paper + 3 * rng.standard_normal((96, 96, 1))
+    band = evidence.mark(paper, marked)
+    assert band is not None and band[0, -1] and evidence.stands_out(paper, marked, band)
+    band = evidence.mark(paper, other)
+    assert band is not None and not evidence.stands_out(paper, other, band)
