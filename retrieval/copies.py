@@ -896,9 +896,10 @@ def _measure(t: _Aligned) -> Match:
         x, y = _detailed(t.x.thumb, None, detail, size), _detailed(t.y.thumb, box, detail, size)
         darker, brighter = (y, x) if t.swapped else (x, y)
         tone = evidence.refitted(t.tone, darker, brighter) if detail > size else t.tone
-        difference = evidence.difference(tone(darker), brighter, marks and not faint, slack)
+        fitted = tone(darker)
+        difference = evidence.difference(fitted, brighter, marks and not faint, slack)
         if marks and difference > evidence.MARKED and (
-                band := evidence.mark(tone(darker), brighter, slack)) is not None:
+                band := evidence.mark(fitted, brighter, slack)) is not None:
             keep = ~_pixels(band, size)  # the tone fitted without the mark, which may outweigh
             retoned = evidence.fit(darker[keep][:, None], brighter[keep][:, None],
                                    softly=False)(darker)

@@ -43,12 +43,12 @@ SOFTEN_ABOVE, SOFTEN_BELOW, SOFTENED = 0.1, 0.6, 0.7
 # A mark outweighs a faint picture (a page, a paper, a screenshot's blank window): the tone
 # fitted to it leaves every square different. Where more than MARKED is left, the squares
 # that differ most, as many as such a band holds (``mark``), are taken for the mark, and the
-# tone is fitted again without them (``copies._measure``); the mark must stand out then (``stands_out``: its squares'
-# median MARK_APART times any other square's difference), where two faint papers differ
-# alike everywhere. The kinds set's papers, flat colours, pages and screenshots with a name
-# in a corner: the mark's median 0.62 to 4.5, every other square 0.04 at most; the pairs of
-# different papers whose difference such a band and tone brought under 0.2: the band's
-# median no more than the worst other square.
+# tone is fitted again without them (``copies._measure``); the mark must stand out then
+# (``stands_out``: its squares' median MARK_APART times any other square's difference),
+# where two faint papers differ alike everywhere. The kinds set's papers, flat colours, pages
+# and screenshots with a name in a corner: the mark's median 0.62 to 4.5, every other square
+# 0.04 at most; the pairs of different papers whose difference such a band and tone brought
+# under 0.2: the band's median no more than the worst other square.
 MARKED, MARK_DEPTH, MARK_SPAN, MARK_APART = 0.1, 2, 6, 2.0
 
 
