@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 18  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 19  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -51,6 +51,12 @@ RIVAL = 0.02  # the other alignment is measured too when it is this close (a pag
 RANKED = 2
 FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture this faint
 # or fainter is compared by its grain as well
+# A copy stretched to another shape (resized without its aspect kept) stretches its grain: a
+# texture's correlation peak is a percent wide in scale (``grain``), and the benchmark's faint
+# papers squeezed to 85% of their height correlated 0.12 to 0.15 with their originals' grain
+# at one scale. Where the pair's box says their scales across and down differ by this much
+# (log), the grain is compared brought back to one shape as well.
+STRETCHED = 0.02
 # A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
 # pair alike as a whole whose difference is this small but not plain is compared again with
 # one picture turned by each of TURNS degrees (a turn misplaces a corner by a pixel or two at
@@ -133,6 +139,12 @@ COLOURFUL = 24.0
 # ways (a photo greyed by the channels' mean, Rec. 709's mix or a desaturation is 0.2 to 1.1
 # from its 601 luma).
 GREY = 2.0
+# A faint pair (FAINT) is compared in grey only where both show SHAPED grey levels or more
+# beyond a smooth surface (``_shaped``, in grey): the kinds set's dark scenes 4.1 to 7.8 and
+# pages 6.4 to 7.9, but gradients 2.5 at most (another gradient greyed is the same grey
+# gradient: 12 false pairs of 1,144 with the dark scenes' grey copies compared so, for 92
+# more true ones), and papers and flat colours 3.6 at most but one.
+SHAPED = 4.0
 LUMA = (0.299, 0.587, 0.114)
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
 # and GIMP's), where that fits the grey levels better than any mix.
@@ -150,6 +162,9 @@ MIXES, NEGATIVE = 2, 0.1
 # (bars change a picture's shape), whichever of these and the pair as it is leaves the least
 # difference (none for pictures under TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
+# A picture faint inside its margins whose contrast inside is under OUTWEIGHED of its whole
+# contrast (standard deviations) is compared without them only: the bars outweigh it.
+OUTWEIGHED = 0.5
 # A copy mirrored or turned by quarters (a selfie's mirror undone, a photo turned upright in a
 # viewer or a scan fed in sideways: every way of ORIENTATIONS, EXIF's eight but the upright) is
 # no copy upright, but its whole view so turned back is its original's. Its shapes are: the
@@ -317,6 +332,8 @@ def _ranked(m: Match) -> tuple[bool, float, float]:
 def _compare(a: Signature, b: Signature) -> Match:
     """``compare`` as the pair is oriented."""
     a, b = _prepared(a, b)
+    if _flat_apart(a, b):  # a flat picture inside bars or a frame: its colour is all it shows
+        return Match(0.0, float("inf"))
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
     if m.similarity >= TURNED_LIKE and m.difference < FINE_BELOW and not turned:
@@ -402,9 +419,10 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     that brings their shapes closer (bars change a picture's shape: cut off, a copy has its
     original's), as they are or so cut, whichever leaves the least difference (a picture's
     own flat sky is a margin too, of another colour than the bars its copy was given; a
-    frame's dark surround, cropped, changes the shape as well); where their margins are alike
-    and one of them is faint inside its own, with a grain, both cut off (the bars' contrast
-    outweighs a faint picture's: two papers letterboxed alike are alike as a whole); and in
+    frame's dark surround, cropped, changes the shape as well), but a picture faint inside its
+    own, with a grain, always cut off (``_cut``); where their margins are alike and one of them
+    is faint inside its own, both cut off (the bars' contrast outweighs a faint picture's: two
+    papers letterboxed alike are alike as a whole); and in
     grey where one of them is (``_greying``)."""
     if min(*a.size, *b.size) < TURNED_FROM:
         return _greying(a, b)
@@ -420,24 +438,36 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     def apart(pair: tuple[Signature, Signature]) -> float:  # in shape
         return abs(np.log(pair[0].aspect / pair[1].aspect))
 
-    firsts = [a] if (ta := _trimmed(a)) is a else [a, ta]  # each trimmed once
-    seconds = [b] if (tb := _trimmed(b)) is b else [b, tb]
-    options = [(a, b)] + [(x, y) for x in firsts for y in seconds
-                          if (x is not a or y is not b) and apart((x, y)) < apart((a, b))]
+    firsts, seconds = _cut(a), _cut(b)
+    base = firsts[0], seconds[0]  # as they are, but a picture faint inside its margins
+    options = [base] + [(x, y) for x in firsts for y in seconds
+                        if (x is not base[0] or y is not base[1]) and apart((x, y)) < apart(base)]
     greyed = [_greying(*pair) for pair in options]
     return greyed[0] if len(greyed) == 1 else min(
         greyed, key=lambda pair: _placed(*pair)[0].difference)
 
 
+def _cut(s: Signature) -> list[Signature]:
+    """``s`` as it is and without its margins (``_trimmed``), or the latter alone where it is
+    faint inside them (FAINT, with a grain) and they carry most of its contrast (OUTWEIGHED):
+    a paper in a white frame is alike to any other paper placed in one (a gradient's own flat
+    end is a margin too, and no more contrasted than the rest)."""
+    t = _trimmed(s)
+    if t is s:
+        return [s]
+    inside = evidence.contrast(t.full)
+    faint = t.grain is not None and inside < FAINT ** 2
+    return [t] if faint and inside < OUTWEIGHED ** 2 * evidence.contrast(s.full) else [s, t]
+
+
 def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     """The way of ORIENTATIONS of turning ``b`` whose shapes (``_shapes``) correlate best with
-    ``a``'s, as they are or either's margins cut off (``_trimmed``: bars have no shapes to
-    turn, and a picture's own flat sky is a margin too), where that is alike (SEARCH_FROM) and
+    ``a``'s, as they are or either's margins cut off (``_cut``: bars have no shapes to turn,
+    and a picture's own flat sky is a margin too), where that is alike (SEARCH_FROM) and
     more than upright; None for pictures under TURNED_FROM."""
     if min(*a.size, *b.size) < TURNED_FROM:
         return None
-    firsts = [a] if (ta := _trimmed(a)) is a else [a, ta]
-    seconds = [b] if (tb := _trimmed(b)) is b else [b, tb]
+    firsts, seconds = _cut(a), _cut(b)
     best, most = None, SEARCH_FROM
     for x, y in itertools.product(firsts, seconds):
         target = _shapes(x.full)
@@ -539,16 +569,17 @@ def _trimmed(s: Signature) -> Signature:
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY): its channels
     mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
-    either is faint (FAINT) or the colour one small (TURNED_FROM): a grey copy is told by its
-    picture's shapes, and a flat grey is no copy of a gradient from red to a green as bright
-    (flat in grey), nor a tinted paper's shading in grey a grey gradient."""
+    the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
+    shapes in grey (SHAPED): a grey copy is told by its picture's shapes, and a flat grey is
+    no copy of a gradient from red to a green as bright (flat in grey), nor a tinted paper's
+    shading in grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
-    if (min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
-            or min(colour.size) < TURNED_FROM):
+    faint = min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
+    if min(colour.size) < TURNED_FROM or faint and _shaped(grey) < SHAPED:
         return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
@@ -558,7 +589,16 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         if mix is None or mix == greyed.grey:
             break
         greyed = _greyed(colour, mix)
+    if faint and _shaped(greyed) < SHAPED:
+        return a, b
     return (greyed, b) if first else (a, greyed)
+
+
+def _shaped(s: Signature) -> float:
+    """How much a picture shows beyond a smooth surface: the root mean square of its grey
+    levels' detail (``_shapes``) at SIGNATURE pixels."""
+    levels = s.full.reshape(-1, 3).mean(axis=1)
+    return float(np.sqrt(np.mean((levels - _SMOOTH @ (_SMOOTH.T @ levels)) ** 2)))
 
 
 def _mix(colour: np.ndarray, grey: np.ndarray) -> Mix | None:
@@ -658,9 +698,13 @@ def _whitening(a: Signature, b: Signature, gain: float,
 def _apart(a: Signature, b: Signature) -> bool:
     """Whether one picture is blank and the other not nearly, or both are flat and their
     brightness is further apart than a copy's (FLAT_GAIN)."""
-    if any(max(x, y) >= BLANK and min(x, y) < NEARLY_BLANK
-           for x, y in zip(a.extremes, b.extremes)):
-        return True
+    return any(max(x, y) >= BLANK and min(x, y) < NEARLY_BLANK
+               for x, y in zip(a.extremes, b.extremes)) or _flat_apart(a, b)
+
+
+def _flat_apart(a: Signature, b: Signature) -> bool:
+    """Whether both pictures are flat and their brightness is further apart than a copy's
+    (FLAT_GAIN)."""
     floor = evidence.SIMILARITY_FLOOR ** 2
     if max(evidence.contrast(a.full), evidence.contrast(b.full)) >= floor:
         return False
@@ -949,7 +993,10 @@ def _polished(t: _Aligned) -> Box:
 
 def _with_grain(m: Match, t: _Aligned) -> Match:
     """``m``, its difference raised to how much the grain of the pictures disagrees where
-    both have a grain to compare (``grain``)."""
+    both have a grain to compare (``grain``): at one scale across and down, and where the
+    alignment's box, or the whole pictures, say the second is stretched (STRETCHED), with its
+    grain brought back to the first's shape as well, whichever disagrees least (a faint
+    picture's box has little hold, and a crop off one side changes the shape too)."""
     x, y, box = t.x, t.y, t.box
     if x.grain is None or y.grain is None or not np.isfinite(m.difference):
         return m
@@ -958,8 +1005,14 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     flat = min(evidence.contrast(x.full), evidence.contrast(y.full)) < evidence.SIMILARITY_FLOOR ** 2
     spread = 1 / MIN_SIDE if flat else grains.SCALE_STEP
     tone = (t.tone.gain, t.tone.offset, not t.swapped)  # x's levels to y's, or y's to x's
-    return Match(m.similarity, max(m.difference, grains.difference(x.grain, y.grain, scale, spread,
-                                                                   tone)))
+    grain = grains.difference(x.grain, y.grain, scale, spread, tone)
+    tall = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)  # y's pixels per x's, down
+    for across, down in ((scale, (box[3] - box[1]) / y.thumb.height * tall),  # the box's
+                         (y.grain.width / x.grain.width, tall)):  # the whole pictures'
+        if grain > 0 and abs(np.log(down / across)) > STRETCHED:
+            grain = min(grain, grains.difference(
+                x.grain, grains.stretched(y.grain, across / down), across, spread, tone))
+    return Match(m.similarity, max(m.difference, grain))
 
 
 def _normalised(view: np.ndarray) -> np.ndarray:

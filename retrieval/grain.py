@@ -83,6 +83,15 @@ def grain(img: Image.Image) -> Grain:
     return Grain(window, w)
 
 
+def stretched(g: Grain, factor: float) -> Grain:
+    """``g`` with its window ``factor`` times as tall (a copy stretched to another shape
+    stretched its grain with it: brought back, it is one scale again)."""
+    h, w = g.window.shape
+    window = Image.fromarray(g.window, "F").resize((w, max(1, round(h * factor))),
+                                                   Image.Resampling.BILINEAR)
+    return Grain(np.asarray(window), g.width)
+
+
 def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
                tone: tuple[float, float, bool] | None = None) -> float:
     """How much ``x``'s grain and ``y``'s disagree, in [0, 1]: 0 when they match or when
