@@ -54,8 +54,8 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 # A copy stretched to another shape (resized without its aspect kept) stretches its grain: a
 # texture's correlation peak is a percent wide in scale (``grain``), and the benchmark's faint
 # papers squeezed to 85% of their height correlated 0.12 to 0.15 with their originals' grain
-# at one scale. Where the pair's box says their scales across and down differ by this much
-# (log), the grain is compared brought back to one shape as well.
+# at one scale. Where the pair's box, or the whole pictures, say their scales across and down
+# differ by this much (log), the grain is compared brought back to one shape as well.
 STRETCHED = 0.02
 # A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
 # pair alike as a whole whose difference is this small but not plain is compared again with
@@ -142,8 +142,9 @@ GREY = 2.0
 # A faint pair (FAINT) is compared in grey only where both show SHAPED grey levels or more
 # beyond a smooth surface (``_shaped``, in grey): the kinds set's dark scenes 4.1 to 7.8 and
 # pages 6.4 to 7.9, but gradients 2.5 at most (another gradient greyed is the same grey
-# gradient: 12 false pairs of 1,144 with the dark scenes' grey copies compared so, for 92
-# more true ones), and papers and flat colours 3.6 at most but one.
+# ramp: compared in grey wherever not flat, the dark scenes' and gradients' grey copies took
+# 12 pairs of other gradients, for 92 true ones more), papers and flat colours 3.6 at most
+# but one.
 SHAPED = 4.0
 LUMA = (0.299, 0.587, 0.114)
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
@@ -420,10 +421,10 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     original's), as they are or so cut, whichever leaves the least difference (a picture's
     own flat sky is a margin too, of another colour than the bars its copy was given; a
     frame's dark surround, cropped, changes the shape as well), but a picture faint inside its
-    own, with a grain, always cut off (``_cut``); where their margins are alike and one of them
-    is faint inside its own, both cut off (the bars' contrast outweighs a faint picture's: two
-    papers letterboxed alike are alike as a whole); and in
-    grey where one of them is (``_greying``)."""
+    own, which carry most of its contrast, always cut off (``_cut``); where their margins are
+    alike and one of them is faint inside its own, both cut off (the bars' contrast outweighs
+    a faint picture's: two papers letterboxed alike are alike as a whole); and in grey where
+    one of them is (``_greying``)."""
     if min(*a.size, *b.size) < TURNED_FROM:
         return _greying(a, b)
     if all(abs(x - y) < BARS for x, y in zip(a.margins, b.margins)):
