@@ -518,7 +518,7 @@ def test_a_plain_colour_in_a_frame_is_told_by_its_brightness_as_one_without():
     """A plain grey given a white frame is plain inside it: mypaint's 198 grey framed took
     36 other plain colours and papers, 133 among them, for its copies (the frame's contrast
     outweighed their brightness). Inside the frame, its brightness tells it as it does
-    unframed; its own copies, framed or not, are found."""
+    unframed; its own copies, plain or letterboxed, are found."""
     def grey(level: float) -> Image.Image:
         return _image(np.full((SIZE[1], SIZE[0], 3), level))
 
