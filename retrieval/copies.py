@@ -491,11 +491,16 @@ def _smooth_part() -> np.ndarray:
 _SMOOTH = _smooth_part()
 
 
-def _shapes(view: np.ndarray) -> np.ndarray:
+def _beyond_smooth(view: np.ndarray) -> np.ndarray:
     """A whole view's (SIGNATURE pixels a side) grey levels' detail beyond a smooth surface
-    (their quadratic in x and y taken off) as a unit vector: the same for a grey copy."""
+    (their quadratic in x and y taken off): (SIGNATURE^2,)."""
     levels = view.reshape(-1, 3).mean(axis=1)
-    v = levels - _SMOOTH @ (_SMOOTH.T @ levels)
+    return levels - _SMOOTH @ (_SMOOTH.T @ levels)
+
+
+def _shapes(view: np.ndarray) -> np.ndarray:
+    """``_beyond_smooth`` as a unit vector: the same for a grey copy."""
+    v = _beyond_smooth(view)
     return v / max(float(np.sqrt(v @ v)), 1e-6)
 
 
@@ -597,9 +602,8 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
 def _shaped(s: Signature) -> float:
     """How much a picture shows beyond a smooth surface: the root mean square of its grey
-    levels' detail (``_shapes``) at SIGNATURE pixels."""
-    levels = s.full.reshape(-1, 3).mean(axis=1)
-    return float(np.sqrt(np.mean((levels - _SMOOTH @ (_SMOOTH.T @ levels)) ** 2)))
+    levels' detail (``_beyond_smooth``) at SIGNATURE pixels."""
+    return float(np.sqrt(np.mean(_beyond_smooth(s.full) ** 2)))
 
 
 def _mix(colour: np.ndarray, grey: np.ndarray) -> Mix | None:
@@ -1008,8 +1012,9 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     tone = (t.tone.gain, t.tone.offset, not t.swapped)  # x's levels to y's, or y's to x's
     grain = grains.difference(x.grain, y.grain, scale, spread, tone)
     tall = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)  # y's pixels per x's, down
-    for across, down in ((scale, (box[3] - box[1]) / y.thumb.height * tall),  # the box's
-                         (y.grain.width / x.grain.width, tall)):  # the whole pictures'
+    ways = ((scale, (box[3] - box[1]) / y.thumb.height * tall),  # the box's
+            (y.grain.width / x.grain.width, tall))  # the whole pictures' (the box's when whole)
+    for across, down in dict.fromkeys(ways):
         if grain > 0 and abs(np.log(down / across)) > STRETCHED:
             grain = min(grain, grains.difference(
                 x.grain, grains.stretched(y.grain, across / down), across, spread, tone))
