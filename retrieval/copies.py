@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 19  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 20  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -54,8 +54,8 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 # A copy stretched to another shape (resized without its aspect kept) stretches its grain: a
 # texture's correlation peak is a percent wide in scale (``grain``), and the benchmark's faint
 # papers squeezed to 85% of their height correlated 0.12 to 0.15 with their originals' grain
-# at one scale. Where the pair's box, or the whole pictures, say their scales across and down
-# differ by this much (log), the grain is compared brought back to one shape as well.
+# at one scale. Where the whole pictures' shapes say their scales across and down differ by
+# this much (log), the grain is compared brought back to one shape as well.
 STRETCHED = 0.02
 # A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
 # pair alike as a whole whose difference is this small but not plain is compared again with
@@ -999,9 +999,10 @@ def _polished(t: _Aligned) -> Box:
 def _with_grain(m: Match, t: _Aligned) -> Match:
     """``m``, its difference raised to how much the grain of the pictures disagrees where
     both have a grain to compare (``grain``): at one scale across and down, and where the
-    alignment's box, or the whole pictures, say the second is stretched (STRETCHED), with its
-    grain brought back to the first's shape as well, whichever disagrees least (a faint
-    picture's box has little hold, and a crop off one side changes the shape too)."""
+    whole pictures' shapes say the second is stretched (STRETCHED), with its grain brought
+    back to the first's shape as well, whichever disagrees least. The alignment's box is not
+    asked about the shape: a faint picture's box has little hold, and two papers of one
+    shape given a second, chance, scale let another paper's grain pass."""
     x, y, box = t.x, t.y, t.box
     if x.grain is None or y.grain is None or not np.isfinite(m.difference):
         return m
@@ -1011,13 +1012,11 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     spread = 1 / MIN_SIDE if flat else grains.SCALE_STEP
     tone = (t.tone.gain, t.tone.offset, not t.swapped)  # x's levels to y's, or y's to x's
     grain = grains.difference(x.grain, y.grain, scale, spread, tone)
-    tall = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)  # y's pixels per x's, down
-    ways = ((scale, (box[3] - box[1]) / y.thumb.height * tall),  # the box's
-            (y.grain.width / x.grain.width, tall))  # the whole pictures' (the box's when whole)
-    for across, down in dict.fromkeys(ways):
-        if grain > 0 and abs(np.log(down / across)) > STRETCHED:
-            grain = min(grain, grains.difference(
-                x.grain, grains.stretched(y.grain, across / down), across, spread, tone))
+    across = y.grain.width / x.grain.width  # y's pixels per x's, across and down
+    down = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)
+    if grain > 0 and abs(np.log(down / across)) > STRETCHED:
+        grain = min(grain, grains.difference(
+            x.grain, grains.stretched(y.grain, across / down), across, spread, tone))
     return Match(m.similarity, max(m.difference, grain))
 
 
