@@ -92,6 +92,12 @@ def stretched(g: Grain, factor: float) -> Grain:
     return Grain(np.asarray(window), g.width)
 
 
+def strength(g: Grain) -> float:
+    """How strong ``g``'s grain is: the standard deviation of its window's fine detail
+    (``_high_pass``), in grey levels."""
+    return float(_high_pass(g.window).std())
+
+
 def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
                tone: tuple[float, float, bool] | None = None) -> float:
     """How much ``x``'s grain and ``y``'s disagree, in [0, 1]: 0 when they match or when
