@@ -216,6 +216,10 @@ def copies(img: Image.Image) -> list[tuple[str, Image.Image]]:
     ]
 
 
+# A picture inside its bars: its thumbnail, and the shares of its file's width and height.
+Inner = tuple[Image.Image, tuple[float, float]]
+
+
 @dataclass(frozen=True)
 class Signature:
     """What ``compare`` compares of one image."""
@@ -232,6 +236,7 @@ class Signature:
     margins: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # ``_margins`` of its thumbnail
     turn: Image.Transpose | None = None  # how it was mirrored or turned (``_oriented``)
     noise: float = 0.0  # grey levels its file's JPEG may have moved a plain block's pixels
+    inner: Inner | None = None  # its picture inside its margins, where they are bars (``_inner``)
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -247,6 +252,7 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     thumb = _thumbnail(img, side)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
     margins = _margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0)
+    inner = _inner(img, thumb.size, margins, side)
     inside = _inside(thumb.size, margins) or (0, 0, *thumb.size)  # inside bars or a frame
     grain, detailed = None, thumb
     if max(w, h) > 2 * side and min(evidence.contrast(_view(thumb, box)) for box in (
@@ -256,7 +262,7 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
         grain, detailed = grains.grain(img), img
     return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed, noise),
                      None if isinstance(source, Image.Image) else os.fspath(source), side,
-                     margins=margins, noise=noise)
+                     margins=margins, noise=noise, inner=inner)
 
 
 def _noise(path: str | os.PathLike) -> float:
@@ -515,10 +521,12 @@ def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
     grain = None if s.grain is None else grains.Grain(  # a square from the middle: in place
         np.asarray(Image.fromarray(s.grain.window).transpose(turn)),
         round(s.grain.width / s.aspect) if across else s.grain.width)
+    inner = None if s.inner is None else (
+        s.inner[0].transpose(turn), s.inner[1][::-1] if across else s.inner[1])
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=1 / s.aspect if across else s.aspect,
         size=s.size[::-1] if across else s.size, grain=grain,
-        margins=_margins(thumb) if s.side == THUMB else s.margins, turn=turn)
+        margins=_margins(thumb) if s.side == THUMB else s.margins, turn=turn, inner=inner)
 
 
 def _margins(thumb: Image.Image) -> tuple[float, ...]:
@@ -549,6 +557,27 @@ def _inside(size: tuple[int, int], margins: tuple[float, ...]) -> Box | None:
     return edge[0], edge[1], w - edge[2], h - edge[3]
 
 
+def _inner(img: Image.Image, size: tuple[int, int], margins: tuple[float, ...],
+           side: int) -> Inner | None:
+    """The picture inside the bars or frame that ``img``'s thumbnail of ``size`` shows
+    (``_inside``): its thumbnail of ``side`` pixels made from ``img`` cut where its own lines
+    say the bars end, and one line more (a JPEG's ringing), and the shares of ``img``'s width
+    and height it keeps; None where there are no such bars. The thumbnail itself cut so keeps
+    the lines its resampling blended with the bars (a paper's first line under black bars 12
+    grey levels darker, the next 3 lighter: a faint picture's difference counts in units of
+    its own little contrast)."""
+    if side != THUMB or _inside(size, margins) is None:
+        return None
+    w, h = img.size
+    own = _margins(img)
+    edge = [round(max(m, o) * n) + 1 if m >= BARS else 0
+            for m, o, n in zip(margins, own, (w, h, w, h))]
+    box = (edge[0], edge[1], w - edge[2], h - edge[3])
+    if box[2] - box[0] < w / 2 or box[3] - box[1] < h / 2:
+        return None
+    return _thumbnail(img.crop(box), side), ((box[2] - box[0]) / w, (box[3] - box[1]) / h)
+
+
 def _middle(box: Box) -> Box:
     """``box`` less a band along each side as deep as a mark may be (evidence.MARK_DEPTH
     squares of evidence.BLOCKS)."""
@@ -564,15 +593,18 @@ def _trimmed(s: Signature) -> Signature:
     box = _inside(s.thumb.size, s.margins)
     if box is None or s.grain is not None and evidence.contrast(s.full) < FAINT ** 2:
         return s
-    thumb = s.thumb.crop(box)
-    kept = thumb.width / s.thumb.width, thumb.height / s.thumb.height
+    if s.inner is not None:
+        thumb, kept = s.inner
+    else:
+        thumb = s.thumb.crop(box)
+        kept = thumb.width / s.thumb.width, thumb.height / s.thumb.height
     grain = None if s.grain is None else dataclasses.replace(
         s.grain, width=max(1, round(s.grain.width * kept[0])))
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
         grain=grain, extremes=_extremes(thumb, s.noise), source=None,
-        margins=(0.0, 0.0, 0.0, 0.0))
+        margins=(0.0, 0.0, 0.0, 0.0), inner=None)
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:

@@ -603,3 +603,22 @@ def test_a_tinted_paper_in_grey_is_found_by_its_grain_another_paper_is_not():
     paper = tiled_paper(1)
     plain = Image.new("RGB", paper.size, (round(np.asarray(paper.convert("L")).mean()),) * 3)
     assert not accepted(compare(signature(paper), signature(plain)))
+
+
+def test_a_faint_paper_letterboxed_or_framed_is_found_another_paper_is_not():
+    """Cut out of its thumbnail, a paper inside black bars kept the lines next to them that
+    the thumbnail's resampling blended with them (12 grey levels darker): in units of the
+    paper's little contrast, too different (the kinds set's papers letterboxed: 20 of 52
+    found). Cut out of the decode where its own lines say the bars end, it is its original."""
+    def boxed(img: Image.Image, side: int, colour) -> Image.Image:
+        out = Image.new("RGB", (side, side), colour)
+        out.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+        return _jpeg(out, 90)
+
+    size = (1600, 1200)  # bars of 200 pixels: 16 lines of a thumbnail, blended at their edge
+    img, another = tiled_paper(1, size), tiled_paper(11, size)
+    paper = signature(img)
+    for side, colour in ((1600, (0, 0, 0)), (1800, (255, 255, 255))):
+        copy = signature(boxed(img, side, colour))
+        assert accepted(compare(paper, copy)) and accepted(compare(copy, paper)), colour
+        assert not accepted(compare(paper, signature(boxed(another, side, colour)))), colour
