@@ -216,8 +216,9 @@ def copies(img: Image.Image) -> list[tuple[str, Image.Image]]:
     ]
 
 
-# A picture inside its bars: its thumbnail, and the shares of its file's width and height.
-Inner = tuple[Image.Image, tuple[float, float]]
+# A picture inside its bars: its thumbnail, the shares of its file's width and height, and
+# its shares of white and black (``_extremes``, at the decode's resolution).
+Inner = tuple[Image.Image, tuple[float, float], tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     thumb = _thumbnail(img, side)  # a small picture is not enlarged: no detail to add
     full = _view(thumb)
     margins = _margins(thumb) if side == THUMB else (0.0, 0.0, 0.0, 0.0)
-    inner = _inner(img, thumb.size, margins, side)
+    inner = _inner(img, thumb.size, margins, side, noise)
     inside = _inside(thumb.size, margins) or (0, 0, *thumb.size)  # inside bars or a frame
     grain, detailed = None, thumb
     if max(w, h) > 2 * side and min(evidence.contrast(_view(thumb, box)) for box in (
@@ -322,7 +323,8 @@ def compare(a: Signature, b: Signature) -> Match:
     another than a flat one of another brightness (FLAT_GAIN). Where they are not plainly
     alike, all of this again with the second mirrored or turned by quarters, where its picture
     is more like the first's so (ORIENTATIONS)."""
-    if _apart(a, b):
+    if _apart(a, b) and _inside(a.thumb.size, a.margins) is None and _inside(
+            b.thumb.size, b.margins) is None:  # else as compared, inside them (``_compare``)
         return Match(0.0, float("inf"))
     m = _compare(a, b)
     turn = _orientation(a, b) if m.difference > PLAINLY_ALIKE else None
@@ -342,7 +344,7 @@ def _ranked(m: Match) -> tuple[bool, float, float]:
 def _compare(a: Signature, b: Signature) -> Match:
     """``compare`` as the pair is oriented."""
     a, b = _prepared(a, b)
-    if _flat_apart(a, b):  # a flat picture inside bars or a frame: its colour is all it shows
+    if _apart(a, b):  # a blank or flat picture inside bars or a frame: it shows no more
         return Match(0.0, float("inf"))
     m, change, t, x = _compared(a, b)
     turned = isinstance(change, functools.partial) and change.func is _turning
@@ -459,15 +461,17 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
 def _cut(s: Signature) -> list[Signature]:
     """``s`` as it is and without its margins (``_trimmed``), or the latter alone where it is
-    faint inside them (FAINT, with a grain) and they carry most of its contrast (OUTWEIGHED):
-    a paper in a white frame is alike to any other paper placed in one (a gradient's own flat
-    end is a margin too, and no more contrasted than the rest)."""
+    faint inside them (FAINT, with a grain) and they carry most of its contrast (OUTWEIGHED)
+    and it is not faint as a whole: a paper in a white frame is alike to any other paper
+    placed in one (a gradient's own flat end is a margin too, and no more contrasted than the
+    rest; a page's own margins carry most of its contrast at SIGNATURE pixels, and a copy's
+    mark along a side breaks them)."""
     t = _trimmed(s)
     if t is s:
         return [s]
-    inside = evidence.contrast(t.full)
+    inside, whole = evidence.contrast(t.full), evidence.contrast(s.full)
     faint = t.grain is not None and inside < FAINT ** 2
-    return [t] if faint and inside < OUTWEIGHED ** 2 * evidence.contrast(s.full) else [s, t]
+    return [t] if faint and OUTWEIGHED ** 2 * whole > inside and whole >= FAINT ** 2 else [s, t]
 
 
 def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
@@ -522,7 +526,7 @@ def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
         np.asarray(Image.fromarray(s.grain.window).transpose(turn)),
         round(s.grain.width / s.aspect) if across else s.grain.width)
     inner = None if s.inner is None else (
-        s.inner[0].transpose(turn), s.inner[1][::-1] if across else s.inner[1])
+        s.inner[0].transpose(turn), s.inner[1][::-1] if across else s.inner[1], s.inner[2])
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=1 / s.aspect if across else s.aspect,
         size=s.size[::-1] if across else s.size, grain=grain,
@@ -558,7 +562,7 @@ def _inside(size: tuple[int, int], margins: tuple[float, ...]) -> Box | None:
 
 
 def _inner(img: Image.Image, size: tuple[int, int], margins: tuple[float, ...],
-           side: int) -> Inner | None:
+           side: int, noise: float) -> Inner | None:
     """The picture inside the bars or frame that ``img``'s thumbnail of ``size`` shows
     (``_inside``): its thumbnail of ``side`` pixels made from ``img`` cut where its own lines
     say the bars end, and one line more (a JPEG's ringing), and the shares of ``img``'s width
@@ -575,7 +579,9 @@ def _inner(img: Image.Image, size: tuple[int, int], margins: tuple[float, ...],
     box = (edge[0], edge[1], w - edge[2], h - edge[3])
     if box[2] - box[0] < w / 2 or box[3] - box[1] < h / 2:
         return None
-    return _thumbnail(img.crop(box), side), ((box[2] - box[0]) / w, (box[3] - box[1]) / h)
+    inside = img.crop(box)
+    return (_thumbnail(inside, side), ((box[2] - box[0]) / w, (box[3] - box[1]) / h),
+            _extremes(inside, noise))
 
 
 def _middle(box: Box) -> Box:
@@ -588,23 +594,30 @@ def _middle(box: Box) -> Box:
 
 def _trimmed(s: Signature) -> Signature:
     """``s`` without its margins (``_inside``), unless ``s`` is faint as a whole (FAINT: its
-    margins are its faint picture, and its grain the evidence); a picture faint inside its
-    bars keeps its grain (from the middle, which they do not reach)."""
+    margins are its faint picture, and its grain the evidence) and they do not carry most of
+    its contrast (OUTWEIGHED: a light plain colour in a white frame is faint as a whole, and
+    the frame is all it shows); a picture faint inside its bars keeps its grain (from the
+    middle, which they do not reach)."""
     box = _inside(s.thumb.size, s.margins)
-    if box is None or s.grain is not None and evidence.contrast(s.full) < FAINT ** 2:
+    if box is None:
         return s
+    whole = evidence.contrast(s.full)
+    if s.grain is not None and whole < FAINT ** 2:
+        inside = s.inner[0] if s.inner is not None else s.thumb.crop(box)
+        if evidence.contrast(_view(inside)) >= OUTWEIGHED ** 2 * whole:
+            return s
     if s.inner is not None:
-        thumb, kept = s.inner
+        thumb, kept, extremes = s.inner
     else:
         thumb = s.thumb.crop(box)
         kept = thumb.width / s.thumb.width, thumb.height / s.thumb.height
+        extremes = _extremes(thumb, s.noise)
     grain = None if s.grain is None else dataclasses.replace(
         s.grain, width=max(1, round(s.grain.width * kept[0])))
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
-        grain=grain, extremes=_extremes(thumb, s.noise), source=None,
-        margins=(0.0, 0.0, 0.0, 0.0), inner=None)
+        grain=grain, extremes=extremes, source=None, margins=(0.0, 0.0, 0.0, 0.0), inner=None)
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:

@@ -622,3 +622,22 @@ def test_a_faint_paper_letterboxed_or_framed_is_found_another_paper_is_not():
         copy = signature(boxed(img, side, colour))
         assert accepted(compare(paper, copy)) and accepted(compare(copy, paper)), colour
         assert not accepted(compare(paper, signature(boxed(another, side, colour)))), colour
+
+
+def test_a_light_or_blank_picture_in_a_frame_is_compared_inside_it():
+    """A light grey in a white frame is faint as a whole, and a faint picture's margins were
+    taken for its own (none of the kinds set's light plain colours framed in white matched
+    its original); a white page letterboxed in black was another picture than a white page,
+    told by their shares of white as they are. Where the frame carries most of the contrast,
+    or the bars, the picture is compared inside them, its brightness and whiteness too."""
+    def plain(level: float, size=(400, 300)) -> Image.Image:
+        return Image.new("RGB", size, (round(level),) * 3)
+
+    light = signature(plain(243))
+    framed = signature(_jpeg(ImageOps.expand(plain(243), border=25, fill="white"), 90))
+    assert accepted(compare(light, framed)) and accepted(compare(framed, light))
+    assert not accepted(compare(signature(plain(160)), framed))
+    white = signature(plain(255))
+    boxed = signature(_jpeg(copies_made._letterboxed(plain(255)), 90))
+    assert accepted(compare(white, boxed)) and accepted(compare(boxed, white))
+    assert not accepted(compare(signature(plain(128)), boxed))
