@@ -11,6 +11,7 @@ place of the window tried, so that an uncertain crop does not matter).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,28 @@ def strength(g: Grain) -> float:
     """How strong ``g``'s grain is: the standard deviation of its window's fine detail
     (``_high_pass``), in grey levels."""
     return float(_high_pass(g.window).std())
+
+
+def turned_agreements(x: Grain, y: Grain, turns: Sequence[Callable[[np.ndarray], np.ndarray]]
+                      ) -> list[float]:
+    """How well the middle of ``x``'s window correlates at its best place with ``y``'s turned
+    each of ``turns`` (functions turning a square array: flips, quarter turns), at one scale
+    (for which way of turning ``y`` is its original's: a quick look). The fine detail is
+    taken once, and turned with the sums of its squares, as the blur and the boxes are
+    symmetric."""
+    a, b = _high_pass(x.window), _high_pass(y.window)
+    m = min(TEMPLATE, *a.shape, *b.shape)
+    if a.shape != b.shape or a.shape[0] != a.shape[1] or m < TEMPLATE // 2:
+        return [0.0] * len(turns)
+    top = (a.shape[0] - m) // 2
+    template = a[top:top + m, top:top + m]
+    parts = _Window(b).parts(m)
+    out = []
+    for turn in turns:
+        window = _Window(np.ascontiguousarray(turn(b)))
+        window._parts[m] = tuple(np.ascontiguousarray(turn(p)) for p in parts)
+        out.append(_best_place(template, window)[0])
+    return out
 
 
 def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
