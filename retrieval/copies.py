@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 22  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 23  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -144,10 +144,10 @@ GREY = 2.0
 # pages 6.4 to 7.9, but gradients 2.5 at most (another gradient greyed is the same grey
 # ramp: compared in grey wherever not flat, the dark scenes' and gradients' grey copies took
 # 12 pairs of other gradients, for 92 true ones more), papers and flat colours 3.6 at most
-# but one; or where both have a grain to compare (grain.FLOOR or more, ``grain.strength``):
-# a grain is compared in grey whatever the colours, and says whether two papers are one (the
-# kinds set's papers' grey copies: 46 of 68 matched their originals so, 24 before, and 1 more
-# of 408 other papers nearest in brightness, a ruled paper's copy with a grid paper).
+# but one. (Compared in grey where both have a grain instead, 45 of the kinds set's 68 papers'
+# grey copies matched their originals, 24 before; but a grey grid paper took a tinted ruled
+# one, whose grains share their lines: 118 false pairs in the kinds set, for 4 more grey
+# copies found in the kinds set with the still other copies.)
 SHAPED = 4.0
 LUMA = (0.299, 0.587, 0.114)
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
@@ -651,17 +651,16 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY): its channels
     mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
     the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
-    shapes in grey (SHAPED) or both have a grain (``_grained``): a grey copy is told by its
-    picture's shapes or its grain, and a flat grey is no copy of a gradient from red to a
-    green as bright (flat in grey), nor a tinted paper's shading in grey a grey gradient."""
+    shapes in grey (SHAPED): a grey copy is told by its picture's shapes, and a flat grey is
+    no copy of a gradient from red to a green as bright (flat in grey), nor a tinted paper's
+    shading in grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
     faint = min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
-    grained = faint and _grained(colour) and _grained(grey)
-    if min(colour.size) < TURNED_FROM or faint and not grained and _shaped(grey) < SHAPED:
+    if min(colour.size) < TURNED_FROM or faint and _shaped(grey) < SHAPED:
         return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
@@ -671,7 +670,7 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         if mix is None or mix == greyed.grey:
             break
         greyed = _greyed(colour, mix)
-    if faint and not grained and _shaped(greyed) < SHAPED:
+    if faint and _shaped(greyed) < SHAPED:
         return a, b
     return (greyed, b) if first else (a, greyed)
 

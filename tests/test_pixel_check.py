@@ -588,23 +588,6 @@ def test_a_dark_scene_greyed_is_found_a_greyed_gradient_is_not_another():
         assert not accepted(compare(signature(gradient(seed + 10)), ramp))
 
 
-def test_a_tinted_paper_in_grey_is_found_by_its_grain_another_paper_is_not():
-    """A faint paper shows no shapes to compare in grey, and was not: none of the kinds set's
-    tinted papers' grey copies matched by its grain alone. Its grain is compared in grey
-    whatever the colours: where both pictures have one, the pair is compared in grey, and the
-    grain says whether it is one paper; a plain grey as bright has none."""
-    def grey(img: Image.Image) -> Image.Image:
-        return _jpeg(img.convert("L").convert("RGB"), 90)
-
-    for seed in (1, 2):
-        paper, copy = signature(tiled_paper(seed)), signature(grey(tiled_paper(seed)))
-        assert accepted(compare(paper, copy)) and accepted(compare(copy, paper)), seed
-        assert not accepted(compare(paper, signature(grey(tiled_paper(seed + 10))))), seed
-    paper = tiled_paper(1)
-    plain = Image.new("RGB", paper.size, (round(np.asarray(paper.convert("L")).mean()),) * 3)
-    assert not accepted(compare(signature(paper), signature(plain)))
-
-
 def test_a_faint_paper_letterboxed_or_framed_is_found_another_paper_is_not():
     """Cut out of its thumbnail, a paper inside black bars kept the lines next to them that
     the thumbnail's resampling blended with them (12 grey levels darker): in units of the
