@@ -504,7 +504,8 @@ def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     turn it back by (the kinds set's papers turned or mirrored: 0.01 from their originals
     turned back by their grain, 0.23 and more turned any other way, and other papers 0.78 and
     more every way), and a ruled or grid paper's lines are alike turned several ways (with
-    the best way taken, 118 false pairs of three such papers in the kinds set)."""
+    the best way taken, 23 of the 4,556 ordered pairs of the set's papers' and plain colours'
+    originals found a turn, all among such papers; none so)."""
     if not (_grained(a) and _grained(b)):
         return None
     turns = [None, *ORIENTATIONS]
