@@ -190,6 +190,7 @@ ORIENTATIONS: dict[Image.Transpose, Callable[[np.ndarray], np.ndarray]] = {  # a
     _T.ROTATE_90: lambda v: np.rot90(v, 1), _T.ROTATE_180: lambda v: v[::-1, ::-1],
     _T.ROTATE_270: lambda v: np.rot90(v, 3), _T.TRANSPOSE: lambda v: np.swapaxes(v, 0, 1),
     _T.TRANSVERSE: lambda v: np.swapaxes(np.rot90(v, 2), 0, 1)}
+ACROSS = frozenset({_T.ROTATE_90, _T.ROTATE_270, _T.TRANSPOSE, _T.TRANSVERSE})  # width <-> height
 SIGNATURES = 4096  # decoded images a process keeps for the pairs to come (about 50 KB each)
 FINE_SIGNATURES = 256  # those decoded for finer views (FINE^2 as large)
 
@@ -509,9 +510,8 @@ def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     if not (_grained(a) and _grained(b)):
         return None
     turns = [None, *ORIENTATIONS]
-    across = {_T.ROTATE_90, _T.ROTATE_270, _T.TRANSPOSE, _T.TRANSVERSE}
     ways = [t for t in turns if abs(np.log(
-        (round(b.grain.width / b.aspect) if t in across else b.grain.width) / a.grain.width))
+        (round(b.grain.width / b.aspect) if t in ACROSS else b.grain.width) / a.grain.width))
         < np.log(grains.SCALE_STEP)]
     if not any(t is not None for t in ways):
         return None
@@ -549,7 +549,7 @@ def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
     """``s`` turned or mirrored (``Image.Transpose``); its grain, finer views and decodes
     too."""
     thumb = s.thumb.transpose(turn)
-    across = turn in (_T.ROTATE_90, _T.ROTATE_270, _T.TRANSPOSE, _T.TRANSVERSE)
+    across = turn in ACROSS
     grain = None if s.grain is None else grains.Grain(  # a square from the middle: in place
         np.asarray(Image.fromarray(s.grain.window).transpose(turn)),
         round(s.grain.width / s.aspect) if across else s.grain.width)
@@ -678,7 +678,7 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
 def _grained(s: Signature) -> bool:
     """Whether ``s`` has a grain that says whether another picture's is the same (FLOOR)."""
-    return s.grain is not None and grains.strength(s.grain) >= grains.FLOOR
+    return s.grain is not None and s.grain.strength >= grains.FLOOR
 
 
 def _shaped(s: Signature) -> float:

@@ -11,6 +11,7 @@ place of the window tried, so that an uncertain crop does not matter).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,12 @@ class Grain:
     window: np.ndarray  # (WINDOW, WINDOW) or smaller for a small picture
     width: int  # decoded pixels across the whole picture
 
+    @functools.cached_property
+    def strength(self) -> float:
+        """How strong the grain is: the standard deviation of the window's fine detail
+        (``_high_pass``), in grey levels; kept, as a picture's grain meets many others'."""
+        return float(_high_pass(self.window).std())
+
 
 def grain(img: Image.Image) -> Grain:
     """The window in the middle of ``img``, brought to SIDE pixels on its shorter side."""
@@ -91,12 +98,6 @@ def stretched(g: Grain, factor: float) -> Grain:
     window = Image.fromarray(g.window, "F").resize((w, max(1, round(h * factor))),
                                                    Image.Resampling.BILINEAR)
     return Grain(np.asarray(window), g.width)
-
-
-def strength(g: Grain) -> float:
-    """How strong ``g``'s grain is: the standard deviation of its window's fine detail
-    (``_high_pass``), in grey levels."""
-    return float(_high_pass(g.window).std())
 
 
 def turned_agreements(x: Grain, y: Grain, turns: Sequence[Callable[[np.ndarray], np.ndarray]]
