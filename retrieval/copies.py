@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 24  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 25  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -245,8 +245,10 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     """An image decoded small (draft mode), for ``compare``, its thumbnail at most ``side``
     pixels on the longer side; one that shows next to nothing at that size (inside its bars or
     frame, where it has them, or but for a band along its sides where a mark may be:
-    ``_middle``) is decoded again larger for its grain. A file's JPEG ``noise`` is read from
-    its header."""
+    ``_middle``) is decoded again larger for its grain; one under twice that size but larger
+    than its thumbnail takes it from its own pixels, in that middle, where the grain's
+    template fits there (a faint paper's thumbnail of 256 pixels keeps its coarser grain).
+    A file's JPEG ``noise`` is read from its header."""
     img = (source if isinstance(source, Image.Image)
            else load_image(source, draft_size=2 * side)).convert("RGB")
     noise = 0.0 if isinstance(source, Image.Image) else _noise(source)
@@ -257,14 +259,35 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     inner = _inner(img, thumb.size, margins, side, noise)
     inside = _inside(thumb.size, margins) or (0, 0, *thumb.size)  # inside bars or a frame
     grain, detailed = None, thumb
-    if max(w, h) > 2 * side and min(evidence.contrast(_view(thumb, box)) for box in (
+    middle = _middle((0, 0, *thumb.size))  # a faint picture's margins are its own flat lines
+    small = side == THUMB and max(w, h) > side and min(
+        _scaled(middle, w / thumb.width)[2:]) >= grains.TEMPLATE
+    if (max(w, h) > 2 * side or small) and min(evidence.contrast(_view(thumb, box)) for box in (
             inside, _middle(inside))) < FAINT ** 2:  # a mark along a side outweighs it too
-        if not isinstance(source, Image.Image):
+        if max(w, h) > 2 * side and not isinstance(source, Image.Image):
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
-        grain, detailed = grains.grain(img), img
+        grain, detailed = _grain(img, _scaled(middle, img.width / thumb.width)), img
     return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed, noise),
                      None if isinstance(source, Image.Image) else os.fspath(source), side,
                      margins=margins, noise=noise, inner=inner)
+
+
+def _scaled(box: Box, k: float) -> tuple[int, int, int, int]:
+    """``box`` of a thumbnail as (left, top, width, height) of its picture, ``k`` of the
+    picture's pixels to one of the thumbnail's."""
+    left, top = round(box[0] * k), round(box[1] * k)
+    return left, top, round(box[2] * k) - left, round(box[3] * k) - top
+
+
+def _grain(img: Image.Image, middle: tuple[int, int, int, int]) -> grains.Grain:
+    """``img``'s grain: from the middle of it brought to grains.SIDE, or, where it is not
+    larger, from its ``middle`` (without a band along its sides as deep as a mark or bars
+    may be: a window as large as the picture would hold them)."""
+    if min(img.size) > grains.SIDE:
+        return grains.grain(img)
+    left, top, width, height = middle
+    return grains.Grain(grains.grain(img.crop((left, top, left + width, top + height))).window,
+                        img.width)
 
 
 def _noise(path: str | os.PathLike) -> float:
