@@ -261,22 +261,25 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
     grain, detailed = None, thumb
     middle = _middle((0, 0, *thumb.size))  # a faint picture's margins are its own flat lines
     small = side == THUMB and max(w, h) > side and min(
-        _scaled(middle, w / thumb.width)[2:]) >= grains.TEMPLATE
+        _scaled(middle, thumb.size, (w, h))[2:]) >= grains.TEMPLATE
     if (max(w, h) > 2 * side or small) and min(evidence.contrast(_view(thumb, box)) for box in (
             inside, _middle(inside))) < FAINT ** 2:  # a mark along a side outweighs it too
         if max(w, h) > 2 * side and not isinstance(source, Image.Image):
             img = load_image(source, draft_size=grains.SIDE).convert("RGB")
-        grain, detailed = _grain(img, _scaled(middle, img.width / thumb.width)), img
+        grain, detailed = _grain(img, _scaled(middle, thumb.size, img.size)), img
     return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed, noise),
                      None if isinstance(source, Image.Image) else os.fspath(source), side,
                      margins=margins, noise=noise, inner=inner)
 
 
-def _scaled(box: Box, k: float) -> tuple[int, int, int, int]:
-    """``box`` of a thumbnail as (left, top, width, height) of its picture, ``k`` of the
-    picture's pixels to one of the thumbnail's."""
-    left, top = round(box[0] * k), round(box[1] * k)
-    return left, top, round(box[2] * k) - left, round(box[3] * k) - top
+def _scaled(box: Box, thumb: tuple[int, int], size: tuple[int, int]
+            ) -> tuple[int, int, int, int]:
+    """``box`` of a thumbnail of ``thumb`` pixels as (left, top, width, height) of its
+    picture of ``size`` (each side scaled on its own: a strip's thumbnail is a pixel high,
+    whatever its height)."""
+    kx, ky = size[0] / thumb[0], size[1] / thumb[1]
+    left, top = round(box[0] * kx), round(box[1] * ky)
+    return left, top, round(box[2] * kx) - left, round(box[3] * ky) - top
 
 
 def _grain(img: Image.Image, middle: tuple[int, int, int, int]) -> grains.Grain:
