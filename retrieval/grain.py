@@ -139,18 +139,19 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
     ``y``'s decoded pixels per pixel of ``x``'s, known within a factor ``spread`` either way
     (scales tried across it); ``tone``: (gain, offset, x is the darker) of the change that
     brings the darker picture's grey levels to the brighter's (clipping them)."""
-    best, weak, apart = -1.0, 0.0, 0.0
+    best, weak, parts = -1.0, 0.0, None
     as_they_are = _high_pass(x.window), _Window(_high_pass(y.window))  # one is, at each scale
     for step in [s for s in SCALE_STEPS if s < spread] or SCALE_STEPS[-1:]:
         steps = int(np.ceil(np.log(spread) / np.log(step) - 1e-9))
         for k in scale * step ** np.arange(-steps, steps + 1):
-            rho, e, d = _agreement(x.window, y.window, k, as_they_are)
+            rho, e, matched = _agreement(x.window, y.window, k, as_they_are)
             if rho > best:
-                best, weak, at, apart = rho, e, k, d
+                best, weak, at, parts = rho, e, k, matched
         scale, spread = at, step
     if tone is not None and _lost(x.window, y.window, at, *tone):
         return 1.0
-    if weak >= FLOOR and apart > DIRECTIONS_APART:
+    if weak >= FLOOR and parts is not None and float(np.linalg.norm(
+            _directions(parts[0]) - _directions(parts[1]))) > DIRECTIONS_APART:
         return 1.0
     if weak <= FLOOR / 2:
         return 0.0
@@ -158,25 +159,25 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
 
 
 def _agreement(a: np.ndarray, b: np.ndarray, scale: float,
-               as_they_are: tuple[np.ndarray, "_Window"]) -> tuple[float, float, float]:
+               as_they_are: tuple[np.ndarray, "_Window"]
+               ) -> tuple[float, float, tuple[np.ndarray, np.ndarray] | None]:
     """(the best correlation of the middle of ``a`` with a place of ``b``, the weaker grain's
-    standard deviation there, how far apart the ways their fine detail runs there
-    (``_directions``)) once both are at the coarser one's scale; (1, 0, 0) when too small to
-    tell. ``as_they_are``: ``a`` and ``b`` high-passed (``b`` to be searched)."""
+    standard deviation there, and that middle and that place, high-passed) once both are at
+    the coarser one's scale; (1, 0, None) when too small to tell. ``as_they_are``: ``a``
+    and ``b`` high-passed (``b`` to be searched)."""
     if scale < 1:  # b is the coarser: bring a to its scale, and the other way round
         a = _resized(a, scale)
     elif scale > 1:
         b = _resized(b, 1 / scale)
     if min(a.shape) < TEMPLATE // 2 or min(b.shape) < TEMPLATE // 2:
-        return 1.0, 0.0, 0.0
+        return 1.0, 0.0, None
     a = _high_pass(a) if scale < 1 else as_they_are[0]
     window = _Window(_high_pass(b)) if scale > 1 else as_they_are[1]
     m = min(TEMPLATE, *a.shape, *b.shape)
     top, left = (a.shape[0] - m) // 2, (a.shape[1] - m) // 2
     template = a[top:top + m, left:left + m]
     rho, found, part = _best_place(template, window)
-    apart = float(np.linalg.norm(_directions(template) - _directions(part)))
-    return rho, min(float(template.std()), found), apart
+    return rho, min(float(template.std()), found), (template, part)
 
 
 def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float,
