@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 25  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 26  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -57,6 +57,9 @@ FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture 
 # at one scale. Where the whole pictures' shapes say their scales across and down differ by
 # this much (log), the grain is compared brought back to one shape as well.
 STRETCHED = 0.02
+# A grain turned back a way that says its picture was stretched more than this (across / down)
+# is no copy's: a 4:3 picture turned by a quarter is 1.78 so, a 16:9 copy of a 4:3 one 1.33.
+STRETCHED_MOST = 1.4
 # A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
 # pair alike as a whole whose difference is this small but not plain is compared again with
 # one picture turned by each of TURNS degrees (a turn misplaces a corner by a pixel or two at
@@ -526,23 +529,35 @@ def _orientation(a: Signature, b: Signature) -> Image.Transpose | None:
 def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     """The way of ORIENTATIONS of turning ``b`` whose grain correlates with ``a``'s as a
     copy's does (grain.MATCH; ``grain.turned_agreements``), where both have a grain
-    (``_grained``), of one scale as the whole pictures say (their grains' windows turn in
-    place), and it alone does, upright included: a paper of repeated tiles has no shading to
-    turn it back by (the kinds set's papers turned or mirrored: 0.01 from their originals
-    turned back by their grain, 0.23 and more turned any other way, and other papers 0.78 and
-    more every way), and a ruled or grid paper's lines are alike turned several ways (with
-    the best way taken, 23 of the 4,556 ordered pairs of the set's papers' and plain colours'
-    originals found a turn, all among such papers; none so)."""
+    (``_grained``), and it alone does, upright included: a paper of repeated tiles has no
+    shading to turn it back by (the kinds set's papers turned or mirrored: 0.01 from their
+    originals turned back by their grain, 0.23 and more turned any other way, and other papers
+    0.78 and more every way), and a ruled or grid paper's lines are alike turned several ways
+    (with the best way taken, 23 of the 4,556 ordered pairs of the set's papers' and plain
+    colours' originals found a turn, all among such papers; none so). Each way is looked at
+    at the scale the pictures inside their bars or frames say (``_trimmed``: a letterboxed
+    copy's grain is at the scale of its taller picture, a thumbnail's at its own), ``b``'s
+    grain brought back to ``a``'s shape where the ways say it was stretched (STRETCHED, up to
+    STRETCHED_MOST: more is a way that turns the picture's shape, not a copy's)."""
     if not (_grained(a) and _grained(b)):
         return None
-    turns = [None, *ORIENTATIONS]
-    ways = [t for t in turns if abs(np.log(
-        (round(b.grain.width / b.aspect) if t in ACROSS else b.grain.width) / a.grain.width))
-        < np.log(grains.SCALE_STEP)]
-    if not any(t is not None for t in ways):
-        return None
-    rhos = grains.turned_agreements(a.grain, b.grain, [
-        (lambda v: v) if t is None else ORIENTATIONS[t] for t in ways])
+    x, y = _trimmed(a), _trimmed(b)  # the windows are from the middle: bars move the scale
+    ways, rhos = [], []
+    for across in (False, True):
+        turns = [t for t in (None, *ORIENTATIONS) if (t in ACROSS) == across]
+        width, height = x.grain.width, x.grain.width / x.aspect  # x's, in its grain's pixels
+        if across:
+            width, height = height, width
+        along, down = y.grain.width / width, y.grain.width / y.aspect / height  # y's per x's
+        if abs(np.log(down / along)) > np.log(STRETCHED_MOST):
+            continue
+        grain = y.grain if abs(np.log(down / along)) <= STRETCHED else grains.stretched(
+            y.grain, along / down)
+        scales = ([along * grains.SCALE_NEAR ** k for k in range(-2, 3)]
+                  if abs(np.log(along)) >= np.log(grains.SCALE_STEP) else [1.0])
+        ways += turns
+        rhos += grains.turned_agreements(x.grain, grain, [
+            (lambda v: v) if t is None else ORIENTATIONS[t] for t in turns], scales)
     alike = [t for t, rho in zip(ways, rhos) if rho >= grains.MATCH]
     return alike[0] if len(alike) == 1 else None  # one way only: lines are alike every way
 
