@@ -534,8 +534,8 @@ def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
     originals turned back by their grain, 0.23 and more turned any other way, and other papers
     0.78 and more every way), and a ruled or grid paper's lines are alike turned several ways
     (with the best way taken, 23 of the 4,556 ordered pairs of the set's papers' and plain
-    colours' originals found a turn, all among such papers; none so). Each way is looked at
-    at the scale the pictures inside their bars or frames say (``_trimmed``: a letterboxed
+    colours' originals found a turn, all among such papers; none so). Each way is tried at
+    the scale the pictures inside their bars or frames say (``_trimmed``: a letterboxed
     copy's grain is at the scale of its taller picture, a thumbnail's at its own), ``b``'s
     grain brought back to ``a``'s shape where the ways say it was stretched (STRETCHED, up to
     STRETCHED_MOST: more is a way that turns the picture's shape, not a copy's)."""
