@@ -549,10 +549,10 @@ def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
         if across:
             width, height = height, width
         along, down = y.grain.width / width, y.grain.width / y.aspect / height  # y's per x's
-        if abs(np.log(down / along)) > np.log(STRETCHED_MOST):
+        stretch = abs(np.log(down / along))
+        if stretch > np.log(STRETCHED_MOST):
             continue
-        grain = y.grain if abs(np.log(down / along)) <= STRETCHED else grains.stretched(
-            y.grain, along / down)
+        grain = y.grain if stretch <= STRETCHED else grains.stretched(y.grain, along / down)
         scales = ([along * grains.SCALE_NEAR ** k for k in range(-2, 3)]
                   if abs(np.log(along)) >= np.log(grains.SCALE_STEP) else [1.0])
         ways += turns

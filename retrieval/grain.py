@@ -122,13 +122,11 @@ def turned_agreements(x: Grain, y: Grain, turns: Sequence[Callable[[np.ndarray],
     a scale, and turned with the sums of its squares, as the blur and the boxes are
     symmetric."""
     out = [0.0] * len(turns)
+    as_it_is = _high_pass(_square(x.window))  # x is the coarser at every scale of 1 or more
     for scale in scales:
-        a, b = x.window, y.window
-        if scale < 1:
-            a = _resized(a, scale)
-        elif scale > 1:
-            b = _resized(b, 1 / scale)
-        a, b = _high_pass(_square(a)), _high_pass(_square(b))
+        a, b = _one_scale(x.window, y.window, scale)
+        a = _high_pass(_square(a)) if scale < 1 else as_it_is
+        b = _high_pass(_square(b))
         m = min(TEMPLATE, *a.shape, *b.shape)
         if m < TEMPLATE // 2:
             continue
@@ -183,10 +181,7 @@ def _agreement(a: np.ndarray, b: np.ndarray, scale: float,
     standard deviation there, and that middle and that place, high-passed) once both are at
     the coarser one's scale; (1, 0, None) when too small to tell. ``as_they_are``: ``a``
     and ``b`` high-passed (``b`` to be searched)."""
-    if scale < 1:  # b is the coarser: bring a to its scale, and the other way round
-        a = _resized(a, scale)
-    elif scale > 1:
-        b = _resized(b, 1 / scale)
+    a, b = _one_scale(a, b, scale)
     if min(a.shape) < TEMPLATE // 2 or min(b.shape) < TEMPLATE // 2:
         return 1.0, 0.0, None
     a = _high_pass(a) if scale < 1 else as_they_are[0]
@@ -204,10 +199,7 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
     or nearly all of a fainter one (GRAIN; the darker's with its tone changed as the
     brighter's was, clipped where it clips); when the brighter is mostly clipped, whether it
     is whiter than the darker brightened as much as a copy is (MAX_GAIN)."""
-    if scale < 1:
-        a = _resized(a, scale)
-    else:
-        b = _resized(b, 1 / scale)
+    a, b = _one_scale(a, b, scale)
     darker, brighter = (a, b) if a_darker else (b, a)
     white = float((brighter >= 254).mean())
     if white >= CLIPPED and (darker >= 254 / MAX_GAIN).mean() < WHITE_SHARE * white:
@@ -219,6 +211,16 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
     weaker, stronger = sorted((predicted, seen))
     return (stronger >= STRONG and weaker < KEPT * stronger
             or stronger >= GRAIN and weaker < KEPT_FAINT * stronger)
+
+
+def _one_scale(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``a`` and ``b``, ``b`` at ``scale`` pixels per pixel of ``a``'s, at the coarser
+    one's scale: the finer brought down to it (the other as it is)."""
+    if scale < 1:  # b is the coarser
+        return _resized(a, scale), b
+    if scale > 1:
+        return a, _resized(b, 1 / scale)
+    return a, b
 
 
 def _resized(window: np.ndarray, factor: float) -> np.ndarray:
