@@ -47,14 +47,17 @@ KEPT = 0.25
 # benchmark's copies kept 0.19 and more, the least a 60% copy at JPEG quality 50 of a mypaint
 # paper): a flat colour has none of it.
 GRAIN, KEPT_FAINT = 3.0, 0.1
-# A grain from FLOOR up that is no noise (``_structured``: its detail correlates STRUCTURED or
-# more with itself moved by up to LAG pixels some way; white noise on a plain colour, at JPEG
-# quality 90: 0.10 to 0.15; 44 of the kinds set's 51 papers 0.2 to 1.0, the others 0.09 to
-# 0.19) is not taken away by a copy at JPEG quality 75 or better (its file's noise at most
-# KEEPS_GRAIN: papers of 1.6 grey levels kept 0.74 of it at 75, 0.34 at 50 and none at 20),
-# nor added by one: a picture with next to none of it (KEPT_FAINT) is another, a plain colour
-# one of a faint paper's colour or one that brightening turns as white (a picture's grain
-# grows with its gain, MAX_GAIN at most, and clipping gives it none).
+# A grain from half FLOOR up that is no noise (``_structured``: its detail correlates
+# STRUCTURED or more with itself moved by up to LAG pixels some way; white noise on a plain
+# colour, at JPEG quality 90: 0.10 to 0.15; 44 of the kinds set's 51 papers 0.2 to 1.0, the
+# others 0.09 to 0.19) is not taken away by a copy at JPEG quality 75 or better (its file's
+# noise at most KEEPS_GRAIN: a paper of 1.6 grey levels kept 0.74 of it at 75, 0.34 at 50
+# and none at 20; one of 0.97, 0.79 at 75), nor added by one: a picture with next to none of
+# it (KEPT_FAINT) is another, a plain colour one of a faint paper's colour or one that
+# brightening turns as white (a picture's grain grows with its gain, MAX_GAIN at most, and
+# clipping gives it none). Half FLOOR, as the gain fitted between a paper and a brighter
+# plain colour takes the paper's grain down as far as a copy's contrast may go (0.73: 1.86
+# grey levels to 1.36).
 STRUCTURED, LAG, KEEPS_GRAIN = 0.2, 3, 0.6
 # A copy is at most MAX_GAIN brighter: the pixels of a window that clipping turned white were
 # at least 254 / MAX_GAIN in the original, nearly all of them (WHITE_SHARE: every one, in each
@@ -208,9 +211,10 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
           a_darker: bool, noise: tuple[float, float] = (0.0, 0.0)) -> bool:
     """Whether, at the coarser one's scale, either window lacks a STRONG grain the other has,
     or nearly all of a fainter one (GRAIN; the darker's with its tone changed as the
-    brighter's was, clipped where it clips), or of one from FLOOR up that is no noise where its
-    file kept what it had (STRUCTURED, KEEPS_GRAIN); when the brighter is mostly clipped,
-    whether it is whiter than the darker brightened as much as a copy is (MAX_GAIN)."""
+    brighter's was, clipped where it clips), or of one from half FLOOR up that is no noise
+    where its file kept what it had (STRUCTURED, KEEPS_GRAIN); when the brighter is mostly
+    clipped, whether it is whiter than the darker brightened as much as a copy is (MAX_GAIN),
+    or has a grain that no brightening of the darker gives it."""
     a, b = _one_scale(a, b, scale)
     darker, brighter = (a, b) if a_darker else (b, a)
     noisy = noise if a_darker else noise[::-1]  # the darker's file's, the brighter's
@@ -230,13 +234,13 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
 def _lacks(weaker: float, stronger: float, noise: float, detail: np.ndarray) -> bool:
     """Whether a grain ``weaker`` (standard deviation) is none of one ``stronger``, whose
     ``detail`` it is (high-passed): a STRONG one lost but for KEPT of it, a fainter one (GRAIN)
-    but for KEPT_FAINT, or one from FLOOR up that is no noise (STRUCTURED), where the weaker's
-    file would have kept it (``noise``, KEEPS_GRAIN)."""
+    but for KEPT_FAINT, or one from half FLOOR up that is no noise (STRUCTURED), where the
+    weaker's file would have kept it (``noise``, KEEPS_GRAIN)."""
     if stronger >= STRONG and weaker < KEPT * stronger:
         return True
     if weaker >= KEPT_FAINT * stronger:
         return False
-    return stronger >= GRAIN or (stronger >= FLOOR and noise <= KEEPS_GRAIN
+    return stronger >= GRAIN or (stronger >= FLOOR / 2 and noise <= KEEPS_GRAIN
                                  and _structured(detail))
 
 
