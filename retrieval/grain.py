@@ -246,7 +246,10 @@ def _lacks(weaker: float, stronger: float, noise: float, detail: np.ndarray) -> 
 
 def _structured(detail: np.ndarray) -> bool:
     """Whether high-passed ``detail`` is no noise: it correlates STRUCTURED or more with
-    itself moved by up to LAG pixels some way (circularly)."""
+    itself moved by up to LAG pixels some way (circularly); not where it is too small to
+    move so (a window brought far down to a thumbnail's scale)."""
+    if min(detail.shape) <= 2 * LAG:
+        return False
     d = detail - detail.mean()
     spectrum = np.fft.rfft2(d)
     ac = np.fft.irfft2(spectrum * np.conj(spectrum), d.shape)
