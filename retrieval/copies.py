@@ -543,11 +543,10 @@ def _grain_orientation(a: Signature, b: Signature) -> Image.Transpose | None:
         return None
     x, y = _trimmed(a), _trimmed(b)  # the windows are from the middle: bars move the scale
     ways, rhos = [], []
+    upright = x.grain.width, x.grain.width / x.aspect  # x's width and height, in its grain's
     for across in (False, True):
         turns = [t for t in (None, *ORIENTATIONS) if (t in ACROSS) == across]
-        width, height = x.grain.width, x.grain.width / x.aspect  # x's, in its grain's pixels
-        if across:
-            width, height = height, width
+        width, height = upright[::-1] if across else upright
         along, down = y.grain.width / width, y.grain.width / y.aspect / height  # y's per x's
         stretch = abs(np.log(down / along))
         if stretch > np.log(STRETCHED_MOST):

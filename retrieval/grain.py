@@ -226,9 +226,10 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
         most = MAX_GAIN * float(_high_pass(darker).std())  # gives a grain to one that has none
         return _lacks(most, float(seen.std()), noisy[0], seen)
     changed = _high_pass(np.clip(gain * darker + offset, 0, 255))
-    if changed.std() < seen.std():
-        return _lacks(float(changed.std()), float(seen.std()), noisy[0], seen)
-    return _lacks(float(seen.std()), float(changed.std()), noisy[1], changed)
+    predicted, shown = float(changed.std()), float(seen.std())
+    if predicted < shown:
+        return _lacks(predicted, shown, noisy[0], seen)
+    return _lacks(shown, predicted, noisy[1], changed)
 
 
 def _lacks(weaker: float, stronger: float, noise: float, detail: np.ndarray) -> bool:
