@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 27  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 28  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -75,6 +75,14 @@ CURVES = (0.8, 1.25)
 # picture but a blank one: clipping turns every light paper white. It is a copy only of a
 # picture at least NEARLY_BLANK white (black) itself, a margin for JPEG and resampling.
 BLANK, NEARLY_BLANK = 0.95, 0.9
+# Nor of one that keeps what a blank picture lacks: pixels that no brightening a flat picture's
+# copy is given (FLAT_GAIN, the levels' distance from white taken as far for black) takes to
+# white, a ruled page's lines (131 grey levels at 1,024 pixels, 0.3% of its middle; its
+# thumbnail averages them to 245, which a gain of 1.1 clips). A BLANK picture is another than
+# one that, brought to the resolution its white was measured at, keeps at least MARKS of its
+# middle (``_middle``: a crop may cut the rest off) so, and more than twice its own share not
+# white.
+MARKS = 0.001
 # Two pictures flat at SIGNATURE pixels (evidence.SIMILARITY_FLOOR) show little but their
 # colour: one is a copy of the other only if its mean grey level is at most FLAT_GAIN times the
 # other's, or its distance from white is (a copy brightened by a quarter, or its gamma or
@@ -242,6 +250,7 @@ class Signature:
     turn: Image.Transpose | None = None  # how it was mirrored or turned (``_oriented``)
     noise: float = 0.0  # grey levels its file's JPEG may have moved a plain block's pixels
     inner: Inner | None = None  # its picture inside its margins, where they are bars (``_inner``)
+    measured: int = 0  # pixels on the longer side of what its extremes were measured on (0: ?)
 
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
@@ -272,7 +281,7 @@ def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Sig
         grain, detailed = _grain(img, _scaled(middle, thumb.size, img.size)), img
     return Signature(thumb, w / h, full, (w, h), grain, _extremes(detailed, noise),
                      None if isinstance(source, Image.Image) else os.fspath(source), side,
-                     margins=margins, noise=noise, inner=inner)
+                     margins=margins, noise=noise, inner=inner, measured=max(detailed.size))
 
 
 def _scaled(box: Box, thumb: tuple[int, int], size: tuple[int, int]
@@ -685,7 +694,8 @@ def _trimmed(s: Signature) -> Signature:
     return dataclasses.replace(
         s, thumb=thumb, full=_view(thumb), aspect=s.aspect * kept[0] / kept[1],
         size=(max(1, round(s.size[0] * kept[0])), max(1, round(s.size[1] * kept[1]))),
-        grain=grain, extremes=extremes, source=None, margins=(0.0, 0.0, 0.0, 0.0), inner=None)
+        grain=grain, extremes=extremes, source=None, margins=(0.0, 0.0, 0.0, 0.0), inner=None,
+        measured=0)
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
@@ -822,10 +832,31 @@ def _whitening(a: Signature, b: Signature, gain: float,
 
 
 def _apart(a: Signature, b: Signature) -> bool:
-    """Whether one picture is blank and the other not nearly, or both are flat and their
+    """Whether one picture is blank and the other not nearly, or keeps what no copy's
+    brightening takes to white or black (``_unmarked``), or both are flat and their
     brightness is further apart than a copy's (FLAT_GAIN)."""
     return any(max(x, y) >= BLANK and min(x, y) < NEARLY_BLANK
-               for x, y in zip(a.extremes, b.extremes)) or _flat_apart(a, b)
+               for x, y in zip(a.extremes, b.extremes)) or _flat_apart(a, b) or _unmarked(
+        a, b) or _unmarked(b, a)
+
+
+def _unmarked(blank: Signature, other: Signature) -> bool:
+    """Whether ``blank`` is BLANK white or black and ``other``, a file, keeps MARKS of its
+    middle off it under any gain a copy is given, at ``blank``'s resolution, and more than
+    twice ``blank``'s share that is not."""
+    ends = [n for n in (0, 1) if blank.extremes[n] >= BLANK] if blank.measured else []
+    decoded = _whitenable(other) if ends and other.source is not None else None
+    if decoded is None:
+        return False
+    img = _thumbnail(decoded[0], max(1, blank.measured))  # as fine as blank's, at most
+    pixels = np.asarray(img.crop(tuple(round(v) for v in _middle((0, 0, *img.size)))))
+    limit = (254 - blank.noise) / FLAT_GAIN  # brighter, every channel turns white
+    for n in ends:
+        kept = pixels.max(axis=2) < limit if n == 0 else pixels.min(axis=2) > 255 - limit
+        share = float(kept.mean()) if kept.size else 0.0
+        if share >= MARKS and 1 - blank.extremes[n] < share / 2:
+            return True
+    return False
 
 
 def _flat_apart(a: Signature, b: Signature) -> bool:

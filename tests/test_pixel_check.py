@@ -325,6 +325,25 @@ def test_a_faint_grain_is_no_plain_colour_but_noise_on_one_is(tmp_path):
         assert accepted(compare(grainy, signature(path)))
 
 
+def test_a_ruled_page_is_no_blank_page_but_its_brightened_crop_is_its_copy(tmp_path):
+    """A white page ruled in light lines (215) and a few dark ones (150), a pixel wide, is
+    next to white at a thumbnail's scale, where a gain of 1.1 clips even the dark lines; at
+    its own pixels no brightening of a copy takes those to white, so a blank white page, as
+    a file or in memory, is another picture. The page cropped and brightened by a tenth is
+    its copy."""
+    page = np.full((480, 640, 3), 255.0)
+    page[30::60], page[:, 40::80] = 215, 215
+    page[[96, 384]], page[:, [128, 512]] = 150, 150  # outside the middle's grain window
+    files = {"page": _image(page), "white": _image(np.full((480, 640, 3), 255)),
+             "copy": copies_made.COPIES["cropped 4 sides, brighter"][0](_image(page))}
+    for name, img in files.items():
+        img.save(tmp_path / f"{name}.png")
+    own = signature(tmp_path / "page.png")
+    assert not accepted(compare(own, signature(tmp_path / "white.png")))
+    assert not accepted(compare(signature(files["white"]), own))
+    assert accepted(compare(own, signature(tmp_path / "copy.png")))
+
+
 def fibres(seed: int, size=(1024, 768)) -> Image.Image:
     """A light paper of horizontal fibres (noise averaged over 31 pixels along each row, 5
     grey levels): every seed the same kind of paper, flat at a thumbnail's scale."""
