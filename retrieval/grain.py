@@ -67,6 +67,19 @@ WHITE_SHARE = 0.98
 # Of a window at black or white: clipped this much, the views do not tell how much brighter it
 # was made, and so how much of the grain clipping took.
 CLIPPED = 0.5
+# But where it is white, the darkest of its original's grain is what is left of it: the other
+# window brightened by the gain that turns as large a share of it white leaves the same
+# residue, correlating with it at its best place (the kinds set's light papers cropped and
+# brightened by a tenth against their originals: 0.35 to 0.71), and another paper's does not
+# (0.14 at most; a plain colour leaves none). Where neither file's JPEG took its grain
+# (KEEPS_GRAIN), a residue of RESIDUE grey levels of detail or more against one under
+# KEPT_FAINT of it, or two such residues correlating under MATCH / 2, are two pictures'. Not
+# where the darker is SPARSE white itself (a page's few lines, which one window may hold and
+# its copy's, moved, not); not correlated where either is GRAIN or more (a page's text: the
+# grains' own comparison tells), nor where the pictures were decoded at widths more than
+# RESIDUE_SCALE apart (an average of clipped pixels is not the clipping of their average: a
+# 40% copy against the cropped and brightened one, 0.19; a copy cropped 5% a side, 1.11).
+RESIDUE, SPARSE, RESIDUE_SCALE = 0.25, 0.9, 1.25
 # A copy's grain runs the ways its original's does: the fine detail's gradients (a structure
 # tensor, ``_directions``) of the template and of the place it matched best point alike. The
 # kinds set's copies with the still other copies, turned back, bars cut off, the weaker grain
@@ -178,7 +191,8 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
             if rho > best:
                 best, weak, at, parts = rho, e, k, matched
         scale, spread = at, step
-    if tone is not None and _lost(x.window, y.window, at, *tone, noise):
+    alike = abs(np.log(y.width / x.width)) <= np.log(RESIDUE_SCALE)  # decoded as finely
+    if tone is not None and _lost(x.window, y.window, at, *tone, noise, alike):
         return 1.0
     if weak >= FLOOR and parts is not None and float(np.linalg.norm(
             _directions(parts[0]) - _directions(parts[1]))) > DIRECTIONS_APART:
@@ -208,13 +222,14 @@ def _agreement(a: np.ndarray, b: np.ndarray, scale: float,
 
 
 def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float,
-          a_darker: bool, noise: tuple[float, float] = (0.0, 0.0)) -> bool:
+          a_darker: bool, noise: tuple[float, float] = (0.0, 0.0), alike: bool = False) -> bool:
     """Whether, at the coarser one's scale, either window lacks a STRONG grain the other has,
     or nearly all of a fainter one (GRAIN; the darker's with its tone changed as the
     brighter's was, clipped where it clips), or of one from half FLOOR up that is no noise
     where its file kept what it had (STRUCTURED, KEEPS_GRAIN); when the brighter is mostly
     clipped, whether it is whiter than the darker brightened as much as a copy is (MAX_GAIN),
-    or has a grain that no brightening of the darker gives it."""
+    or has a grain that no brightening of the darker gives it, or, clipped white, another
+    picture's residue (``_other_residue``; ``alike``: the two decoded about as finely)."""
     a, b = _one_scale(a, b, scale)
     darker, brighter = (a, b) if a_darker else (b, a)
     noisy = noise if a_darker else noise[::-1]  # the darker's file's, the brighter's
@@ -224,12 +239,38 @@ def _lost(a: np.ndarray, b: np.ndarray, scale: float, gain: float, offset: float
     seen = _high_pass(brighter)
     if white + float((brighter <= 1).mean()) >= CLIPPED:  # the gain is not known, but no gain
         most = MAX_GAIN * float(_high_pass(darker).std())  # gives a grain to one that has none
-        return _lacks(most, float(seen.std()), noisy[0], seen)
+        return _lacks(most, float(seen.std()), noisy[0], seen) or (
+            white >= CLIPPED and _other_residue(darker, brighter, white, noisy, alike))
     changed = _high_pass(np.clip(gain * darker + offset, 0, 255))
     predicted, shown = float(changed.std()), float(seen.std())
     if predicted < shown:
         return _lacks(predicted, shown, noisy[0], seen)
     return _lacks(shown, predicted, noisy[1], changed)
+
+
+def _other_residue(darker: np.ndarray, brighter: np.ndarray, white: float,
+                   noise: tuple[float, float], alike: bool) -> bool:
+    """Whether ``brighter``, ``white`` of it clipped white, keeps where it is not another
+    picture's darkest grain than ``darker``'s brightened by the gain that turns as much of it
+    white (RESIDUE, both under GRAIN, of pictures decoded ``alike``), or either of them a
+    residue where the other has next to none (KEPT_FAINT): of files that kept their grain
+    (KEEPS_GRAIN), ``darker`` not SPARSE white itself."""
+    if max(noise) > KEEPS_GRAIN or float((darker >= 254).mean()) >= SPARSE:
+        return False
+    levels = np.sort(darker, axis=None)
+    n = int(np.ceil((1 - white) * len(levels)))  # the darkest, that stay off white
+    above = levels[levels > levels[n - 1]] if n else levels  # none of a level half turned
+    level = float(above[0]) if len(above) else 255.0
+    changed = np.clip(min(max(254.5 / max(level, 1.0), 1.0), MAX_GAIN) * darker, 0, 255)
+    detail = _high_pass(changed), _high_pass(brighter)
+    weaker, stronger = sorted((float(detail[0].std()), float(detail[1].std())))
+    if stronger < RESIDUE or weaker < KEPT_FAINT * stronger:  # a residue on one alone
+        return stronger >= RESIDUE
+    if not RESIDUE <= weaker < GRAIN or not alike:  # a text's: the grains' comparison tells
+        return False
+    rho = max(_agreement(changed, brighter, 1.0, (detail[0], _Window(detail[1])))[0],
+              _agreement(brighter, changed, 1.0, (detail[1], _Window(detail[0])))[0])
+    return rho < MATCH / 2
 
 
 def _lacks(weaker: float, stronger: float, noise: float, detail: np.ndarray) -> bool:
