@@ -845,18 +845,32 @@ def _unmarked(blank: Signature, other: Signature) -> bool:
     middle off it under any gain a copy is given, at ``blank``'s resolution, and more than
     twice ``blank``'s share that is not."""
     ends = [n for n in (0, 1) if blank.extremes[n] >= BLANK] if blank.measured else []
-    decoded = _whitenable(other) if ends and other.source is not None else None
-    if decoded is None:
+    if not ends or other.source is None:
         return False
-    img = _thumbnail(decoded[0], max(1, blank.measured))  # as fine as blank's, at most
-    pixels = np.asarray(img.crop(tuple(round(v) for v in _middle((0, 0, *img.size)))))
     limit = (254 - blank.noise) / FLAT_GAIN  # brighter, every channel turns white
-    for n in ends:
-        kept = pixels.max(axis=2) < limit if n == 0 else pixels.min(axis=2) > 255 - limit
-        share = float(kept.mean()) if kept.size else 0.0
-        if share >= MARKS and 1 - blank.extremes[n] < share / 2:
-            return True
-    return False
+    shares = _as_it_is(lambda *file: _marks(*file, other.grey, other.turn, blank.measured,
+                                            limit), other.source)
+    return shares is not None and any(
+        shares[n] >= MARKS and 1 - blank.extremes[n] < shares[n] / 2 for n in ends)
+
+
+# ``_apart`` asks for a pair as given, then as prepared and turned: one file's shares each time
+@functools.lru_cache(maxsize=SIGNATURES)
+def _marks(path: str, size: int, mtime_ns: int, grey: Mix | None,
+           turn: Image.Transpose | None, longer: int, limit: float
+           ) -> tuple[float, float] | None:
+    """The shares of a file's middle, made grey and turned as given, at ``longer`` pixels at
+    most (never enlarged), that stay off white (every channel under ``limit``) and off black
+    (over 255 - ``limit``); None when it is no image."""
+    decoded = _decoded(path, size, mtime_ns)
+    if decoded is None:
+        return None
+    img = _thumbnail(_as_seen(decoded[0], grey, turn), max(1, longer))
+    pixels = np.asarray(img.crop(tuple(round(v) for v in _middle((0, 0, *img.size)))))
+    if not pixels.size:
+        return 0.0, 0.0
+    return (float((pixels.max(axis=2) < limit).mean()),
+            float((pixels.min(axis=2) > 255 - limit).mean()))
 
 
 def _flat_apart(a: Signature, b: Signature) -> bool:
@@ -949,10 +963,13 @@ def _whitenable(s: Signature) -> tuple[Image.Image, float] | None:
     twice that on the longer at most) and its share of white there; None when it is not a
     file, or gone."""
     decoded = None if s.source is None else _as_it_is(_decoded, s.source)
-    if decoded is None:
-        return None
-    img = _grey(decoded[0], s.grey) if s.grey else decoded[0]
-    return (img.transpose(s.turn) if s.turn is not None else img), decoded[1]
+    return None if decoded is None else (_as_seen(decoded[0], s.grey, s.turn), decoded[1])
+
+
+def _as_seen(img: Image.Image, grey: Mix | None, turn: Image.Transpose | None) -> Image.Image:
+    """A file's decoded ``img`` made grey and turned as its signature was."""
+    img = _grey(img, grey) if grey else img
+    return img.transpose(turn) if turn is not None else img
 
 
 @functools.lru_cache(maxsize=WHITENABLE)
