@@ -184,10 +184,14 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
     grey levels each file's JPEG may have moved its pixels by (``copies._noise``)."""
     best, weak, parts = -1.0, 0.0, None
     as_they_are = _high_pass(x.window), _Window(_high_pass(y.window))  # one is, at each scale
+    tried: set[float] = set()  # each stage's middle, the best of the one before, is known
     for step in [s for s in SCALE_STEPS if s < spread] or SCALE_STEPS[-1:]:
         steps = int(np.ceil(np.log(spread) / np.log(step) - 1e-9))
         for k in scale * step ** np.arange(-steps, steps + 1):
+            if float(k) in tried:
+                continue
             rho, e, matched = _agreement(x.window, y.window, k, as_they_are)
+            tried.add(float(k))
             if rho > best:
                 best, weak, at, parts = rho, e, k, matched
         scale, spread = at, step
@@ -375,5 +379,8 @@ def _directions(detail: np.ndarray) -> np.ndarray:
 
 def _box_sums(a: np.ndarray, m: int) -> np.ndarray:
     """The sums of every m x m part of ``a``: (h - m + 1, w - m + 1)."""
-    c = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    h, w = a.shape
+    c = np.zeros((h + 1, w + 1))  # the sums of a[:i, :j], in place
+    np.cumsum(a, axis=0, dtype=np.float64, out=c[1:, 1:])
+    np.cumsum(c[1:, 1:], axis=1, out=c[1:, 1:])
     return c[m:, m:] - c[:-m, m:] - c[m:, :-m] + c[:-m, :-m]
