@@ -18,8 +18,10 @@ picture's files is a true pair, every other pair a false one.
 
 Precision and recall of the pairs our groups imply (every two files of one group), with the
 pixel check's parts left out, beside imagededup's PHash, DHash and WHash at their defaults;
-then, for ours and PHash, how each kind of picture and each kind of copy fares, and a last
-table of every set side by side. ``--code DIR`` measures another checkout's `retrieve
+then what a default plan (`--trash`) of ours does (the files it acts on, the share of them
+true copies of the file their group keeps, the faint copies it keeps for review); for ours
+and PHash, how each kind of picture and each kind of copy fares, and a last table of every
+set side by side. ``--code DIR`` measures another checkout's `retrieve
 duplicates` in the same run (the check before a change).
 
     apt-get install plasma-workspace-wallpapers mate-backgrounds ukui-wallpapers \\
@@ -103,6 +105,28 @@ def ours_again(index: Path, env: dict, extra: list[str]) -> tuple[list[list[str]
     return groups, seconds, f"{doc['threshold']:.3g} ({doc['threshold_source']})"
 
 
+def planned(index: Path, env: dict, truth: set, files: int, pictures: int) -> str:
+    """What a default plan (`duplicates --trash --json`, from the run's saved work) does:
+    the files it acts on, the share of them true copies of the file their group keeps, the
+    faint copies it keeps for review, and the share of the files a perfect plan would take
+    (every file but one of each picture) that it takes."""
+    done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
+                           "--json", "--quiet", "--trash"], cwd=env["PYTHONPATH"], env=env,
+                          check=True, capture_output=True, text=True)
+    acted = right = review = 0
+    for g in json.loads(done.stdout)["groups"]:
+        kept = os.path.basename(g["files"][0]["path"])
+        for f in g["files"][1:]:
+            name = os.path.basename(f["path"])
+            review += f["action"] == "keep" and bool(f.get("faint"))
+            if f["action"] != "keep":
+                acted += 1
+                right += frozenset((kept, name)) in truth
+    return (f"a default plan (--trash) acts on {acted} files, {right / max(acted, 1):.3f} of "
+            f"them copies of the file kept, and keeps {review} faint copies for review: it "
+            f"takes {right / (files - pictures):.3f} of what could go")
+
+
 def imagededup_groups(method: str, folder: Path) -> tuple[list[list[str]], float]:
     import logging
 
@@ -180,6 +204,7 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
     print(f"{'method':<30}{'precision':>10}{'recall':>8}{'seconds':>9}  setting")
     for method, p, r, s, note in rows:
         print(f"{method:<30}{p:>10.3f}{r:>8.3f}{s:>9.1f}  {note}", flush=True)
+    print(f"  {planned(index, env, truth, files, len(made))}", flush=True)
     for method in (codes[0][0], "imagededup PHash"):
         if method in found:
             breakdown(method, found[method], truth)

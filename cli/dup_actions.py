@@ -47,6 +47,10 @@ def options(f):
         click.option("--protect", type=click.Path(path_type=Path), multiple=True,
                      metavar="DIR", help="Files under DIR are never touched; a group "
                                          "all inside is only reported (repeat)."),
+        click.option("--act-on-faint", is_flag=True,
+                     help="Act on faint copies too (a plain colour, a blank page, a faint "
+                          "paper, or one of such a kept file): kept for review by default, "
+                          "as their pixels cannot tell a copy from another such picture."),
         click.option("--apply", "apply_file", type=EXISTING_FILE, metavar="PLAN.json",
                      help="Do what PLAN.json says, and nothing else; refused if its files "
                           "changed. A killed run is completed by running it again."),
@@ -149,7 +153,7 @@ def _decide(index_dir: Path, mark: bool, forget: bool, files, as_json: bool) -> 
                 click.echo(f"{printable(a)}  {printable(b)}")
 
 
-def rules(plan_file, action, move_to, keep_rules, prefer, protect, **_):
+def rules(plan_file, action, move_to, keep_rules, prefer, protect, act_on_faint, **_):
     """The plan's Rules, or None when no plan is asked for (UsageError for a half-asked one)."""
     from indexes.duplicates.plans import PlanError, Rules
 
@@ -158,14 +162,14 @@ def rules(plan_file, action, move_to, keep_rules, prefer, protect, **_):
     action = "move" if move_to is not None else action
     if action is None:
         asked = next((name for name, on in (("--plan", plan_file), ("--keep", keep_rules),
-                                             ("--prefer", prefer), ("--protect", protect))
-                      if on), None)
+                                             ("--prefer", prefer), ("--protect", protect),
+                                             ("--act-on-faint", act_on_faint)) if on), None)
         if asked is not None:
             raise click.UsageError(f"{asked}: {ACTION_NEEDED}")
         return None
     try:
         return Rules(action, move_to and str(move_to), tuple(keep_rules) or ("largest",),
-                     tuple(map(str, prefer)), tuple(map(str, protect)))
+                     tuple(map(str, prefer)), tuple(map(str, protect)), act_on_faint)
     except PlanError as e:
         raise click.UsageError(str(e)) from None
 
@@ -196,8 +200,10 @@ def show_plan(report, rules, root: str, plan_file, as_json: bool, quiet: bool,
     where = (f"written to {printable(str(plan_file))}, nothing done yet: apply it with "
              f"`retrieve duplicates --apply {printable(str(plan_file))}`" if plan_file
              else "shown only, nothing done: add --plan PLAN.json to write it")
+    review = (f" ({counts['review']} of them faint copies kept for review: --act-on-faint "
+              "acts on them)" if counts["review"] else "")
     click.echo(f"Plan: {_files(acted)} {what} ({counts['bytes'] / 1e6:.2f} MB), "
-               f"{counts['keep']} kept; {where}.", err=True)
+               f"{counts['keep']} kept{review}; {where}.", err=True)
 
 
 def _files(n: int) -> str:

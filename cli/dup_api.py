@@ -63,6 +63,9 @@ class PlanRequest(Search):
     keep: list[Rule] = Field(["largest"], description="which file a group keeps, in order")
     prefer: list[str] = Field([], description="files under these folders are kept first")
     protect: list[str] = Field([], description="files under these folders are never touched")
+    act_on_faint: bool = Field(False, description="act on faint copies too (kept for review "
+                                                  "by default: their pixels cannot tell a "
+                                                  "copy from another such picture)")
 
 
 class GroupsRequest(PlanRequest):
@@ -96,10 +99,10 @@ def _plan_query(threshold: float | None = Query(None, ge=0), verify: bool = True
                 max_difference: float = Query(MAX_DIFFERENCE, ge=0),
                 action: Action = "trash", move_to: str | None = None,
                 keep: list[Rule] = Query(["largest"]), prefer: list[str] = Query([]),
-                protect: list[str] = Query([])) -> PlanRequest:
+                protect: list[str] = Query([]), act_on_faint: bool = False) -> PlanRequest:
     return PlanRequest(threshold=threshold, verify=verify, min_similarity=min_similarity,
                        max_difference=max_difference, action=action, move_to=move_to,
-                       keep=keep, prefer=prefer, protect=protect)
+                       keep=keep, prefer=prefer, protect=protect, act_on_faint=act_on_faint)
 
 
 def router(service: IndexService, allow_actions: bool = False,
@@ -121,7 +124,7 @@ def _review(api: APIRouter, service: IndexService) -> None:
         """(the honoured report, the plan's rules, the collection's root)."""
         try:
             rules = plans.Rules(req.action, req.move_to, tuple(req.keep), tuple(req.prefer),
-                                tuple(req.protect))
+                                tuple(req.protect), req.act_on_faint)
         except plans.PlanError as e:
             raise HTTPException(400, str(e)) from None
         config = search_config(req.threshold, req.verify, req.min_similarity,

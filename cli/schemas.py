@@ -187,6 +187,8 @@ class PlannedFile(Open):
     distance: float
     similarity: float | None
     difference: float | None
+    faint: bool = Field(False, description="a near copy whose picture or the kept file's is "
+                                           "faint: kept for review unless act_on_faint")
 
 
 class PlannedGroup(Open):
@@ -212,6 +214,7 @@ class Plan(Open):
     version: int
     index: str
     action: str
+    act_on_faint: bool = False
     groups: list[PlannedGroup]
 
 

@@ -1236,6 +1236,15 @@ def shows_shapes(path: str) -> bool:
     return s is not None and evidence.contrast(s.full) >= FAINT ** 2
 
 
+def shows_next_to_nothing(path: str) -> bool:
+    """Whether a file's picture, inside its bars or frame where it has them (``_trimmed``),
+    is FAINT: it matches any picture of its colour, and of its grain, that does not
+    contradict it, so that its copy is not told for certain from another such picture (the
+    hard sets' false pairs are all such pictures'). A file that cannot be read is one."""
+    s = _file_signature(path)
+    return s is None or evidence.contrast(_trimmed(s).full) < FAINT ** 2
+
+
 def _file_signature(path: str) -> Signature | None:
     return _as_it_is(_signature_of, path)
 

@@ -213,6 +213,50 @@ def test_keep_rules_prefer_and_protect(tmp_path):
     assert r.exit_code == 2 and "--plan: say what becomes of the copies: --trash" in r.output
 
 
+def test_a_faint_copy_is_kept_for_review_unless_asked(tmp_path):
+    """A plain picture's copy (or a copy of a plain picture kept first) matches any picture
+    of its colour: a plan keeps it, saying why, unless told to act on faint copies; its byte
+    copy, and copies of a picture with shapes, are acted on as ever."""
+    photos = tmp_path / "photos"
+    files = make_files(photos)
+    plain, framed = photos / "a" / "plain.png", photos / "b" / "framed-q80.jpg"
+    Image.new("RGB", (96, 72), (200, 190, 170)).save(plain)
+    bordered = Image.new("RGB", (104, 80), (255, 255, 255))  # a plain colour inside a frame
+    bordered.paste(Image.new("RGB", (96, 72), (200, 190, 170)), (4, 4))
+    bordered.save(framed, quality=80)
+    shutil.copy(plain, photos / "b" / "plain-copy.png")
+    report = report_of(files, tmp_path / "idx")
+    members = [Member(5 + n, str(p), 0.3, 0.99, 0.01, *Image.open(p).size, p.stat().st_size)
+               for n, p in enumerate((plain, framed, photos / "b" / "plain-copy.png"))]
+    members[2].same_bytes_as = str(plain)
+    faint_group = Group("near", members)
+
+    def planned(group, **rules):
+        g = plans.plan_group(group, plans.Rules("trash", **rules), str(photos))
+        return [(Path(f["path"]).name, f["action"], f.get("faint", False)) for f in g["files"]]
+
+    assert planned(faint_group) == [("framed-q80.jpg", "keep", False),
+                                    ("plain.png", "keep", True), ("plain-copy.png", "keep", True)]
+    assert planned(faint_group, keep=("shortest-path",)) == [
+        ("plain.png", "keep", False), ("framed-q80.jpg", "keep", True),
+        ("plain-copy.png", "trash", False)]  # its bytes are the kept file's
+    assert planned(faint_group, act_on_faint=True) == [
+        ("framed-q80.jpg", "keep", False), ("plain.png", "trash", True),
+        ("plain-copy.png", "trash", True)]
+    assert planned(report.groups[1]) == [("n.png", "keep", False), ("n-small.jpg", "trash", False)]
+    plan = plans.make_plan(Report(str(tmp_path / "idx"), 7, 1.0, "given",
+                                  [report.groups[1], faint_group], 2, 2),
+                           plans.Rules("trash"), str(photos))
+    assert plan["act_on_faint"] is False
+    reason = plan["groups"][1]["files"][1]["reason"]
+    assert reason.startswith("kept for review, a faint picture (--act-on-faint acts on it): "
+                             "a copy: pixels 0.990 alike")
+    assert {k: v for k, v in plans.summary(plan).items() if v and k != "bytes"} == {
+        "keep": 4, "trash": 1, "review": 2}
+    r = CliRunner().invoke(cli, ["duplicates", "--act-on-faint"])
+    assert r.exit_code == 2 and "--act-on-faint: say what becomes of the copies" in r.output
+
+
 # Runs `retrieve duplicates --apply PLAN` once per job in a forked process, SIGKILLed at the
 # job's point; the imports are paid once. Prints "point<TAB>wait status" per job.
 KILL = r"""

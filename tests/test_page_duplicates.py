@@ -166,6 +166,10 @@ def test_reviewing_by_keyboard_not_duplicates_that_last_and_the_plan_as_the_cli_
             f" ({len(names[1])} files)")
         first = cards(browser)[0].text
         assert all(w in first for w in ("96 × 96", "Modified", "Folder"))
+        browser.find_element("id", "dup-faint").click()  # the drawn squares are plain inside
+        wait(browser, lambda d: [c.find_element("class name", "verdict").text for c in cards(d)]
+             == ["kept"] + ["to the trash"] * (len(names[1]) - 1), "faint copies acted on")
+        browser.find_element("id", "dup-group-title").click()  # the keys are the review's
         for key, group in (("p", 1), ("n", 2)):
             press(browser, key)
             wait(browser, lambda d: hash_of(d) == f"#/duplicates/{group}?{settings}"
@@ -200,12 +204,14 @@ def test_reviewing_by_keyboard_not_duplicates_that_last_and_the_plan_as_the_cli_
         chosen = groups[1]["files"][1]["path"]
         r = CliRunner().invoke(cli, ["duplicates", "--index", str(photos.parent / "idx"),
                                      "--threshold", repr(threshold), "--no-verify", "--trash",
-                                     "--prefer", chosen, "--plan", tmp_path / "cli.json", "-q"])
+                                     "--act-on-faint", "--prefer", chosen,
+                                     "--plan", tmp_path / "cli.json", "-q"])
         assert r.exit_code == 0, r.output
         page_plan, cli_plan = (json.loads(p.read_text())
                                for p in (downloaded, tmp_path / "cli.json"))
         assert page_plan.pop("written") and cli_plan.pop("written")
         assert page_plan == cli_plan and page_plan["prefer"] == [chosen]
+        assert page_plan["act_on_faint"]
 
         for name in names[1][:2]:  # from the download button: the first file, then the next
             press(browser, Keys.ARROW_RIGHT)

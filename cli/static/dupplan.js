@@ -29,9 +29,11 @@ function save() {
   write(all);
 }
 
-/** The plan's action and keep rule as last chosen (kept across visits). */
+/** The plan's action, keep rule and whether it acts on faint copies, as last chosen (kept
+ * across visits). */
 export function preferences() {
-  return { action: "trash", keep: "largest", move_to: "", ...(read().preferences || {}) };
+  return { action: "trash", keep: "largest", move_to: "", act_on_faint: false,
+           ...(read().preferences || {}) };
 }
 
 export function setPreferences(prefs) {
@@ -68,6 +70,7 @@ export function rules(prefs) {
     keep: [prefs.keep],
     prefer: lists.map((paths) => paths[0]),
     protect: lists.flatMap((paths) => paths.slice(1)),
+    act_on_faint: Boolean(prefs.act_on_faint),
   };
 }
 
@@ -95,28 +98,33 @@ async function planText(body) {
   return text;
 }
 
-/** Files per action and the bytes acted on, as `retrieve duplicates --plan` sums them. */
+/** Files per action, the bytes acted on and the faint copies kept for review, as `retrieve
+ * duplicates --plan` sums them. */
 export function summary(plan) {
   const files = {};
   let bytes = 0;
+  let review = 0;
   for (const g of plan.groups) {
     for (const f of g.files) {
       files[f.action] = (files[f.action] || 0) + 1;
       if (f.action !== "keep") bytes += f.size;
+      else if (f.faint) review += 1;
     }
   }
-  return { files, bytes };
+  return { files, bytes, review };
 }
 
 const DONE = { trash: "to the trash", move: "moved", hardlink: "hard-linked",
                symlink: "symbolic-linked" };
 
-export function sentence({ files, bytes }, megabytes) {
+export function sentence({ files, bytes, review = 0 }, megabytes) {
   const acts = Object.entries(files).filter(([a]) => a !== "keep")
     .map(([a, n]) => `${n.toLocaleString()} ${n === 1 ? "file" : "files"} ${DONE[a]}`);
   const kept = files.keep || 0;
   return `${acts.join(", ") || "nothing done"}${bytes ? ` (${megabytes(bytes)})` : ""}, `
-    + `${kept.toLocaleString()} kept`;
+    + `${kept.toLocaleString()} kept`
+    + (review ? ` (${review.toLocaleString()} faint ${review === 1 ? "copy" : "copies"} `
+      + "for review)" : "");
 }
 
 /** Download the plan (plan.json) and return it. */

@@ -31,6 +31,8 @@ FORMAT = "retrieve-duplicates-plan"
 VERSION = 1
 ACTIONS = ("trash", "move", "hardlink", "symlink")  # what becomes of a file not kept
 LINKS = ("hardlink", "symlink")
+# The reason a faint copy is kept: a person looks first (Rules.act_on_faint acts on it).
+REVIEW = "kept for review, a faint picture (--act-on-faint acts on it)"
 # The rules that choose the file to keep, each a sort key (smallest first).
 KEEP_RULES: dict[str, Callable[[dict], object]] = {
     "largest": lambda f: (-f["width"] * f["height"], -f["size"]),  # `duplicates`' own order
@@ -56,13 +58,15 @@ def _folders(paths: Iterable[str]) -> tuple[str, ...]:
 class Rules:
     """What a plan does: ``action`` (one of ACTIONS) for every file not kept, the file to keep
     chosen by ``prefer`` (files under these folders, or these files, win, the first given
-    first), then by ``keep`` in order; files under ``protect`` are never touched."""
+    first), then by ``keep`` in order; files under ``protect`` are never touched, nor, unless
+    ``act_on_faint``, a near copy whose picture or kept file's is faint (``faint``)."""
 
     action: str
     move_to: str | None = None
     keep: tuple[str, ...] = ("largest",)
     prefer: tuple[str, ...] = field(default_factory=tuple)
     protect: tuple[str, ...] = field(default_factory=tuple)
+    act_on_faint: bool = False
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -174,7 +178,8 @@ def _why_copy(f: dict, tier: str) -> str:
 
 def plan_group(group: Group, rules: Rules, root: str) -> dict:
     """``{"tier", "files": [...]}``: the file to keep first, every file with its action and
-    reason (no hashes: ``make_plan`` adds them)."""
+    reason (no hashes: ``make_plan`` adds them); a near copy whose picture or the kept file's
+    is faint marked ``"faint": true``."""
     files = [_entry(m) for m in group.members]
     rank = {folder: n for n, folder in enumerate(rules.prefer)}
     order = sorted(files, key=lambda f: (
@@ -183,9 +188,24 @@ def plan_group(group: Group, rules: Rules, root: str) -> dict:
     kept = order[0]
     kept["reason"] = _why_kept(kept, order[1] if len(order) > 1 else None, rules)
     others = [f for f in files if f is not kept]  # as the report has them: nearest first
+    if group.tier == "near":
+        kept_faint = faint(kept["path"])
+        for f in others:
+            if not _same_bytes(f, kept) and (kept_faint or faint(f["path"])):
+                f["faint"] = True
     for f in others:
         _decide(f, kept, group.tier, rules, root)
     return {"tier": group.tier, "files": [kept, *others]}
+
+
+def faint(path: str) -> bool:
+    """Whether the picture of the file at ``path`` is faint (a plain colour, a blank page, a
+    faint paper: ``retrieval.copies.shows_next_to_nothing``): the pixel check cannot tell its
+    copy for certain from another picture of its colour, so a plan acts on such a pair only
+    when asked to (``Rules.act_on_faint``)."""
+    from retrieval.copies import shows_next_to_nothing  # only to make a plan, not to apply one
+
+    return shows_next_to_nothing(path)
 
 
 def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
@@ -197,6 +217,9 @@ def _decide(f: dict, kept: dict, tier: str, rules: Rules, root: str) -> None:
     if fileops.is_link_to(f["path"], kept["path"], "hardlink") or fileops.is_link_to(
             f["path"], kept["path"], "symlink"):
         f["reason"] = "already a link to the kept file"
+        return
+    if f.get("faint") and not rules.act_on_faint:
+        f["reason"] = f"{REVIEW}: {_why_copy(f, tier)}"
         return
     f["reason"] = _why_copy(f, tier)
     if rules.action == "move":
@@ -239,7 +262,8 @@ def make_plan(report: Report, rules: Rules, root: str, progress: bool = False) -
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "action": rules.action, "move_to": rules.move_to, "root": root,
             "keep": list(rules.keep), "prefer": list(rules.prefer),
-            "protect": list(rules.protect), "groups": groups}
+            "protect": list(rules.protect), "act_on_faint": rules.act_on_faint,
+            "groups": groups}
 
 
 def plan_id(plan: dict) -> str:
@@ -249,13 +273,15 @@ def plan_id(plan: dict) -> str:
 
 
 def summary(plan: dict) -> dict[str, int]:
-    """How many files each action takes, and ``bytes``: the size of those acted on."""
+    """How many files each action takes, ``bytes``: the size of those acted on, and
+    ``review``: the faint copies kept (of ``keep``'s)."""
     counts = {a: 0 for a in ("keep", *ACTIONS)}
-    counts["bytes"] = 0
+    counts["bytes"] = counts["review"] = 0
     for g in plan["groups"]:
         for f in g["files"]:
             counts[f["action"]] += 1
             counts["bytes"] += f["size"] if f["action"] != "keep" else 0
+            counts["review"] += f["action"] == "keep" and bool(f.get("faint"))
     return counts
 
 

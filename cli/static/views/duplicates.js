@@ -197,6 +197,7 @@ function showPlanForm() {
   const prefs = plan.preferences();
   $("dup-action").value = prefs.action;
   $("dup-keep").value = prefs.keep;
+  $("dup-faint").checked = Boolean(prefs.act_on_faint);
   const moving = prefs.action === "move";
   $("dup-move-field").hidden = !moving;
   $("dup-move-to").readOnly = Boolean(limits.move_to);
@@ -359,7 +360,8 @@ function showOutcome(text, lines, undoable) {
 function changePlan() {
   const moving = $("dup-action").value === "move";
   plan.setPreferences({ action: $("dup-action").value, keep: $("dup-keep").value,
-                        move_to: moving && !limits.move_to ? $("dup-move-to").value : "" });
+                        move_to: moving && !limits.move_to ? $("dup-move-to").value : "",
+                        act_on_faint: $("dup-faint").checked });
   refresh().catch(fail);
 }
 
@@ -390,7 +392,7 @@ export function setup() {
   on("group-next", async () => goTo(shown.n + 1));
   on("dup-page-previous", async () => goTo(shown.page.offset - PAGE + 1));
   on("dup-page-next", async () => goTo(shown.page.offset + PAGE + 1));
-  for (const id of ["dup-action", "dup-keep", "dup-move-to"]) {
+  for (const id of ["dup-action", "dup-keep", "dup-move-to", "dup-faint"]) {
     $(id).addEventListener("change", changePlan);
   }
   $("dup-list").addEventListener("click", (e) => {  // in place, as N and P
