@@ -166,6 +166,9 @@ def test_reviewing_by_keyboard_not_duplicates_that_last_and_the_plan_as_the_cli_
             f" ({len(names[1])} files)")
         first = cards(browser)[0].text
         assert all(w in first for w in ("96 × 96", "Modified", "Folder"))
+        assert [c.find_element("class name", "verdict").text for c in cards(browser)] == [
+            {"trash": "to the trash", "keep": "kept for review" if f.get("faint") else "kept"}[
+                f["action"]] for f in groups[1]["files"]]
         browser.find_element("id", "dup-faint").click()  # the drawn squares are plain inside
         wait(browser, lambda d: [c.find_element("class name", "verdict").text for c in cards(d)]
              == ["kept"] + ["to the trash"] * (len(names[1]) - 1), "faint copies acted on")

@@ -49,6 +49,7 @@ function likeness(group, f, at) {
 export function fileCard(group, f, at, { open }) {
   const { name } = split(f.path);
   const kept = f.action === "keep";
+  const review = kept && f.faint;  // a faint copy the plan keeps until told to act on it
   const picture = element("a", { class: "picture", href: open, title: "The full image (O)",
                                  "aria-label": `The full image of ${name}` },
                           element("img", { src: thumbnail(f.id), alt: "", loading: "lazy" }));
@@ -57,7 +58,8 @@ export function fileCard(group, f, at, { open }) {
                                    title: "Keep this file or not (K or Space)" },
                        kept ? "✓ Keep" : "Keep");
   const verdict = element("span", { class: `verdict ${f.action}`,
-                                    text: f.to ? `moved to ${f.to}` : ACTIONS[f.action] });
+                                    text: f.to ? `moved to ${f.to}`
+                                      : review ? "kept for review" : ACTIONS[f.action] });
   const facts = [
     ["Folder", where(f.path) || "·"],
     ["Pixels", f.width ? `${f.width} × ${f.height}` : "unknown"],
@@ -72,7 +74,8 @@ export function fileCard(group, f, at, { open }) {
                                     "aria-label": `${name} is not a duplicate of the others`,
                                     title: "Not a duplicate of the others (D)" },
                         "Not a duplicate");
-  return element("li", { class: `member ${kept ? "kept" : "acted"}`, title: f.path },
+  return element("li", { class: `member ${review ? "for-review" : kept ? "kept" : "acted"}`,
+                         title: f.path },
                  picture, element("div", { class: "member-head" }, keep, verdict),
                  element("p", { class: "name", text: name }), list,
                  element("p", { class: "reason", text: f.reason }), apart);
