@@ -1238,11 +1238,17 @@ def shows_shapes(path: str) -> bool:
 
 def shows_next_to_nothing(path: str) -> bool:
     """Whether a file's picture, inside its bars or frame where it has them (``_trimmed``),
-    is FAINT: it matches any picture of its colour, and of its grain, that does not
-    contradict it, so that its copy is not told for certain from another such picture (the
-    hard sets' false pairs are all such pictures'). A file that cannot be read is one."""
+    is FAINT and has no STRONG fine detail at its own resolution either (a page's text, a
+    screenshot's, a strong grain: 31 grey levels and more on the kinds set's pages, 46 on
+    its screenshots): a plain colour, a smooth gradient, a faint paper match any picture of
+    their colour that does not contradict them, so that a copy is not told for certain from
+    another such picture (each of the kinds set's 19 files grouped with another picture's
+    kept file is one, or its kept file is: the weaker grain of each such pair 0.9 grey
+    levels at most). A file that cannot be read is one."""
     s = _file_signature(path)
-    return s is None or evidence.contrast(_trimmed(s).full) < FAINT ** 2
+    if s is None or evidence.contrast(_trimmed(s).full) >= FAINT ** 2:
+        return s is None
+    return s.grain is None or s.grain.strength < grains.STRONG
 
 
 def _file_signature(path: str) -> Signature | None:

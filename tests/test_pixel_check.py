@@ -498,6 +498,24 @@ def test_only_pictures_with_shapes_are_evidence_for_joining_groups(tmp_path):
     assert not shows_shapes(str(tmp_path / "gone.png"))
 
 
+def test_a_plan_leaves_to_review_the_copies_of_what_shows_next_to_nothing(tmp_path):
+    """What a plan acts on only when told (plans.faint): a plain colour, in a frame too, a
+    faint paper, a file that is gone; not a picture with shapes, nor a screenshot of text or
+    a canvas of strong grain, faint at a thumbnail's scale but not at their own."""
+    from retrieval.copies import shows_next_to_nothing
+    framed = Image.new("RGB", (720, 560), (250, 250, 250))
+    framed.paste(_image(np.full((480, 640, 3), 120)), (40, 40))
+    said = {}
+    for name, img in (("plain", flat(1)), ("framed", framed), ("faint paper", paper(200, 7)),
+                      ("gradient", gradient(1)), ("screenshot", screenshot(1)),
+                      ("canvas", canvas(180))):
+        img.save(tmp_path / f"{name}.jpg", quality=90)
+        said[name] = shows_next_to_nothing(str(tmp_path / f"{name}.jpg"))
+    assert said == {"plain": True, "framed": True, "faint paper": True, "gradient": False,
+                    "screenshot": False, "canvas": False}
+    assert shows_next_to_nothing(str(tmp_path / "gone.png"))
+
+
 def test_a_letterboxed_copy_and_a_turned_one_are_copies_of_each_other():
     """A bright photo letterboxed to a square and the photo turned upright by a quarter are
     each other's copy, either way round: the bars are cut off to the last line the
