@@ -48,9 +48,9 @@ def options(f):
                      metavar="DIR", help="Files under DIR are never touched; a group "
                                          "all inside is only reported (repeat)."),
         click.option("--act-on-faint", is_flag=True,
-                     help="Act on faint copies too (a plain colour, a blank page, a faint "
-                          "paper, or one of such a kept file): kept for review by default, "
-                          "as their pixels cannot tell a copy from another such picture."),
+                     help="Act on faint copies too (of a plain colour, a blank page, a "
+                          "smooth gradient, a faint paper): kept for review by default, as "
+                          "pixels cannot tell such a copy from another such picture."),
         click.option("--apply", "apply_file", type=EXISTING_FILE, metavar="PLAN.json",
                      help="Do what PLAN.json says, and nothing else; refused if its files "
                           "changed. A killed run is completed by running it again."),

@@ -200,9 +200,9 @@ def plan_group(group: Group, rules: Rules, root: str) -> dict:
 
 def faint(path: str) -> bool:
     """Whether the picture of the file at ``path`` is faint (a plain colour, a blank page, a
-    faint paper: ``retrieval.copies.shows_next_to_nothing``): the pixel check cannot tell its
-    copy for certain from another picture of its colour, so a plan acts on such a pair only
-    when asked to (``Rules.act_on_faint``)."""
+    smooth gradient, a faint paper: ``retrieval.copies.shows_next_to_nothing``): the pixel
+    check cannot tell its copy for certain from another picture of its colour, so a plan acts
+    on such a pair only when asked to (``Rules.act_on_faint``)."""
     from retrieval.copies import shows_next_to_nothing  # only to make a plan, not to apply one
 
     return shows_next_to_nothing(path)
