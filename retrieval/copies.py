@@ -51,6 +51,14 @@ RIVAL = 0.02  # the other alignment is measured too when it is this close (a pag
 RANKED = 2
 FAINT = 12.0  # grey levels (standard deviation at SIGNATURE pixels): a picture this faint
 # or fainter is compared by its grain as well
+# A faint picture whose fine detail (grain.Grain.strength) is this strong shows text (the kinds
+# set's pages 31 to 41 grey levels, a page of 22-pixel letters at 150 dpi 38, of 15-pixel
+# letters at 100 dpi 28: kept for review): its copies are told by it. A weaker one's are not
+# for certain (``shows_next_to_nothing``): of the files grouped with another picture's kept
+# file, every pair in the kinds set has a side of 0.9 or less, and in the kinds set with the
+# still other copies six pairs of letterboxed, bordered and greyed papers of 13 to 40 have a
+# side of 23 or less.
+TEXT_DETAIL = 30.0
 # A copy stretched to another shape (resized without its aspect kept) stretches its grain: a
 # texture's correlation peak is a percent wide in scale (``grain``), and the benchmark's faint
 # papers squeezed to 85% of their height correlated 0.12 to 0.15 with their originals' grain
@@ -1238,17 +1246,14 @@ def shows_shapes(path: str) -> bool:
 
 def shows_next_to_nothing(path: str) -> bool:
     """Whether a file's picture, inside its bars or frame where it has them (``_trimmed``),
-    is FAINT and has no STRONG fine detail at its own resolution either (a page's text, a
-    screenshot's, a strong grain: 31 grey levels and more on the kinds set's pages, 46 on
-    its screenshots): a plain colour, a smooth gradient, a faint paper match any picture of
+    is FAINT and has no fine detail as strong as text's at its own resolution either
+    (TEXT_DETAIL): a plain colour, a smooth gradient, a faint paper match any picture of
     their colour that does not contradict them, so that a copy is not told for certain from
-    another such picture (each of the kinds set's 19 files grouped with another picture's
-    kept file is one, or its kept file is: the weaker grain of each such pair 0.9 grey
-    levels at most). A file that cannot be read is one."""
+    another such picture. A file that cannot be read is one."""
     s = _file_signature(path)
     if s is None or evidence.contrast(_trimmed(s).full) >= FAINT ** 2:
         return s is None
-    return s.grain is None or s.grain.strength < grains.STRONG
+    return s.grain is None or s.grain.strength < TEXT_DETAIL
 
 
 def _file_signature(path: str) -> Signature | None:

@@ -500,19 +500,21 @@ def test_only_pictures_with_shapes_are_evidence_for_joining_groups(tmp_path):
 
 def test_a_plan_leaves_to_review_the_copies_of_what_shows_next_to_nothing(tmp_path):
     """What a plan acts on only when told (plans.faint): a plain colour, in a frame too, a
-    faint paper, a file that is gone; not a picture with shapes, nor a screenshot of text or
-    a canvas of strong grain, faint at a thumbnail's scale but not at their own."""
+    faint paper, a canvas of a strong grain, a file that is gone; not a picture with shapes,
+    nor a page of text, faint at a thumbnail's scale but not at its own."""
     from retrieval.copies import shows_next_to_nothing
     framed = Image.new("RGB", (720, 560), (250, 250, 250))
     framed.paste(_image(np.full((480, 640, 3), 120)), (40, 40))
+    text = Image.new("RGB", (1240, 1754), (244, 243, 240))  # A4 at 150 dpi, 22-pixel letters
+    copies_made._lines(ImageDraw.Draw(text), np.random.default_rng(1), (120, 140, 1120, 1594),
+                       22, (30, 30, 34))
     said = {}
     for name, img in (("plain", flat(1)), ("framed", framed), ("faint paper", paper(200, 7)),
-                      ("gradient", gradient(1)), ("screenshot", screenshot(1)),
-                      ("canvas", canvas(180))):
+                      ("gradient", gradient(1)), ("page", text), ("canvas", canvas(180))):
         img.save(tmp_path / f"{name}.jpg", quality=90)
         said[name] = shows_next_to_nothing(str(tmp_path / f"{name}.jpg"))
     assert said == {"plain": True, "framed": True, "faint paper": True, "gradient": False,
-                    "screenshot": False, "canvas": False}
+                    "page": False, "canvas": True}
     assert shows_next_to_nothing(str(tmp_path / "gone.png"))
 
 
