@@ -84,6 +84,10 @@ def test_duplicates_take_every_file_build_index_took(hostile_index):
     same_drawing = {str(cases[c][0]) for c in ("png named .jpg", "bmp", "webp", "cmyk jpeg")}
     assert any(same_drawing <= set(g["paths"]) for g in groups)
     assert str(cases["10000x1 strip"][0]) not in grouped  # nothing else looks like it
+    planned = run("duplicates", "--index", index, "--workers", "0", "--json", "--threshold",
+                  "1e9", "--trash")  # the plan reads each grouped file's picture again
+    assert "Traceback" not in planned.output
+    assert {f["path"] for g in json.loads(planned.stdout)["groups"] for f in g["files"]} == grouped
 
 
 def test_querying_bad_files(hostile_index):
