@@ -887,8 +887,8 @@ def _marks(path: str, size: int, mtime_ns: int, grey: Mix | None,
     pixels = np.asarray(img.crop(tuple(round(v) for v in _middle((0, 0, *img.size)))))
     if not pixels.size:
         return 0.0, 0.0
-    return (float((pixels.max(axis=2) < limit).mean()),
-            float((pixels.min(axis=2) > 255 - limit).mean()))
+    return (float(_every_channel(pixels, lambda c: c < limit).mean()),
+            float(_every_channel(pixels, lambda c: c > 255 - limit).mean()))
 
 
 def _flat_apart(a: Signature, b: Signature) -> bool:
@@ -1251,8 +1251,10 @@ def shows_next_to_nothing(path: str) -> bool:
     their colour that does not contradict them, so that a copy is not told for certain from
     another such picture. A file that cannot be read is one."""
     s = _file_signature(path)
-    if s is None or evidence.contrast(_trimmed(s).full) >= FAINT ** 2:
-        return s is None
+    if s is None:
+        return True
+    if evidence.contrast(_trimmed(s).full) >= FAINT ** 2:
+        return False
     return s.grain is None or s.grain.strength < TEXT_DETAIL
 
 
