@@ -175,7 +175,7 @@ def rules(plan_file, action, move_to, keep_rules, prefer, protect, act_on_faint,
 
 
 def show_plan(report, rules, root: str, plan_file, as_json: bool, quiet: bool,
-              progress: bool) -> None:
+              progress: bool, workers: int = 0) -> None:
     """Make the plan of ``report``, print it file by file (or as JSON) and write it."""
     from indexes.duplicates import plans
     from retrieval.atomic import write_atomic
@@ -184,7 +184,7 @@ def show_plan(report, rules, root: str, plan_file, as_json: bool, quiet: bool,
         click.echo(f"warning: --move-to {printable(rules.move_to)} is inside the indexed "
                    f"folder {printable(root)}: build-index would index the moved copies "
                    "again", err=True)
-    plan = plans.make_plan(report, rules, root, progress)
+    plan = plans.make_plan(report, rules, root, progress, workers)
     text = to_json(plan)
     click.echo(text if as_json else plans.text(plan, printable), nl=as_json)
     if plan_file is not None:

@@ -148,8 +148,12 @@ def _review(api: APIRouter, service: IndexService) -> None:
         return await run_in_threadpool(paged, req, req.offset, req.limit)
 
     def paged(req: PlanRequest, offset: int, limit: int) -> dict:
+        from indexes.duplicates.find import faintness
+
         report, rules, root = found(req)
-        page = [plans.plan_group(g, rules, root) for g in report.groups[offset:offset + limit]]
+        groups = report.groups[offset:offset + limit]
+        faint_of = faintness(report.index, plans.near_paths(groups))  # a page's: few
+        page = [plans.plan_group(g, rules, root, faint_of) for g in groups]
         return {"total": len(report.groups), "offset": offset, "limit": limit,
                 "images": report.images, "threshold": report.threshold, "groups": page}
 
@@ -160,7 +164,7 @@ def _review(api: APIRouter, service: IndexService) -> None:
         """The plan of every group, as `retrieve duplicates --plan` writes it (a download)."""
         def make():
             report, rules, root = found(req)
-            return plans.make_plan(report, rules, root)
+            return plans.make_plan(report, rules, root, workers=VERIFY_WORKERS)
 
         doc = await run_in_threadpool(make)
         return JSONDownload(to_json(doc),

@@ -101,7 +101,7 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
     report, settled = honour(report, store.folder)
     if plan_rules is not None:
         dup_actions.show_plan(report, plan_rules, root, acting["plan_file"], as_json, quiet,
-                              progress_enabled(quiet))
+                              progress_enabled(quiet), workers)
     elif as_json:
         click.echo(to_json(dup_report.to_json(report)))
     else:

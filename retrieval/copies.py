@@ -1258,6 +1258,11 @@ def shows_next_to_nothing(path: str) -> bool:
     return s.grain is None or s.grain.strength < TEXT_DETAIL
 
 
+def faint_files(paths: Sequence[str]) -> list[bool]:
+    """``shows_next_to_nothing`` of each of ``paths`` (a worker's batch)."""
+    return [shows_next_to_nothing(path) for path in paths]
+
+
 def _file_signature(path: str) -> Signature | None:
     return _as_it_is(_signature_of, path)
 

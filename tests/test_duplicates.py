@@ -315,14 +315,75 @@ def test_work_saved_by_an_older_version_is_redone_not_misread(flat, tmp_path):
     import sqlite3
 
     index = fresh_copy(flat, tmp_path)
-    old = sqlite3.connect(index / dups.STATE)  # the pixel check's table before `difference`
+    old = sqlite3.connect(index / dups.STATE)  # the pixel check's table kept by run, before
     old.execute("CREATE TABLE checked (run TEXT, a INTEGER, b INTEGER, similarity REAL, "
-                "PRIMARY KEY (run, a, b))")
-    old.execute("INSERT INTO checked VALUES ('0:1.0:16:None', 1, 2, 0.5)")
+                "difference REAL, PRIMARY KEY (run, a, b))")  # it was kept by files
+    old.execute("INSERT INTO checked VALUES ('0:1.0:16:None:check28', 1, 2, 1.0, 0.0)")
+    old.execute("PRAGMA user_version = 2")
     old.commit()
     old.close()
     doc = json.loads(run(index, "--json", "-q").stdout)
     assert names(doc) == names(json.loads(run(flat, "--json", "-q").stdout))
+
+
+def test_pairs_compared_and_pictures_weighed_are_kept_by_file_through_settings_and_changes(
+        collection, monkeypatch, tmp_path):
+    """The pixel check's work is saved by the two files compared: another threshold, a file
+    added to the index (its next generation) or a file changed compare only the pairs not
+    compared before; a plan looks at whether a file is faint once; another version of the
+    check forgets both."""
+    source, planted, ckpt = collection
+    folder, index = tmp_path / "photos", tmp_path / "idx"
+    folder.mkdir()
+    for name in [*planted[0][:4], "other-12.jpg", "other-13.jpg"]:
+        shutil.copy(source / name, folder / name)
+    compared = []
+    real = copies_module.compare
+    monkeypatch.setattr(copies_module, "compare", lambda a, b: compared.append(
+        {a.source.rsplit("/", 1)[1], b.source.rsplit("/", 1)[1]}) or real(a, b))
+
+    def grouped(threshold="1e9"):  # every other file a candidate
+        compared.clear()
+        return names(json.loads(run(index, "--json", "-q", "--threshold", threshold).stdout))
+
+    build(folder, index, ckpt)
+    assert grouped() == [("near", sorted(planted[0][:4]))] and len(compared) == 15
+    assert grouped("1e8") == grouped() == [("near", sorted(planted[0][:4]))]
+    assert compared == []
+
+    shutil.copy(source / planted[0][4], folder / planted[0][4])
+    build(folder, index, ckpt)
+    assert grouped() == [("near", sorted(planted[0][:5]))]
+    assert len(compared) == 6 and all(planted[0][4] in pair for pair in compared)
+
+    changed = planted[0][1]  # a copy saved again, another copy of the picture
+    with Image.open(source / planted[0][0]) as img:
+        img.save(folder / changed, quality=60)
+    build(folder, index, ckpt)
+    assert grouped() == [("near", sorted(planted[0][:5]))]
+    assert len(compared) == 6 and all(changed in pair for pair in compared)
+
+    looked = []  # a plan asks whether each near copy is faint, once for the index
+    real_faint = copies_module.shows_next_to_nothing
+    monkeypatch.setattr(copies_module, "shows_next_to_nothing",
+                        lambda path: looked.append(path) or real_faint(path))
+    for times in (5, 0):
+        looked.clear()
+        plan = json.loads(run(index, "--json", "-q", "--trash", "--threshold", "1e9").stdout)
+        assert [f["action"] for g in plan["groups"] for f in g["files"]] == ["keep"] + 4 * ["trash"]
+        assert len(looked) == times
+
+    def saved():
+        state = dups.State(index)
+        try:
+            return (state.db.execute("SELECT COUNT(*) FROM checked").fetchone()[0],
+                    state.db.execute("SELECT COUNT(faint) FROM files").fetchone()[0])
+        finally:
+            state.close()
+
+    assert saved() == (21, 5)  # the pairs of 6 files; the group's 5 files weighed
+    monkeypatch.setattr(dups, "CHECK", dups.CHECK + 1)  # another version of the check
+    assert saved() == (0, 0)
 
 
 def test_a_one_image_index_has_no_duplicates(collection, tmp_path):

@@ -499,7 +499,7 @@ def test_only_pictures_with_shapes_are_evidence_for_joining_groups(tmp_path):
 
 
 def test_a_plan_leaves_to_review_the_copies_of_what_shows_next_to_nothing(tmp_path):
-    """What a plan acts on only when told (plans.faint): a plain colour, in a frame too, a
+    """What a plan acts on only when told (plans.looks_faint): a plain colour, in a frame too, a
     faint paper, a canvas of a strong grain, a file that is gone; not a picture with shapes,
     nor a page of text, faint at a thumbnail's scale but not at its own."""
     from retrieval.copies import shows_next_to_nothing

@@ -29,24 +29,25 @@ import json
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.copies import CHECK, shows_shapes
+from retrieval.copies import CHECK, faint_files, shows_shapes
 
 from indexes.config import DUPLICATE_K, DuplicatesConfig
 from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, fc7_distances,
-                                       folded, near_groups, second_look, verified)
+                                       folded, mapping, near_groups, second_look, verified)
 from indexes.duplicates import sketches
 from indexes.duplicates.progress import Progress, ProgressFn, as_progress
 from indexes.store import faiss_ops
 from indexes.store.closeness import nearest_other
 from indexes.store.store import IndexStore, transaction
 
-__all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "find_duplicates"]
+__all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "faintness",
+           "find_duplicates"]
 
 STATE = "duplicates.sqlite"
 BATCH = 1024  # images searched per step (and per saved step)
@@ -57,7 +58,10 @@ CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 COPY_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.5
 CALIBRATION_CHUNK = 16  # images whose copies are embedded between two reports of progress
-SCHEMA_VERSION = 2  # 2: checked holds each pair's difference
+# 2: checked holds each pair's difference; 3: checked is keyed by the two files compared
+# (files: each path as it was, size and modification time, and whether its picture is faint,
+# once a plan asked), not by the run.
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS hashes (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,
@@ -65,8 +69,11 @@ CREATE TABLE IF NOT EXISTS hashes (path BLOB PRIMARY KEY, size INTEGER, mtime_ns
 CREATE TABLE IF NOT EXISTS searched (run TEXT, start INTEGER, PRIMARY KEY (run, start));
 CREATE TABLE IF NOT EXISTS pairs (run TEXT, a INTEGER, b INTEGER, distance REAL,
                                   PRIMARY KEY (run, a, b));
-CREATE TABLE IF NOT EXISTS checked (run TEXT, a INTEGER, b INTEGER, similarity REAL,
-                                    difference REAL, PRIMARY KEY (run, a, b));
+CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB UNIQUE NOT NULL,
+                                  size INTEGER, mtime_ns INTEGER, faint INTEGER);
+CREATE TABLE IF NOT EXISTS checked (a INTEGER, b INTEGER, similarity REAL, difference REAL,
+                                    PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS checked_b ON checked (b);
 CREATE TABLE IF NOT EXISTS sketches (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,
                                      vector BLOB);
 """
@@ -118,6 +125,11 @@ class State:
             self.db.execute("DROP TABLE IF EXISTS checked")  # saved work of an older check
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.db.executescript(SCHEMA)
+        if self.get("check") != CHECK:  # pairs compared by another version of the check
+            with self.transaction():
+                self.db.execute("DELETE FROM checked")
+                self.db.execute("UPDATE files SET faint = NULL")
+                self.put("check", CHECK)
 
     def get(self, key: str):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -131,10 +143,42 @@ class State:
         return transaction(self.db)
 
     def start(self, run: str) -> None:
-        """Forget the work of other runs (another generation, threshold, k or nprobe)."""
+        """Forget the searches of other runs (another generation, threshold, k or nprobe): the
+        pairs compared are kept by their files (``file_ids``)."""
         with self.transaction():
-            for table in ("searched", "pairs", "checked"):
+            for table in ("searched", "pairs"):
                 self.db.execute(f"DELETE FROM {table} WHERE run != ?", (run,))
+
+    def file_ids(self, items: dict[int, str], stats: dict[int, os.stat_result]
+                 ) -> dict[int, int]:
+        """Item id -> the id of its file as it is now (``stats``: the items that could be
+        read) in the files table, whose pairs compared are saved in ``checked``. A file
+        changed since, or no longer indexed, is forgotten with its pairs; a changed one gets
+        a new id (never one used before)."""
+        out: dict[int, int] = {}
+        with transaction(self.db, "BEGIN IMMEDIATE"):  # another run waits: one id a file
+            saved = {path: (fid, size, mtime_ns) for fid, path, size, mtime_ns in
+                     self.db.execute("SELECT id, path, size, mtime_ns FROM files")}
+            new, indexed = [], set()
+            for i, st in stats.items():
+                key = os.fsencode(items[i])
+                indexed.add(key)
+                row = saved.get(key)
+                if row is not None and row[1:] == (st.st_size, st.st_mtime_ns):
+                    out[i] = row[0]
+                else:
+                    new.append((i, key, st))
+            changed = {key for _, key, _ in new}
+            forgotten = [(fid,) for key, (fid, _, _) in saved.items()
+                         if key not in indexed or key in changed]
+            self.db.executemany("DELETE FROM checked WHERE a = ?", forgotten)
+            self.db.executemany("DELETE FROM checked WHERE b = ?", forgotten)
+            self.db.executemany("DELETE FROM files WHERE id = ?", forgotten)
+            for i, key, st in new:
+                out[i] = self.db.execute(
+                    "INSERT INTO files (path, size, mtime_ns) VALUES (?, ?, ?)",
+                    (key, st.st_size, st.st_mtime_ns)).lastrowid
+        return out
 
     def close(self) -> None:
         self.db.close()
@@ -155,7 +199,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
     items = {item.id: os.fsdecode(path) for path, item in store.items().items()}
     state = State(store.folder)
     try:
-        exact = exact_groups(items, state, report)
+        stats = current_stats(items)
+        exact = exact_groups(items, stats, state, report)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
         threshold, source, calibration = _threshold(store, config, copy_vectors, state, report)
         run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
@@ -166,7 +211,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         if config.verify:  # unverified, pairs of sketches alone would be mostly wrong
             pairs.update(sketched(store, config, {i: items[i] for i in searched}, pairs, state,
                                   report))
-        check = PixelCheck(items, config, state, run) if config.verify else None
+        check = (PixelCheck(items, state.file_ids(items, stats), config, state)
+                 if config.verify else None)
         accepted = verified(pairs, check, report)
         if check is not None:
             more = pair_distances(store, copies_of_copies(accepted, pairs, config.k))
@@ -187,17 +233,67 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
                   len(accepted), calibration)
 
 
+FAINT_BATCH = 256  # files whose faintness is read per saved step
+FAINT_POOL_FROM = 1024  # files to decode before worker processes pay for themselves
+
+
+def faintness(index: str | os.PathLike, paths: Iterable[str], workers: int = 0,
+              progress: bool | ProgressFn | Progress = False) -> dict[str, bool]:
+    """Path -> whether its picture is faint (``retrieval.copies.shows_next_to_nothing``), for
+    a plan: saved in ``index``'s files table by path, size and modification time, so that a
+    later plan reads it; what is not saved is read in ``workers`` processes when there are
+    FAINT_POOL_FROM files or more, each batch saved as it is done. A file gone is faint (it
+    cannot be told)."""
+    state = State(Path(index))
+    try:
+        out, todo = {}, []
+        for path in sorted(set(paths)):  # one by one: a page of groups asks for a few
+            try:
+                st = os.stat(path)
+            except OSError:
+                out[path] = True
+                continue
+            known = state.db.execute("SELECT faint FROM files WHERE path = ? AND size = ? AND "
+                                     "mtime_ns = ?", (os.fsencode(path), st.st_size,
+                                                      st.st_mtime_ns)).fetchone()
+            if known is not None and known[0] is not None:
+                out[path] = bool(known[0])
+            else:
+                todo.append((path, st))
+        batches = [todo[start:start + FAINT_BATCH] for start in range(0, len(todo), FAINT_BATCH)]
+        with as_progress(progress).stage("weighing", len(todo), "files") as advance, \
+                mapping(workers if len(todo) >= FAINT_POOL_FROM else 0) as mapped:
+            for batch, found in zip(batches, mapped(faint_files, [[p for p, _ in b]
+                                                                  for b in batches])):
+                out.update((path, faint) for (path, _), faint in zip(batch, found))
+                with state.transaction():  # a file not in the table (not compared) is not kept
+                    state.db.executemany(
+                        "UPDATE files SET faint = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
+                        [(int(faint), os.fsencode(path), st.st_size, st.st_mtime_ns)
+                         for (path, st), faint in zip(batch, found)])
+                advance(len(batch))
+        return out
+    finally:
+        state.close()
+
+
 # -- 1. exact copies ------------------------------------------------------------------------
-def exact_groups(items: dict[int, str], state: State, progress: Progress) -> list[list[int]]:
-    """Ids of files with the same bytes, grouped (only files that share a size are read)."""
-    by_size: dict[int, list[int]] = defaultdict(list)
+def current_stats(items: dict[int, str]) -> dict[int, os.stat_result]:
+    """Item id -> its file's stat now, for the files that are there."""
     stats = {}
     for i, path in items.items():
         try:
-            st = os.stat(path)
+            stats[i] = os.stat(path)
         except OSError:
             continue
-        stats[i] = st
+    return stats
+
+
+def exact_groups(items: dict[int, str], stats: dict[int, os.stat_result], state: State,
+                 progress: Progress) -> list[list[int]]:
+    """Ids of files with the same bytes, grouped (only files that share a size are read)."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for i, st in stats.items():
         by_size[st.st_size].append(i)
     alike = [i for ids in by_size.values() if len(ids) > 1 for i in ids]
     by_hash: dict[str, list[int]] = defaultdict(list)

@@ -60,14 +60,21 @@ class Group:
 
 
 class PixelCheck:
-    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done,
-    in ``config.workers`` processes when there are POOL_FROM pairs or more to do."""
+    """Pairs' pixels compared (``retrieval.copies.compare``), each batch saved as it is done
+    by the two files' ids (``files``: item id -> ``State.file_ids``), in ``config.workers``
+    processes when there are POOL_FROM pairs or more to do. A pair compared before, its files
+    unchanged, is not compared again, whatever the run (another threshold, k, or files added
+    to the index)."""
 
-    def __init__(self, items: dict[int, str], config: DuplicatesConfig, state: State,
-                 run: str) -> None:
-        self.items, self.config, self.state, self.run = items, config, state, run
-        self.known = {(a, b): Match(s, d) for a, b, s, d in state.db.execute(
-            "SELECT a, b, similarity, difference FROM checked WHERE run = ?", (run,))}
+    def __init__(self, items: dict[int, str], files: dict[int, int], config: DuplicatesConfig,
+                 state: State) -> None:
+        self.items, self.files, self.config, self.state = items, files, config, state
+        item = {f: i for i, f in files.items()}
+        self.known = {}
+        for fa, fb, s, d in state.db.execute("SELECT a, b, similarity, difference FROM checked"):
+            a, b = item.get(fa), item.get(fb)
+            if a is not None and b is not None and a < b:  # compared as (a, b) again
+                self.known[a, b] = Match(s, d)
 
     def matches(self, pairs: list[tuple[int, int]], progress: Progress | None = None
                 ) -> dict[tuple[int, int], Match]:
@@ -82,9 +89,10 @@ class PixelCheck:
                 self.known.update(zip(batch, found))
                 with self.state.transaction():  # saved a batch at a time
                     self.state.db.executemany(
-                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?)",
-                        [(self.run, a, b, m.similarity, m.difference)
-                         for (a, b), m in zip(batch, found)])
+                        "INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?)",
+                        [(self.files[a], self.files[b], m.similarity, m.difference)
+                         for (a, b), m in zip(batch, found)
+                         if a in self.files and b in self.files])  # not a file gone
                 advance(len(batch))
         return {pair: self.known[pair] for pair in pairs}
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -176,10 +176,15 @@ def _why_copy(f: dict, tier: str) -> str:
             f"fc7 distance {f['distance']:.4g}")
 
 
-def plan_group(group: Group, rules: Rules, root: str) -> dict:
+def plan_group(group: Group, rules: Rules, root: str,
+               faint_of: Mapping[str, bool] | None = None) -> dict:
     """``{"tier", "files": [...]}``: the file to keep first, every file with its action and
     reason (no hashes: ``make_plan`` adds them); a near copy whose picture or the kept file's
-    is faint marked ``"faint": true``."""
+    is faint marked ``"faint": true`` (``faint_of``: path -> faint, as ``faintness`` saved
+    it; a file not in it is looked at here)."""
+    def faint(path: str) -> bool:
+        return faint_of[path] if faint_of is not None and path in faint_of else looks_faint(path)
+
     files = [_entry(m) for m in group.members]
     rank = {folder: n for n, folder in enumerate(rules.prefer)}
     order = sorted(files, key=lambda f: (
@@ -198,7 +203,12 @@ def plan_group(group: Group, rules: Rules, root: str) -> dict:
     return {"tier": group.tier, "files": [kept, *others]}
 
 
-def faint(path: str) -> bool:
+def near_paths(groups: Iterable[Group]) -> list[str]:
+    """The files of ``groups`` that a plan asks whether they are faint: near groups' members."""
+    return [m.path for g in groups if g.tier == "near" for m in g.members]
+
+
+def looks_faint(path: str) -> bool:
     """Whether the picture of the file at ``path`` is faint (a plain colour, a blank page, a
     smooth gradient, a faint paper: ``retrieval.copies.shows_next_to_nothing``): the pixel
     check cannot tell its copy for certain from another picture of its colour, so a plan acts
@@ -252,9 +262,15 @@ def _same_device(a: str, b: str) -> bool:
         return False
 
 
-def make_plan(report: Report, rules: Rules, root: str, progress: bool = False) -> dict:
-    """The plan of ``report``'s groups under ``rules``, every file's sha256 read."""
-    groups = [plan_group(g, rules, root) for g in report.groups]
+def make_plan(report: Report, rules: Rules, root: str, progress: bool = False,
+              workers: int = 0) -> dict:
+    """The plan of ``report``'s groups under ``rules``, every file's sha256 read; whether
+    each near copy is faint read once for the index (``find.faintness``, in ``workers``
+    processes for many files)."""
+    from indexes.duplicates.find import faintness  # the pixel check, only to make a plan
+
+    faint_of = faintness(report.index, near_paths(report.groups), workers, progress)
+    groups = [plan_group(g, rules, root, faint_of) for g in report.groups]
     files = [f for g in groups for f in g["files"]]
     for f in tqdm(files, desc="hashing", unit="files", disable=not progress, leave=False):
         f["sha256"] = fileops.sha256(f["path"])
