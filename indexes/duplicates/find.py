@@ -19,7 +19,9 @@ Three stages, each bounded by the size of the collection, never by its square:
 Groups are stars around the file to keep (the largest resolution, then the largest file):
 every member is a verified duplicate of the kept file itself, so that A like B and B like C
 never put A and C together unless A is like C. Progress is kept in DIR/duplicates.sqlite: an
-interrupted run goes on where it stopped.
+interrupted run goes on where it stopped, and each pair's comparison is kept by its two files,
+so that a run with other settings, or after build-index added or changed files, compares only
+the pairs it has not compared before.
 """
 
 from __future__ import annotations
