@@ -21,6 +21,7 @@ from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY, DuplicatesConfig
 from indexes.duplicates import find as dups
 from indexes.duplicates import groups as dup_groups
 from indexes.duplicates import plans
+from indexes.duplicates import report as dup_report
 from indexes.store.store import open_for_reading
 from retrieval import copies as copies_module
 from retrieval.copies import Match, compare, copies, signature
@@ -384,6 +385,41 @@ def test_pairs_compared_and_pictures_weighed_are_kept_by_file_through_settings_a
     assert saved() == (21, 5)  # the pairs of 6 files; the group's 5 files weighed
     monkeypatch.setattr(dups, "CHECK", dups.CHECK + 1)  # another version of the check
     assert saved() == (0, 0)
+
+
+def test_runs_at_once_on_one_index_neither_fail_nor_lose_what_they_found(flat, tmp_path):
+    """The page's search and the command line's on one index at once: a run that saves a
+    batch another saved meanwhile goes on, and one whose saved search another threshold's run
+    forgets meanwhile keeps what it found."""
+    import sqlite3
+
+    threshold = json.loads(run(flat, "--json", "-q").stdout)["threshold"]
+    index = fresh_copy(flat, tmp_path, saved=True)  # its pairs compared: quick runs
+    store = open_for_reading(index)
+    config = DuplicatesConfig(threshold=threshold)
+
+    def searched_again():  # its search to do again: batches to save
+        with sqlite3.connect(index / dups.STATE) as db:
+            db.execute("DELETE FROM searched")
+
+    def seen(report):
+        return names(dup_report.to_json(report)), report.candidates
+
+    searched_again()
+    alone = seen(dups.find_duplicates(store, config))
+    others = []
+
+    def meanwhile(stage, done, total):
+        if stage == "searching" and not others:  # before this run's first batch
+            others.append(dups.find_duplicates(open_for_reading(index), config))
+        elif stage == "searching" and done == total:  # its batches saved, then forgotten
+            others.append(dups.find_duplicates(open_for_reading(index),
+                                               DuplicatesConfig(threshold=threshold * 1.001)))
+
+    searched_again()
+    found = dups.find_duplicates(store, config, progress=meanwhile)
+    store.close()
+    assert [seen(r) for r in (found, *others)] == [alone] * 3 and len(alone[0]) == 5
 
 
 def test_a_one_image_index_has_no_duplicates(collection, tmp_path):

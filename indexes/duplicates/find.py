@@ -52,6 +52,7 @@ __all__ = ["Calibration", "Group", "Member", "Report", "State", "calibrate", "fa
            "find_duplicates"]
 
 STATE = "duplicates.sqlite"
+BUSY_S = 60.0  # how long a run waits for another run's write to the saved state
 BATCH = 1024  # images searched per step (and per saved step)
 CALIBRATION_IMAGES = 100  # indexed images whose copies calibrate the threshold
 # The default threshold: the distance COPY_QUANTILE of the calibration copies stay within,
@@ -114,7 +115,8 @@ class State:
 
     def __init__(self, folder: Path) -> None:
         try:
-            self.db = sqlite3.connect(folder / STATE, isolation_level=None)
+            self.db = sqlite3.connect(folder / STATE, isolation_level=None,
+                                      timeout=BUSY_S)
             self._create()
         except sqlite3.Error:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
@@ -301,17 +303,20 @@ def exact_groups(items: dict[int, str], stats: dict[int, os.stat_result], state:
     by_hash: dict[str, list[int]] = defaultdict(list)
     with progress.stage("hashing", len(alike), "files") as advance:
         for start in range(0, len(alike), BATCH):  # saved a batch at a time
-            chunk = alike[start:start + BATCH]
+            chunk, read = alike[start:start + BATCH], []
+            for i in chunk:  # read outside a transaction: another run is not kept waiting
+                digest = _sha256(items[i], stats[i], state, read)
+                if digest is not None:
+                    by_hash[digest].append(i)
             with state.transaction():
-                for i in chunk:
-                    digest = _sha256(items[i], stats[i], state)
-                    if digest is not None:
-                        by_hash[digest].append(i)
+                state.db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", read)
             advance(len(chunk))
     return [sorted(ids, key=lambda i: items[i]) for ids in by_hash.values() if len(ids) > 1]
 
 
-def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
+def _sha256(path: str, st: os.stat_result, state: State, read: list) -> str | None:
+    """The file's sha256, as saved for its size and modification time, or read (its row
+    appended to ``read``, to save); None when it cannot be read."""
     key = os.fsencode(path)
     row = state.db.execute("SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?",
                            (key,)).fetchone()
@@ -324,8 +329,7 @@ def _sha256(path: str, st: os.stat_result, state: State) -> str | None:
                 h.update(block)
     except OSError:
         return None
-    state.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
-                     (key, st.st_size, st.st_mtime_ns, h.hexdigest()))
+    read.append((key, st.st_size, st.st_mtime_ns, h.hexdigest()))
     return h.hexdigest()
 
 
@@ -389,15 +393,18 @@ def candidates(store: IndexStore, config: DuplicatesConfig, threshold: float, id
     batch of BATCH searched images saved as it is done, so that a rerun skips it."""
     index = faiss_ops.inner_space(store.load_index(mmap=True))  # a PCA's output space
     wanted = set(ids)
-    done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?", (run,))}
+    with state.transaction():  # what is saved, at once: another run may forget it meanwhile
+        done = {r[0] for r in state.db.execute("SELECT start FROM searched WHERE run = ?",
+                                               (run,))}
+        found = {(a, b): d for a, b, d in state.db.execute(
+            "SELECT a, b, distance FROM pairs WHERE run = ?", (run,))}
     with as_progress(progress).stage("searching", len(ids), "images") as advance:
         for start in range(0, len(ids), BATCH):
             if start not in done:
-                _search_batch(store, index, ids[start:start + BATCH], wanted, config,
-                              threshold, state, run, start)
+                found.update(_search_batch(store, index, ids[start:start + BATCH], wanted,
+                                           config, threshold, state, run, start))
             advance(len(ids[start:start + BATCH]))
-    rows = state.db.execute("SELECT a, b, distance FROM pairs WHERE run = ?", (run,))
-    return {(a, b): d for a, b, d in rows}
+    return dict(sorted(found.items()))
 
 
 def sketched(store: IndexStore, config: DuplicatesConfig, items: dict[int, str],
@@ -496,8 +503,9 @@ def pair_distances(store: IndexStore, pairs: list[tuple[int, int]]
 
 def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],
                   config: DuplicatesConfig, threshold: float, state: State, run: str,
-                  start: int) -> None:
-    """The pairs of one batch of images with their k nearest, saved with its being done."""
+                  start: int) -> dict[tuple[int, int], float]:
+    """The pairs of one batch of images with their k nearest, saved with its being done (as
+    another run at once may have saved them too)."""
     ids = np.asarray(batch, dtype=np.int64)
     D, I = store.search(faiss_ops.stored_vectors(index, ids), config.k + 1, config.nprobe,
                         inner=True)  # Euclidean, as query prints; on the GPU where it is used
@@ -509,4 +517,5 @@ def _search_batch(store: IndexStore, index, batch: list[int], wanted: set[int],
     with state.transaction():  # the batch's pairs and its being done, or neither
         state.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
                              [(run, a, b, d) for (a, b), d in found.items()])
-        state.db.execute("INSERT INTO searched VALUES (?, ?)", (run, start))
+        state.db.execute("INSERT OR REPLACE INTO searched VALUES (?, ?)", (run, start))
+    return found
