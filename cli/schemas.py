@@ -140,7 +140,8 @@ class Job(Open):
     id: int
     state: str = Field(description="running, done, cancelled or failed")
     stage: str = Field(description="starting, hashing (files), calibrating (images), searching "
-                                   "(images), sketching (files), verifying (pairs), done")
+                                   "(images), sketching (files), verifying (pairs), weighing "
+                                   "(files: whether each copy is faint), done")
     done: int = Field(description="of the stage's total")
     total: int
     generation: int = Field(description="the index's generation it searches")

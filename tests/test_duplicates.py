@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 
 import numpy as np
@@ -564,7 +565,7 @@ def test_query_max_distance_finds_the_copies_of_an_image(collection, flat):
     assert all(x["distance"] <= threshold for x in json.loads(r.stdout)["queries"][0]["results"])
 
 
-def test_serve_answers_duplicates_and_max_distance(collection, flat):
+def test_serve_answers_duplicates_and_max_distance(collection, flat, monkeypatch):
     from functools import partial
 
     from fastapi.testclient import TestClient
@@ -589,5 +590,14 @@ def test_serve_answers_duplicates_and_max_distance(collection, flat):
             assert {m["id"] for m in doc["groups"][1]["members"][1:]} <= {
                 r["id"] for r in near["results"]}  # its copies; itself is no answer to it
             assert kept["id"] not in {r["id"] for r in near["results"]}
+            state = dups.State(flat)  # the search weighed each near copy for the page's plans
+            weighed = {os.fsdecode(path) for path, in state.db.execute(
+                "SELECT path FROM files WHERE faint IS NOT NULL")}
+            state.close()
+            assert {p for g in doc["groups"] if g["tier"] == "near" for p in g["paths"]} <= weighed
+            monkeypatch.setattr(copies_module, "shows_next_to_nothing", None)  # not asked again
+            page = c.get("/api/duplicates/groups").json()
+            assert [len(g["files"]) for g in page["groups"]] == [len(g["paths"])
+                                                                  for g in doc["groups"]]
     finally:
         service.close()

@@ -10,6 +10,7 @@ const STAGES = {
   searching: ["Looking for each image's nearest neighbours", "images"],
   sketching: ["Sketching each image for the copies the network misses", "files"],
   verifying: ["Comparing the pixels of the pairs found", "pairs"],
+  weighing: ["Looking for faint pictures among the copies (kept for review)", "files"],
   done: ["Done", ""],
 };
 const RETRY_MS = 2000;  // after a lost answer, before asking again

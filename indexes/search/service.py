@@ -146,15 +146,21 @@ class IndexService:
 
     def _find_duplicates(self, config, progress) -> object:
         """find_duplicates over the committed generation, on a connection of its own (beside
-        the batcher), with the served weights for the calibration."""
-        from indexes.duplicates.find import find_duplicates
+        the batcher), with the served weights for the calibration; then whether each near
+        copy is faint, which the review page's plans ask, weighed once for all its pages (in
+        ``config.workers`` processes for many files)."""
+        from indexes.duplicates.find import faintness, find_duplicates
+        from indexes.duplicates.plans import near_paths
 
         store = open_for_reading(self.store.folder)
         store.use_gpu()  # the batcher's copy when it is of this generation (indexes.store.gpu)
         try:
-            return find_duplicates(store, config, self.extractor.copy_vectors, progress)
+            report = find_duplicates(store, config, self.extractor.copy_vectors, progress)
         finally:
             store.close()
+        if config.verify:  # unverified, no file is compared: none of it is kept
+            faintness(report.index, near_paths(report.groups), config.workers, progress)
+        return report
 
     def generation(self) -> int:
         """The committed generation."""
