@@ -117,7 +117,8 @@ def main() -> None:
     def changed():
         with Image.open(folder / edited) as img:
             img.convert("RGB").save(folder / edited, quality=90)
-        return f"{edited} saved again at JPEG quality 90, build-index: {build(folder, index, env):.1f} s"
+        seconds = build(folder, index, env)
+        return f"{edited} saved again at JPEG quality 90, build-index: {seconds:.1f} s"
 
     looser = ["--threshold", f"{1.25 * calibrated:.6g}"]
     print(f"\n{'what changed':<40}{'again':>8}{'all anew':>10}{'ratio':>8}  groups")

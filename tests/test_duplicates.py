@@ -317,9 +317,9 @@ def test_work_saved_by_an_older_version_is_redone_not_misread(flat, tmp_path):
     import sqlite3
 
     index = fresh_copy(flat, tmp_path)
-    old = sqlite3.connect(index / dups.STATE)  # the pixel check's table kept by run, before
+    old = sqlite3.connect(index / dups.STATE)  # schema 2: the pixel check's work kept by run
     old.execute("CREATE TABLE checked (run TEXT, a INTEGER, b INTEGER, similarity REAL, "
-                "difference REAL, PRIMARY KEY (run, a, b))")  # it was kept by files
+                "difference REAL, PRIMARY KEY (run, a, b))")
     old.execute("INSERT INTO checked VALUES ('0:1.0:16:None:check28', 1, 2, 1.0, 0.0)")
     old.execute("PRAGMA user_version = 2")
     old.commit()
