@@ -19,6 +19,7 @@ second reads what the first saved.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -47,8 +48,21 @@ def build(folder: Path, index: Path, env: dict) -> float:
     return time.perf_counter() - t
 
 
+def again(index: Path, env: dict, extra: list[str]) -> tuple[list[list[str]], float, int]:
+    """duplicates --json on ``index`` with ``extra`` options: (groups of file names, seconds,
+    the pairs it compared)."""
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cli", "duplicates", "--index", str(index),
+                           "--json", "--quiet", *extra], cwd=ROOT, env=env, check=True,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    doc = json.loads(done.stdout)
+    return ([[os.path.basename(m["path"]) for m in g["members"]] for g in doc["groups"]],
+            seconds, doc["compared"])
+
+
 def compared_anew(index: Path, work: Path, env: dict, extra: list[str]):
-    """``ours_again`` on a copy of ``index`` whose saved pairs compared are forgotten, its
+    """``again`` on a copy of ``index`` whose saved pairs compared are forgotten, its
     calibration and sketches kept: what a run did before the pairs were kept by their files
     (every pair of a new generation, threshold, k or nprobe compared again)."""
     copy = work / "anew"
@@ -57,7 +71,7 @@ def compared_anew(index: Path, work: Path, env: dict, extra: list[str]):
     with sqlite3.connect(copy / STATE) as db:
         db.execute("DELETE FROM checked")
     try:
-        return ours_again(copy, env, extra)
+        return again(copy, env, extra)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
@@ -121,20 +135,22 @@ def main() -> None:
         return f"{edited} saved again at JPEG quality 90, build-index: {seconds:.1f} s"
 
     looser = ["--threshold", f"{1.25 * calibrated:.6g}"]
-    print(f"\n{'what changed':<40}{'again':>8}{'all anew':>10}{'ratio':>8}  groups")
+    print(f"\n{'what changed':<40}{'again':>8}{'all anew':>10}{'ratio':>8}"
+          f"{'pairs compared':>18}  groups")
     for label, change, extra in (("the last picture's files added", added, []),
                                  ("a looser threshold (x1.25)", None, looser),
                                  ("one file changed", changed, looser)):
         said = change() if change else ""
-        again, t_again, _ = ours_again(index, env, extra)
-        fresh, t_fresh, _ = compared_anew(index, work, env, extra)
-        same = "the same" if sorted(map(sorted, again)) == sorted(map(sorted, fresh)) else "DIFFER"
-        print(f"{label:<40}{t_again:>8.1f}{t_fresh:>10.1f}{t_again / t_fresh:>8.2f}  {same}"
+        groups, t_again, n_again = again(index, env, extra)
+        fresh, t_fresh, n_fresh = compared_anew(index, work, env, extra)
+        same = "the same" if sorted(map(sorted, groups)) == sorted(map(sorted, fresh)) else "DIFFER"
+        print(f"{label:<40}{t_again:>8.1f}{t_fresh:>10.1f}{t_again / t_fresh:>8.2f}"
+              f"{f'{n_again} / {n_fresh}':>18}  {same}"
               + (f"  ({said})" if said else ""), flush=True)
     plans = [planned(index, env, looser) for _ in range(2)]
     print(f"{'a plan (--trash), made again':<40}{plans[1]:>8.1f}{plans[0]:>10.1f}"
-          f"{plans[1] / plans[0]:>8.2f}  (all anew: the first plan, which weighs every "
-          "grouped file)", flush=True)
+          f"{plans[1] / plans[0]:>8.2f}{'':>18}  (all anew: the first plan, which weighs "
+          "every grouped file)", flush=True)
     (folder / edited).unlink()
 
 

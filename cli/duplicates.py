@@ -120,9 +120,17 @@ def duplicates(index_dir, threshold, no_verify, min_similarity, max_difference, 
         click.echo(f"Found {len(report.groups)} groups ({exact} of exact copies) among "
                    f"{report.images} images in {time.perf_counter() - start:.1f} s: threshold "
                    f"{report.threshold:.4g} ({report.threshold_source}), {report.candidates} "
-                   f"candidate pairs, {report.verified} "
+                   f"candidate pairs{_saved(report) if config.verify else ''}, "
+                   f"{report.verified} "
                    + ("with matching pixels" if config.verify else "taken unverified")
                    + _settled(settled), err=True)
+
+
+def _saved(report) -> str:
+    """How many pairs this run compared, where earlier runs had compared the others."""
+    if report.compared >= report.candidates:
+        return ""
+    return f" ({report.compared} compared now, the others' pixels saved by an earlier run)"
 
 
 def _settled(settled) -> str:

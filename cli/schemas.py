@@ -173,6 +173,8 @@ class Duplicates(Open):
     threshold_source: str
     candidates: int
     verified: int
+    compared: int = Field(description="pairs whose pixels this run compared; the others' "
+                                      "comparisons were saved by an earlier run")
     groups: list[Group]
 
 

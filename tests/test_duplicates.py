@@ -357,6 +357,10 @@ def test_pairs_compared_and_pictures_weighed_are_kept_by_file_through_settings_a
     build(folder, index, ckpt)
     assert grouped() == [("near", sorted(planted[0][:5]))]
     assert len(compared) == 6 and all(planted[0][4] in pair for pair in compared)
+    said = run(index, "--json", "--threshold", "1e9")  # the summary line says what was saved
+    assert json.loads(said.stdout)["compared"] == 0
+    assert "candidate pairs (0 compared now, the others' pixels saved by an earlier run)" in (
+        said.stderr)
 
     changed = planted[0][1]  # a copy saved again, another copy of the picture
     with Image.open(source / planted[0][0]) as img:

@@ -108,6 +108,7 @@ class Report:
     candidates: int  # pairs within the threshold
     verified: int  # of them, accepted by the pixel check (all when it is off)
     calibration: Calibration | None = None
+    compared: int = 0  # pairs whose pixels this run compared (the others' were saved)
 
 
 class State:
@@ -234,7 +235,7 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
-                  len(accepted), calibration)
+                  len(accepted), calibration, 0 if check is None else check.compared)
 
 
 FAINT_BATCH = 256  # files whose faintness is read per saved step

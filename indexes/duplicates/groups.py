@@ -69,6 +69,7 @@ class PixelCheck:
     def __init__(self, items: dict[int, str], files: dict[int, int], config: DuplicatesConfig,
                  state: State) -> None:
         self.items, self.files, self.config, self.state = items, files, config, state
+        self.compared = 0  # pairs compared by this check (not saved before)
         item = {f: i for i, f in files.items()}
         self.known = {}
         for fa, fb, s, d in state.db.execute("SELECT a, b, similarity, difference FROM checked"):
@@ -80,6 +81,7 @@ class PixelCheck:
                 ) -> dict[tuple[int, int], Match]:
         """(a, b) -> their Match, for each of ``pairs`` (a < b)."""
         todo = [pair for pair in pairs if pair not in self.known]
+        self.compared += len(todo)
         batches = [todo[start:start + VERIFY_BATCH] for start in range(0, len(todo), VERIFY_BATCH)]
         files = ([(self.items[a], self.items[b]) for a, b in batch] for batch in batches)
         with (progress or Progress()).stage("verifying", len(pairs), "pairs") as advance, \

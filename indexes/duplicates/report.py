@@ -22,7 +22,7 @@ def to_json(report: Report) -> dict:
     file to keep first in each group."""
     return {"index": report.index, "images": report.images, "threshold": report.threshold,
             "threshold_source": report.threshold_source, "candidates": report.candidates,
-            "verified": report.verified,
+            "verified": report.verified, "compared": report.compared,
             "groups": [{"tier": g.tier, "paths": [m.path for m in g.members],
                         "members": [vars(m) for m in g.members]} for g in report.groups]}
 
