@@ -147,11 +147,15 @@ def test_an_edited_photo_is_alike_but_not_a_copy(collection, flat):
 
 @pytest.mark.parametrize("kind", [["--factory", "IVF2,SQ8"], ["--factory", "IVF2,SQ8", "--on-disk"]])
 def test_a_compressed_index_gives_the_same_groups(kind, collection, flat, tmp_path):
+    """The flat index rebuilt compressed in its folder: the same groups, from its own search,
+    the pixels of the pairs the flat index's runs compared not compared again (kept by file)."""
     folder, _, ckpt = collection
-    build(folder, tmp_path / "sq", ckpt, *kind)
     flat_doc = json.loads(run(flat, "--json", "-q").stdout)
-    sq_doc = json.loads(run(tmp_path / "sq", "--json", "-q").stdout)
-    assert names(sq_doc) == names(flat_doc)
+    index = fresh_copy(flat, tmp_path, saved=True)
+    build(folder, index, ckpt, *kind, "--rebuild")
+    sq_doc = json.loads(run(index, "--json", "-q").stdout)
+    assert names(sq_doc) == names(flat_doc) and sq_doc["threshold"] != flat_doc["threshold"]
+    assert sq_doc["compared"] <= sq_doc["candidates"] // 10  # here none: the same candidates
 
 
 def test_fc7_alone_is_what_the_pixel_check_is_for(flat, tmp_path):
