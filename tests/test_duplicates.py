@@ -383,17 +383,27 @@ def test_pairs_compared_and_pictures_weighed_are_kept_by_file_through_settings_a
         assert [f["action"] for g in plan["groups"] for f in g["files"]] == ["keep"] + 4 * ["trash"]
         assert len(looked) == times
 
-    def saved():
+    def saved():  # pairs compared, files weighed, files sketched
         state = dups.State(index)
         try:
-            return (state.db.execute("SELECT COUNT(*) FROM checked").fetchone()[0],
-                    state.db.execute("SELECT COUNT(faint) FROM files").fetchone()[0])
+            return tuple(state.db.execute(f"SELECT COUNT({what}) FROM {table}").fetchone()[0]
+                         for what, table in (("*", "checked"), ("faint", "files"),
+                                             ("*", "sketches")))
         finally:
             state.close()
 
-    assert saved() == (21, 5)  # the pairs of 6 files; the group's 5 files weighed
+    assert saved() == (21, 5, 7)  # the pairs of 7 files; the group's 5 files weighed
+    away = tmp_path / "away.jpg"
+    (folder / changed).rename(away)  # unreadable a while (a drive not mounted): kept
+    assert grouped() == [("near", sorted(set(planted[0][:5]) - {changed}))]
+    away.rename(folder / changed)
+    assert grouped() == [("near", sorted(planted[0][:5]))] and compared == []
+    (folder / "other-13.jpg").unlink()  # no longer indexed: its pairs and sketch go
+    build(folder, index, ckpt)
+    assert grouped() == [("near", sorted(planted[0][:5]))] and compared == []
+    assert saved() == (15, 5, 6)
     monkeypatch.setattr(dups, "CHECK", dups.CHECK + 1)  # another version of the check
-    assert saved() == (0, 0)
+    assert saved() == (0, 0, 6)
 
 
 def test_runs_at_once_on_one_index_neither_fail_nor_lose_what_they_found(flat, tmp_path):

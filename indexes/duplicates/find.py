@@ -157,17 +157,17 @@ class State:
     def file_ids(self, items: dict[int, str], stats: dict[int, os.stat_result]
                  ) -> dict[int, int]:
         """Item id -> the id of its file as it is now (``stats``: the items that could be
-        read) in the files table, whose pairs compared are saved in ``checked``. A file
-        changed since, or no longer indexed, is forgotten with its pairs; a changed one gets
-        a new id (never one used before)."""
+        read; the others get none) in the files table, whose pairs compared are saved in
+        ``checked``. A file changed since, or no longer indexed, is forgotten with its pairs
+        (one no longer indexed with its hash and sketch too); a changed one gets a new id
+        (never one used before)."""
         out: dict[int, int] = {}
         with transaction(self.db, "BEGIN IMMEDIATE"):  # another run waits: one id a file
             saved = {path: (fid, size, mtime_ns) for fid, path, size, mtime_ns in
                      self.db.execute("SELECT id, path, size, mtime_ns FROM files")}
-            new, indexed = [], set()
-            for i, st in stats.items():
+            new, indexed = [], {os.fsencode(path) for path in items.values()}
+            for i, st in stats.items():  # a file unreadable now keeps what was saved of it
                 key = os.fsencode(items[i])
-                indexed.add(key)
                 row = saved.get(key)
                 if row is not None and row[1:] == (st.st_size, st.st_mtime_ns):
                     out[i] = row[0]
@@ -179,6 +179,9 @@ class State:
             self.db.executemany("DELETE FROM checked WHERE a = ?", forgotten)
             self.db.executemany("DELETE FROM checked WHERE b = ?", forgotten)
             self.db.executemany("DELETE FROM files WHERE id = ?", forgotten)
+            gone = [(key,) for key in saved if key not in indexed]
+            self.db.executemany("DELETE FROM hashes WHERE path = ?", gone)
+            self.db.executemany("DELETE FROM sketches WHERE path = ?", gone)
             for i, key, st in new:
                 out[i] = self.db.execute(
                     "INSERT INTO files (path, size, mtime_ns) VALUES (?, ?, ?)",
