@@ -131,8 +131,8 @@ def main() -> None:
     def changed():
         with Image.open(folder / edited) as img:
             img.convert("RGB").save(folder / edited, quality=90)
-        seconds = build(folder, index, env)
-        return f"{edited} saved again at JPEG quality 90, build-index: {seconds:.1f} s"
+        took = build(folder, index, env)
+        return f"{edited} saved again at JPEG quality 90, build-index: {took:.1f} s"
 
     looser = ["--threshold", f"{1.25 * calibrated:.6g}"]
     print(f"\n{'what changed':<40}{'again':>8}{'all anew':>10}{'ratio':>8}"
@@ -141,9 +141,9 @@ def main() -> None:
                                  ("a looser threshold (x1.25)", None, looser),
                                  ("one file changed", changed, looser)):
         said = change() if change else ""
-        groups, t_again, n_again = again(index, env, extra)
+        rerun, t_again, n_again = again(index, env, extra)
         fresh, t_fresh, n_fresh = compared_anew(index, work, env, extra)
-        same = "the same" if sorted(map(sorted, groups)) == sorted(map(sorted, fresh)) else "DIFFER"
+        same = "the same" if sorted(map(sorted, rerun)) == sorted(map(sorted, fresh)) else "DIFFER"
         print(f"{label:<40}{t_again:>8.1f}{t_fresh:>10.1f}{t_again / t_fresh:>8.2f}"
               f"{f'{n_again} / {n_fresh}':>18}  {same}"
               + (f"  ({said})" if said else ""), flush=True)
