@@ -54,6 +54,7 @@ def test_every_image_finds_itself_first(image_folder, checkpoint, tmp_path):
     check_every_image_finds_itself_first(image_folder, checkpoint, tmp_path / "idx")
 
 
+@pytest.mark.slow  # the paper's network: 61 million weights
 def test_the_papers_network_end_to_end(image_folder, tmp_path):
     """The same with the 60M-parameter network: its 4096-d fc7 goes into the index."""
     ckpt = tmp_path / "paper.pt"

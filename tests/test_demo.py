@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from functools import partial
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -20,6 +21,7 @@ EPOCHS = 3  # of the demo's training here: its best weights are those of epoch 3
 # the run no longer depends on the machine's speed
 
 
+@pytest.mark.slow  # trains, indexes and queries a small collection
 def test_demo_on_shapes_writes_every_file_and_beats_chance(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_command, "DemoConfig", partial(DemoConfig, width=TINY["width"]))
     train = demo_module.train

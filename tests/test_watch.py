@@ -112,6 +112,7 @@ def test_build_index_watch_on_the_command_line_until_ctrl_c(checkpoint, tmp_path
     assert len(indexed(idx)) == 5 and BuildLock(idx).acquire(wait_message=False)
 
 
+@pytest.mark.slow  # a watching process, killed and started again
 def test_a_watch_follows_created_changed_removed_files_and_restarts_after_a_kill(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
