@@ -185,6 +185,7 @@ MIXES, NEGATIVE = 2, 0.1
 # (bars change a picture's shape), whichever of these and the pair as it is leaves the least
 # difference (none for pictures under TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
+BARS_SIDE = 400  # pixels on the longer side, about, that ``inside_bars`` looks at (a line: 0.25%)
 # A picture faint inside its margins whose contrast inside is under OUTWEIGHED of its whole
 # contrast (standard deviations) is compared without them only: the bars outweigh it.
 OUTWEIGHED = 0.5
@@ -627,15 +628,15 @@ def _oriented(s: Signature, turn: Image.Transpose) -> Signature:
         margins=_margins(thumb) if s.side == THUMB else s.margins, turn=turn, inner=inner)
 
 
-def _margins(thumb: Image.Image) -> tuple[float, ...]:
+def _margins(thumb: Image.Image, deepest: float = 0.5) -> tuple[float, ...]:
     """The shares of ``thumb``'s side in flat lines (FLAT_LINE) at its left, top, right
-    and bottom (up to half of it and a line: more is not cut off)."""
-    pixels = np.asarray(thumb, dtype=np.int16)
+    and bottom (up to ``deepest`` of it and a line: more is not cut off)."""
+    pixels = np.asarray(thumb)
     columns = pixels.transpose(1, 0, 2)
     out = []
     for lines in (columns, pixels, columns[::-1], pixels[::-1]):
         n = len(lines)
-        lines = lines[:n // 2 + 1]
+        lines = lines[:int(n * deepest) + 1].astype(np.int16)
         colour = np.median(lines[0], axis=0).astype(np.int16)
         close = _every_channel(np.abs(lines - colour), lambda c: c <= FLAT_LINE)
         flat = close.mean(axis=1) >= 0.98
@@ -648,12 +649,38 @@ def _inside(size: tuple[int, int], margins: tuple[float, ...]) -> Box | None:
     the line after it (where the thumbnail's resampling blended bars and picture: left on, a
     dark edge that outweighs the picture's shapes); None where there are none, or they leave
     less than half a side."""
-    left, top, right, bottom = (m if m >= BARS else 0.0 for m in margins)
-    if left + right > 0.5 or top + bottom > 0.5 or not any((left, top, right, bottom)):
+    bars = _bars(margins)
+    if bars is None:
         return None
+    left, top, right, bottom = bars
     w, h = size
     edge = [round(m * n) + (m > 0) for m, n in ((left, w), (top, h), (right, w), (bottom, h))]
     return edge[0], edge[1], w - edge[2], h - edge[3]
+
+
+def _bars(margins: tuple[float, ...]) -> tuple[float, ...] | None:
+    """``margins`` of BARS or more (the others nought); None where there are none, or they
+    leave less than half a side."""
+    bars = tuple(m if m >= BARS else 0.0 for m in margins)
+    if bars[0] + bars[2] > 0.5 or bars[1] + bars[3] > 0.5 or not any(bars):
+        return None
+    return bars
+
+
+def inside_bars(img: Image.Image) -> Box | None:
+    """The box of ``img`` inside its bars or frame (``_margins`` of BARS or more, found at its
+    own pixels, or at BARS_SIDE on the longer side where it has more), None where it has none
+    or they leave less than half a side: what a copy letterboxed or given a border shows of
+    its original."""
+    small = img.reduce(max(1, max(img.size) // BARS_SIDE))
+    if max(_margins(small, BARS)) < BARS:  # a look at the lines a bar would take: most have none
+        return None
+    bars = _bars(_margins(small))
+    if bars is None:
+        return None
+    w, h = img.size
+    left, top, right, bottom = (round(m * n) for m, n in zip(bars, (w, h, w, h)))
+    return left, top, w - right, h - bottom
 
 
 def _inner(img: Image.Image, size: tuple[int, int], margins: tuple[float, ...],

@@ -8,12 +8,17 @@ copy, one with more contrast, or a crop of a few percent, has nearly the same sk
 weights that were not trained for it may put such a copy far away. Sketches are close for many
 pictures that are not copies as well (every flat picture of one colour): they only offer pairs,
 the pixel check decides.
+
+A copy letterboxed or given a border (a feed's square post, a framed print) sketches as bars
+and a smaller picture; inside them (its framed sketch) it sketches as its original does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
+from .copies import inside_bars
 
 SKETCH = 8  # squares a side
 MIDDLE = 0.8  # of each side: a crop of 5% a side moves the middle's squares by a fifth of one
@@ -47,3 +52,10 @@ def sketch(img: Image.Image, middle: float = MIDDLE) -> np.ndarray:
 def inner_sketch(img: Image.Image) -> np.ndarray:
     """The sketch ``img`` would have cropped by CROPPED of each side."""
     return sketch(img, MIDDLE * (1 - 2 * CROPPED))
+
+
+def framed_sketch(img: Image.Image) -> np.ndarray | None:
+    """The sketch of ``img`` inside its bars or frame (``copies.inside_bars``), None where it
+    has none."""
+    box = inside_bars(img)
+    return None if box is None else sketch(img.crop(box))

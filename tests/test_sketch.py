@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from indexes.config import DuplicatesConfig
 from indexes.duplicates.find import copies_of_copies, crowded_out
-from indexes.duplicates.sketches import RADIUS, near_pairs
-from retrieval.sketch import DIMENSION, inner_sketch, sketch
+from indexes.duplicates.sketches import RADIUS, near_pairs, sketch_files
+from retrieval.sketch import DIMENSION, framed_sketch, inner_sketch, sketch
 
 SIZE = (320, 240)
 
@@ -102,6 +102,33 @@ def test_a_screenshot_cropped_on_every_side_is_offered_by_its_inner_sketch():
     assert np.linalg.norm(sketch(crop) - sketch(img)) > RADIUS
     assert (0, 1) not in near_pairs(ids, xb[:, :DIMENSION], k=4)
     assert (0, 1) in near_pairs(ids, xb, k=4)
+
+
+def test_a_copy_letterboxed_or_given_a_border_is_offered_by_its_framed_sketch(tmp_path):
+    """A picture posted as a black square or given a white border sketches as bars and a
+    smaller picture, far from its original; inside them it sketches as its original does.
+    Another picture's is not offered, and a picture without bars has no framed sketch."""
+    def tiles(seed: int) -> Image.Image:  # sharp edges, which a margin moves far
+        rng = np.random.default_rng(seed)
+        return Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+            SIZE, Image.Resampling.NEAREST)
+
+    img = tiles(0)
+    side = max(img.size)
+    square = Image.new("RGB", (side, side))
+    square.paste(img, (0, (side - img.height) // 2))
+    bordered = ImageOps.expand(img, border=side // 10, fill="white")  # a mat
+    files = []
+    for n, shown in enumerate([img, square, bordered] + [tiles(seed) for seed in range(1, 8)]):
+        files.append(str(tmp_path / f"{n}.jpg"))
+        shown.save(files[-1], quality=90)
+    xb = np.stack(sketch_files(files))
+    ids = np.arange(len(files))
+    assert min(np.linalg.norm(xb[1:3, :DIMENSION] - xb[0, :DIMENSION], axis=1)) > RADIUS
+    assert not {(0, 1), (0, 2)} & near_pairs(ids, xb[:, :2 * DIMENSION], k=4)
+    assert {(0, 1), (0, 2), (1, 2)} <= near_pairs(ids, xb, k=4)
+    assert not any(pair for pair in near_pairs(ids, xb, k=4) if pair[1] >= 3 and pair[0] < 3)
+    assert np.isnan(xb[0, 2 * DIMENSION:]).all() and framed_sketch(img) is None
 
 
 def test_the_copies_of_one_file_are_compared_with_each_other():

@@ -1,6 +1,7 @@
 """`retrieve duplicates`' second source of candidate pairs: each image's sketch
 (``retrieval.sketch``), its nearest sketches offered to the pixel check beside fc7's pairs, and
-the nearest to its inner sketch (what a crop of it sketches like).
+the nearest to its inner sketch (what a crop of it sketches like) and to its framed sketch
+(inside its bars or frame, where it has them: what its original sketches like).
 
 fc7 misses copies that its weights were not trained to see as one picture (with random weights,
 a brightened paper), or crowds them out of the k nearest among many pictures alike (papers,
@@ -20,7 +21,7 @@ import numpy as np
 
 from retrieval.errors import NotAnImage
 from retrieval.images import load_image
-from retrieval.sketch import DIMENSION, PATTERN, SKETCH, inner_sketch, sketch
+from retrieval.sketch import DIMENSION, PATTERN, SKETCH, framed_sketch, inner_sketch, sketch
 
 from indexes.duplicates.groups import mapping
 from indexes.duplicates.progress import Progress
@@ -44,11 +45,12 @@ GREY, SHAPED = 0.03, 0.5
 # squares moved so: a copy mirrored or turned sketches as its original would so moved), each
 # way that moves it more than RADIUS (a symmetric picture's are its own neighbours).
 NPROBE = 16
+ROW = 3 * DIMENSION  # a file's sketch, inner sketch and framed sketch (NaN: no bars nor frame)
 
 
 def sketch_files(paths: Sequence[str]) -> list[np.ndarray | None]:
-    """The sketch and inner sketch of each file, one after the other (None where it cannot be
-    decoded)."""
+    """The sketch, inner sketch and framed sketch (NaN where it has no bars nor frame) of each
+    file, one after the other (None where it cannot be decoded)."""
     out = []
     for path in paths:
         try:
@@ -56,13 +58,15 @@ def sketch_files(paths: Sequence[str]) -> list[np.ndarray | None]:
         except NotAnImage:
             out.append(None)
             continue
-        out.append(np.concatenate([sketch(img), inner_sketch(img)]))
+        framed = framed_sketch(img)
+        out.append(np.concatenate([sketch(img), inner_sketch(img),
+                                   np.full(DIMENSION, np.nan) if framed is None else framed]))
     return out
 
 
 def sketches(items: dict[int, str], state: State, progress: Progress, workers: int = 0
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (n,), sketches (n, 2 DIMENSION) float32: sketch, inner sketch) of the readable
+    """(ids (n,), sketches (n, ROW) float32: sketch, inner sketch, framed sketch) of the readable
     ``items``, saved in the state's sketches table as they are made, in ``workers`` processes
     when there are POOL_FROM files or more to decode."""
     known = {}
@@ -78,7 +82,7 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
         key = os.fsencode(path)
         saved = known.get(key)
         if saved is not None and saved[:2] == (st.st_size, st.st_mtime_ns) and (
-                saved[2] is None or len(saved[2]) == 2 * DIMENSION * 4):  # not an older kind
+                saved[2] is None or len(saved[2]) == ROW * 4):  # not an older kind
             if saved[2] is not None:
                 ids.append(i)
                 rows.append(np.frombuffer(saved[2], np.float32))
@@ -101,13 +105,15 @@ def sketches(items: dict[int, str], state: State, progress: Progress, workers: i
                     ids.append(i)
                     rows.append(v)
             advance(len(batch))
-    xb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 2 * DIMENSION), np.float32)
+    xb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, ROW), np.float32)
     return np.asarray(ids, dtype=np.int64), np.ascontiguousarray(xb)
 
 
 def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     """(a, b), a < b, of each sketch's ``k`` nearest others within RADIUS, of each inner
-    sketch's (the second half of a row, where there is one) ``k`` nearest sketches, of a
+    sketch's (a row's second part, where there is one) ``k`` nearest sketches, of each framed
+    sketch's (its third part, where not NaN) with a pattern (SHAPED: a faint picture's is near
+    every paper of its colour) ``k`` nearest sketches and framed sketches, of a
     grey picture's pattern's ``k`` nearest patterns (GREY, SHAPED), and of a pattern's
     mirrored and turned ones' ``k`` nearest sketches (``_turned``)."""
     if len(ids) < 2:
@@ -115,7 +121,15 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     sketches = np.ascontiguousarray(xb[:, :DIMENSION])
     searches = [(_index(sketches), ids, sketches)]
     if xb.shape[1] > DIMENSION:
-        searches.append((searches[0][0], ids, xb[:, DIMENSION:]))
+        searches.append((searches[0][0], ids, xb[:, DIMENSION:2 * DIMENSION]))
+    if xb.shape[1] > 2 * DIMENSION:
+        inside = xb[:, 2 * DIMENSION:]
+        framed = ~np.isnan(inside).any(axis=1)
+        framed[framed] = np.linalg.norm(inside[framed, :PATTERN], axis=1) >= SHAPED
+        if framed.any():  # a copy given bars or a frame, its original, or both given them
+            inside = np.ascontiguousarray(inside[framed])
+            searches += [(searches[0][0], ids[framed], inside),
+                         (_index(inside), ids[framed], inside, ids[framed])]
     grey = np.linalg.norm(sketches[:, PATTERN:], axis=1) <= GREY
     shaped = np.linalg.norm(sketches[:, :PATTERN], axis=1) >= SHAPED
     if (grey & shaped).any() and not grey.all():  # the grey ones among the patterns alone
@@ -126,12 +140,13 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
         if moved.any():
             searches.append((searches[0][0], ids[moved], turned[moved]))
     out = set()
-    for index, queried, queries in searches:
-        D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(ids)))
+    for index, queried, queries, *among in searches:
+        found = among[0] if among else ids  # the ids of the index's rows
+        D, I = index.search(np.ascontiguousarray(queries), min(k + 1, len(found)))
         for a, d_row, i_row in zip(queried.tolist(), D, I):
             for d, j in zip(d_row.tolist(), i_row.tolist()):
-                if j >= 0 and d <= RADIUS ** 2 and ids[j] != a:
-                    b = int(ids[j])
+                if j >= 0 and d <= RADIUS ** 2 and found[j] != a:
+                    b = int(found[j])
                     out.add((min(a, b), max(a, b)))
     return out
 
