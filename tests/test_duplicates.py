@@ -300,6 +300,32 @@ def test_a_letterboxed_copy_kept_first_joins_the_originals_group_where_its_pixel
         accepted, pairs, items, lambda kept, m: looked.get((kept, m)))) == split  # no shapes told
 
 
+def test_two_stars_are_one_around_a_file_that_matches_every_file_of_both(monkeypatch):
+    """L, a letterboxed screenshot, is kept first for its size; W, a watermarked copy, is
+    refused with it (bars and a mark), and its own star takes G, a grey copy that matches W a
+    little better than the original O. L cannot take W, but O matches all of them (N, a noisy
+    copy, too): one group, kept O. Not where O does not match W either, nor where O is
+    faint."""
+    resolution = {"/l": 50, "/o": 40, "/w": 30, "/g": 30, "/n": 30}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/l", 2: "/o", 3: "/w", 4: "/g", 5: "/n"}
+    accepted = {(1, 2): Match(0.99, 0.09), (1, 4): Match(0.99, 0.09), (1, 5): Match(0.99, 0.09),
+                (2, 3): Match(0.99, 0.004), (2, 4): Match(0.99, 0.001), (2, 5): Match(0.99, 0.03),
+                (3, 4): Match(0.99, 0.0)}
+    pairs = {pair: 1.0 for pair in accepted}
+
+    def groups(accepted, faint=()):
+        found = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None,
+                                       lambda i: items[i] not in faint)
+        return sorted([g.members[0].path, *sorted(m.path for m in g.members[1:])]
+                      for g in found)  # the kept file first
+
+    assert groups(accepted) == [["/o", "/g", "/l", "/n", "/w"]]
+    split = [["/g", "/w"], ["/l", "/n", "/o"]]
+    assert groups(accepted, faint={"/o"}) == split
+    assert groups({pair: m for pair, m in accepted.items() if pair != (2, 3)}) == split
+
+
 def test_outputs_parse(flat, tmp_path):
     r = run(flat, "--csv", tmp_path / "g.csv", "--html", tmp_path / "g.html",
             "--sheet", tmp_path / "g.png")

@@ -233,7 +233,11 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     joins a larger one that a file of it was accepted with where the larger one's kept file
     matches every file of it (``second_look``) and both kept files have ``shapes`` (a faint
     picture's match is no evidence to join on): a letterboxed copy, kept first for its size,
-    gathers copies the original's star lacks.
+    gathers copies the original's star lacks; or, where it does not match them all, the two
+    stars are one around the first file of them (in keep order) that was accepted with every
+    other file of both and has ``shapes`` (a letterboxed screenshot kept first and a
+    watermarked copy of it, refused together, whose own star took the grey copy: the
+    original matches all of them).
     """
     partners: dict[int, set[int]] = defaultdict(set)
     for a, b in accepted:
@@ -280,7 +284,8 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
                 stars[kept][m] = found
                 break
     if second_look is not None and shapes is not None:
-        _joined_stars(stars, star_of, accepted, second_look, shapes)
+        _joined_stars(stars, star_of, accepted, pairs, second_look, shapes,
+                      lambda ids: _keep_order(ids, items, facts))
     groups = []
     for kept, members in stars.items():
         if not members:
@@ -293,11 +298,15 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
 
 
 def _joined_stars(stars: dict, star_of: dict[int, int],
-                  accepted: dict[tuple[int, int], Match | None], second_look: SecondLook,
-                  shapes: Callable[[int], bool]) -> None:
+                  accepted: dict[tuple[int, int], Match | None],
+                  pairs: dict[tuple[int, int], float], second_look: SecondLook,
+                  shapes: Callable[[int], bool], order: Callable[[list[int]], list[int]]
+                  ) -> None:
     """Each star, the smallest first, joined to the largest star that one of its files was
     accepted with, of those at least as large whose kept file matches every file of it
-    (``second_look``), where both kept files have ``shapes``."""
+    (``second_look``), or that has, with it, a file accepted with every other file of both
+    that has ``shapes`` (the first such in ``order`` kept), where both kept files have
+    ``shapes``."""
     links: dict[int, set[int]] = defaultdict(set)  # kept -> kept files of stars accepted with
     for a, b in accepted:
         if a in star_of and b in star_of and star_of[a] != star_of[b]:
@@ -317,13 +326,31 @@ def _joined_stars(stars: dict, star_of: dict[int, int],
             else:
                 stars[big].update(found)
                 star_of.update(dict.fromkeys(found, big))
-                for k in links.pop(small):  # the joined star's links are the larger one's
-                    links[k].discard(small)
-                    if k != big:
-                        links[k].add(big)
-                        links[big].add(k)
+                _relinked(links, small, big)
                 del stars[small]
                 break
+            files = [big, *stars[big], small, *stars[small]]
+            centre = next((c for c in order(files) if shapes(c) and all(
+                (min(c, m), max(c, m)) in accepted for m in files if m != c)), None)
+            if centre is not None:
+                del stars[small], stars[big]
+                stars[centre] = {m: (pairs[min(centre, m), max(centre, m)],
+                                     accepted[min(centre, m), max(centre, m)])
+                                 for m in files if m != centre}
+                star_of.update(dict.fromkeys(files, centre))
+                _relinked(links, small, centre)
+                if big != centre:
+                    _relinked(links, big, centre)
+                break
+
+
+def _relinked(links: dict[int, set[int]], old: int, new: int) -> None:
+    """The links of the star kept by ``old`` made ``new``'s (joined to it, or kept anew)."""
+    for k in links.pop(old, set()):
+        links[k].discard(old)
+        if k != new:
+            links[k].add(new)
+            links[new].add(k)
 
 
 def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
