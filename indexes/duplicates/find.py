@@ -211,7 +211,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         exact = exact_groups(items, stats, state, report)
         copies_of = {i for group in exact for i in group[1:]}  # searched as their first file
         threshold, source, calibration = _threshold(store, config, copy_vectors, state, report)
-        run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}:check{CHECK}"
+        # the search's key: the pixel check's work is kept by file, another CHECK redoes that
+        run = f"{store.generation}:{threshold!r}:{config.k}:{config.nprobe}"
         state.start(run)
         searched = sorted(set(items) - copies_of)
         pairs = candidates(store, config, threshold, searched, state, run, report)
