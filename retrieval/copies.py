@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 28  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 29  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -167,7 +167,14 @@ GREY = 2.0
 # grey copies matched their originals, 24 before; but a grey grid paper took a tinted ruled
 # one, whose grains share their lines: 118 false pairs in the kinds set, for 4 more grey
 # copies found in the kinds set with the still other copies.)
+# A fainter one is, where both show FAINTLY_SHAPED grey levels or more beyond a smooth surface
+# and those shapes, placed as the pictures lie in each other, are one picture's: their
+# ``_shapes`` correlate SHAPES_ALIKE or more (the kinds set's faint pictures with the still
+# other copies, their grey copies against their other files greyed: 79 true pairs of 1.5 to 4
+# grey levels so, drawn papers and shaded colours; of 1,458 false pairs offered, none from
+# 1.5 up at 0.9 or more: a gradient's detail is noise, and another paper's shapes are its own).
 SHAPED = 4.0
+FAINTLY_SHAPED, SHAPES_ALIKE = 1.5, 0.95
 LUMA = (0.299, 0.587, 0.114)
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
 # and GIMP's), where that fits the grey levels better than any mix.
@@ -747,16 +754,17 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY): its channels
     mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
     the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
-    shapes in grey (SHAPED): a grey copy is told by its picture's shapes, and a flat grey is
-    no copy of a gradient from red to a green as bright (flat in grey), nor a tinted paper's
-    shading in grey a grey gradient."""
+    shapes in grey (SHAPED), or fainter ones (FAINTLY_SHAPED) that are one picture's
+    (SHAPES_ALIKE): a grey copy is told by its picture's shapes, and a flat grey is no copy of
+    a gradient from red to a green as bright (flat in grey), nor a tinted paper's shading in
+    grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
     faint = min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
-    if min(colour.size) < TURNED_FROM or faint and _shaped(grey) < SHAPED:
+    if min(colour.size) < TURNED_FROM or faint and _shaped(grey) < FAINTLY_SHAPED:
         return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
@@ -766,9 +774,18 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         if mix is None or mix == greyed.grey:
             break
         greyed = _greyed(colour, mix)
-    if faint and _shaped(greyed) < SHAPED:
+    if faint and min(_shaped(grey), _shaped(greyed)) < SHAPED and not (
+            _shaped(greyed) >= FAINTLY_SHAPED and _shapes_alike(greyed, grey) >= SHAPES_ALIKE):
         return a, b
     return (greyed, b) if first else (a, greyed)
+
+
+def _shapes_alike(a: Signature, b: Signature) -> float:
+    """How alike two pictures' shapes (``_shapes``) are where they lie in each other
+    (``_placed``): their correlation."""
+    t = _placed(a, b)[1]
+    x, y = (a, b) if t.x is a else (b, a)
+    return float(_shapes(_view(x.thumb)) @ _shapes(_view(y.thumb, t.box)))
 
 
 def _grained(s: Signature) -> bool:
