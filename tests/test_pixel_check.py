@@ -674,7 +674,8 @@ def shaded_paper(seed: int) -> Image.Image:
 
 def test_a_faintly_shaded_paper_greyed_is_found_another_greyed_is_not():
     """A faint picture with shapes fainter than SHAPED was not compared in grey: none of the
-    kinds set's drawn papers' grey copies was found. Where its shapes and the grey one's are
+    drawn papers' grey copies in the kinds set with the still other copies was found (their
+    shapes 2 to 3.4 grey levels). Where its shapes and the grey one's are
     one picture's, it is: its grey copy is its copy, another paper's is not, nor is a plain
     grey as bright."""
     def grey(img: Image.Image) -> Image.Image:
