@@ -764,7 +764,8 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
     faint = min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
-    if min(colour.size) < TURNED_FROM or faint and _shaped(grey) < FAINTLY_SHAPED:
+    shaped = _shaped(grey) if faint else SHAPED
+    if min(colour.size) < TURNED_FROM or shaped < FAINTLY_SHAPED:
         return a, b
     greyed = _greyed(colour, LUMA)
     for _ in range(MIXES):  # aligned in the mix found last
@@ -774,18 +775,17 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         if mix is None or mix == greyed.grey:
             break
         greyed = _greyed(colour, mix)
-    if faint and min(_shaped(grey), _shaped(greyed)) < SHAPED and not (
-            _shaped(greyed) >= FAINTLY_SHAPED and _shapes_alike(greyed, grey) >= SHAPES_ALIKE):
+    shaped = min(shaped, _shaped(greyed)) if faint else SHAPED
+    if shaped < SHAPED and (shaped < FAINTLY_SHAPED or _shapes_alike(
+            t if greyed is t.x or greyed is t.y else _placed(greyed, grey)[1]) < SHAPES_ALIKE):
         return a, b
     return (greyed, b) if first else (a, greyed)
 
 
-def _shapes_alike(a: Signature, b: Signature) -> float:
-    """How alike two pictures' shapes (``_shapes``) are where they lie in each other
-    (``_placed``): their correlation."""
-    t = _placed(a, b)[1]
-    x, y = (a, b) if t.x is a else (b, a)
-    return float(_shapes(_view(x.thumb)) @ _shapes(_view(y.thumb, t.box)))
+def _shapes_alike(t: _Aligned) -> float:
+    """How alike the shapes (``_shapes``) of an alignment's two pictures are where one lies
+    in the other: their correlation."""
+    return float(_shapes(_view(t.x.thumb)) @ _shapes(_view(t.y.thumb, t.box)))
 
 
 def _grained(s: Signature) -> bool:
