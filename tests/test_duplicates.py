@@ -247,6 +247,29 @@ def test_a_copy_another_kept_file_reached_first_goes_back_to_its_original(monkey
     assert [[m.path for m in g.members] for g in groups] == [["/k", "/n", "/m"]]
 
 
+def test_a_faint_copy_stays_with_its_larger_original_not_a_small_jpeg_it_matches_better(
+        monkeypatch):
+    """W, a light paper's copy brightened until nearly all white, is accepted with O, its
+    original (0.04), and with J, a small JPEG at quality 50 of another paper (0.006), which O
+    refused: W stays in O's group and J is alone. J takes W as before where W has shapes, or
+    where O and J were never compared."""
+    resolution, sizes = {"/o": 40, "/w": 36, "/j": 24}, {"/o": 900, "/w": 300, "/j": 100}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path],
+                                                            sizes[path]))
+    items = {1: "/o", 2: "/w", 3: "/j"}
+    accepted = {(1, 2): Match(0.995, 0.04), (2, 3): Match(0.995, 0.006)}
+    refused = {**dict.fromkeys(accepted, 0.04), (1, 3): 0.05}  # fc7 offered O and J
+
+    def groups(pairs, faint):
+        found = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None,
+                                       lambda i: items[i] not in faint)
+        return [[m.path for m in g.members] for g in found]
+
+    assert groups(refused, faint={"/w"}) == [["/o", "/w"]]
+    assert groups(refused, faint=()) == [["/w", "/j"]]
+    assert groups(dict.fromkeys(accepted, 0.04), faint={"/w"}) == [["/w", "/j"]]
+
+
 def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_their_own(
         monkeypatch):
     """G, a paper of a 32-pixel grid, passes for H, one of a 16-pixel grid, and so do their

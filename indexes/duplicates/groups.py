@@ -227,7 +227,8 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     one video frame also matches the frame before, of which it is a crop too). A file whose
     partners all went to other stars first takes those of them that differ less from it than
     from any file of their star they were accepted with, as a star of its own (a heavy JPEG of
-    a paper passes, a little less well, for another paper kept first); else it is compared
+    a paper passes, a little less well, for another paper kept first), but not a faint one
+    (no ``shapes``) from a star whose kept file is larger and was refused with it; else it is compared
     (``second_look``) with the kept files of those stars, and joins the first that matches: fc7
     may put a copy past the threshold from one copy and within it from another. Last, a star
     joins a larger one that a file of it was accepted with where the larger one's kept file
@@ -276,7 +277,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
     _closest_stars(stars, star_of, partners, accepted, pairs)
-    left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts)
+    left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts, shapes)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m]) if p in star_of):
             found = second_look(kept, m)
@@ -356,11 +357,16 @@ def _relinked(links: dict[int, set[int]], old: int, new: int) -> None:
 def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
                star_of: dict[int, int], accepted: dict[tuple[int, int], Match | None],
                pairs: dict[tuple[int, int], float], items: dict[int, str],
-               facts: dict) -> list[int]:
+               facts: dict, shapes: Callable[[int], bool] | None = None) -> list[int]:
     """Each file in no star takes, as a star of its own, the members of other stars that it
     differs less from than from any file of their own star they were accepted with
     (``_how_far``): a copy that another picture's kept file reached first goes back to its
-    original, which had no partner left. The star's kept file is the first of them in
+    original, which had no partner left. But not a member without ``shapes`` from a star
+    whose kept file has more pixels and more bytes than the file and was compared with it and
+    refused: a faint copy's closer match with a smaller, lighter file is no evidence against
+    the larger one (a light paper's copy brightened until nearly all white differs 0.006 from
+    a small JPEG at quality 50 of another light paper, whose grain it took, and 0.04 from its
+    own original, which refuses that JPEG at 0.49). The star's kept file is the first of them in
     ``_keep_order`` where that was accepted with each of the others, else the file itself.
     Returns the files still in no star, and the kept files of stars so emptied."""
     alone = []
@@ -369,6 +375,9 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
         for m in sorted(partners[f]):
             kept = star_of.get(m)
             if kept is None or kept == m:  # kept files stay
+                continue
+            if shapes is not None and not shapes(m) and _larger(kept, f, facts) and (
+                    pair := (min(f, kept), max(f, kept))) in pairs and pair not in accepted:
                 continue
             own = min(_how_far(accepted, pairs, m, s) for s in partners[m]
                       if star_of.get(s) == kept)  # the kept file among them
@@ -390,6 +399,12 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
     for k in emptied:
         del stars[k], star_of[k]
     return alone + emptied
+
+
+def _larger(a: int, b: int, facts: dict) -> bool:
+    """Whether file ``a`` has more pixels and more bytes than file ``b`` (``_facts``)."""
+    (wa, ha, bytes_a), (wb, hb, bytes_b) = facts[a], facts[b]
+    return wa * ha > wb * hb and bytes_a > bytes_b
 
 
 def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[int, int], float],
