@@ -365,8 +365,8 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
     whose kept file has more pixels and more bytes than the file and was compared with it and
     refused: a faint copy's closer match with a smaller, lighter file is no evidence against
     the larger one (a light paper's copy brightened until nearly all white differs 0.006 from
-    a small JPEG at quality 50 of another light paper, whose grain it took, and 0.04 from its
-    own original, which refuses that JPEG at 0.49). The star's kept file is the first of them in
+    a 60% copy at JPEG quality 50 of another light paper, its grain gone, and 0.04 from its
+    own original, which refuses that copy at 0.49). The star's kept file is the first of them in
     ``_keep_order`` where that was accepted with each of the others, else the file itself.
     Returns the files still in no star, and the kept files of stars so emptied."""
     alone = []
@@ -376,8 +376,9 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
             kept = star_of.get(m)
             if kept is None or kept == m:  # kept files stay
                 continue
-            if shapes is not None and not shapes(m) and _larger(kept, f, facts) and (
-                    pair := (min(f, kept), max(f, kept))) in pairs and pair not in accepted:
+            pair = (min(f, kept), max(f, kept))
+            if pair in pairs and pair not in accepted and _larger(kept, f, facts) and (
+                    shapes is not None and not shapes(m)):  # the file is read last
                 continue
             own = min(_how_far(accepted, pairs, m, s) for s in partners[m]
                       if star_of.get(s) == kept)  # the kept file among them
