@@ -228,12 +228,12 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     partners all went to other stars first takes those of them that differ less from it than
     from any file of their star they were accepted with, as a star of its own (a heavy JPEG of
     a paper passes, a little less well, for another paper kept first), but not a faint one
-    (no ``shapes``) from a star whose kept file is larger and was refused with it; else it is compared
-    (``second_look``) with the kept files of those stars, and joins the first that matches: fc7
-    may put a copy past the threshold from one copy and within it from another. Last, a star
-    joins a larger one that a file of it was accepted with where the larger one's kept file
-    matches every file of it (``second_look``) and both kept files have ``shapes`` (a faint
-    picture's match is no evidence to join on): a letterboxed copy, kept first for its size,
+    (no ``shapes``) from a star whose kept file is larger and was refused with it; else it is
+    compared (``second_look``) with the kept files of those stars, and joins the first that
+    matches: fc7 may put a copy past the threshold from one copy and within it from another.
+    Last, a star joins a larger one that a file of it was accepted with where the larger one's
+    kept file matches every file of it (``second_look``) and both kept files have ``shapes`` (a
+    faint picture's match is no evidence to join on): a letterboxed copy, kept first for its size,
     gathers copies the original's star lacks; or, where it does not match them all, the two
     stars are one around the first file of them (in keep order) that was accepted with every
     other file of both and has ``shapes`` (a letterboxed screenshot kept first and a
