@@ -785,7 +785,7 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 def _shapes_alike(t: _Aligned) -> float:
     """How alike the shapes (``_shapes``) of an alignment's two pictures are where one lies
     in the other: their correlation."""
-    return float(_shapes(_view(t.x.thumb)) @ _shapes(_view(t.y.thumb, t.box)))
+    return float(_shapes(t.x.full) @ _shapes(_view(t.y.thumb, t.box)))
 
 
 def _grained(s: Signature) -> bool:
