@@ -357,7 +357,7 @@ def _relinked(links: dict[int, set[int]], old: int, new: int) -> None:
 def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
                star_of: dict[int, int], accepted: dict[tuple[int, int], Match | None],
                pairs: dict[tuple[int, int], float], items: dict[int, str],
-               facts: dict, shapes: Callable[[int], bool] | None = None) -> list[int]:
+               facts: dict, shapes: Callable[[int], bool] | None) -> list[int]:
     """Each file in no star takes, as a star of its own, the members of other stars that it
     differs less from than from any file of their own star they were accepted with
     (``_how_far``): a copy that another picture's kept file reached first goes back to its
