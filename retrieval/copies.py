@@ -1288,6 +1288,17 @@ def shows_shapes(path: str) -> bool:
     return s is not None and evidence.contrast(s.full) >= FAINT ** 2
 
 
+def brightness(path: str) -> float | None:
+    """A file's picture's mean grey level (ITU-R 601 luma, Pillow's) at its thumbnail,
+    inside its bars or frame where it has them (``_inside``); None where it cannot be read.
+    What a copy brightened or darkened changes and most copies keep."""
+    s = _file_signature(path)
+    if s is None:
+        return None
+    box = _inside(s.thumb.size, s.margins)
+    return float(np.mean(np.asarray((s.thumb if box is None else s.thumb.crop(box)).convert("L"))))
+
+
 def shows_next_to_nothing(path: str) -> bool:
     """Whether a file's picture, inside its bars or frame where it has them (``_trimmed``),
     is FAINT and has no fine detail as strong as text's at its own resolution either

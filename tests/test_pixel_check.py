@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from indexes.config import MAX_DIFFERENCE, MIN_SIMILARITY
 from retrieval import evidence
-from retrieval.copies import Match, compare, signature
+from retrieval.copies import Match, brightness, compare, signature
 
 SIZE = (240, 180)
 # The benchmark's pictures and copies (a screenshot, a turn, a colour profile read without it).
@@ -408,6 +408,23 @@ def test_a_plain_grey_is_not_a_copy_of_one_half_as_bright_again():
     assert accepted(compare(plain, signature(ImageEnhance.Brightness(grey(133)).enhance(1.25))))
     assert accepted(compare(plain, signature(grey(255 * (133 / 255) ** 0.8))))
     assert not accepted(compare(plain, signature(grey(198))))
+
+
+def test_a_files_brightness_is_its_pictures_inside_its_bars(tmp_path):
+    """``brightness`` (which of two kept files as close a copy goes with) is the picture's
+    mean grey level: a plain grey letterboxed in black is as bright as the grey alone; a
+    brightened copy is brighter; a file that is no image has none."""
+    grey = Image.new("RGB", (400, 300), (198, 198, 198))
+    boxed = Image.new("RGB", (400, 400), "black")
+    boxed.paste(grey, (0, 50))
+    for name, img in [("grey.png", grey), ("boxed.png", boxed),
+                      ("bright.png", ImageEnhance.Brightness(grey).enhance(1.2))]:
+        img.save(tmp_path / name)
+    (tmp_path / "not.png").write_bytes(b"not an image")
+    assert brightness(str(tmp_path / "grey.png")) == pytest.approx(198, abs=0.5)
+    assert brightness(str(tmp_path / "boxed.png")) == pytest.approx(198, abs=3)
+    assert brightness(str(tmp_path / "bright.png")) == pytest.approx(238, abs=1)
+    assert brightness(str(tmp_path / "not.png")) is None
 
 
 def test_a_plain_picture_saved_at_jpeg_quality_20_is_still_a_copy(tmp_path):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.copies import CHECK, faint_files, shows_shapes
+from retrieval.copies import CHECK, brightness, faint_files, shows_shapes
 
 from indexes.config import DUPLICATE_K, DuplicatesConfig
 from indexes.duplicates.groups import (Group, Member, PixelCheck, exact_group, fc7_distances,
@@ -235,7 +235,8 @@ def find_duplicates(store: IndexStore, config: DuplicatesConfig,
         look = None if check is None else second_look(store, check)
         groups = folded([exact_group(g, items) for g in exact],
                         near_groups(accepted, pairs, items, look,
-                                    lambda i: shows_shapes(items[i])))
+                                    lambda i: shows_shapes(items[i]),
+                                    lambda i: brightness(items[i])))
     finally:
         state.close()
     return Report(str(store.folder), len(items), threshold, source, groups, len(pairs),
