@@ -38,7 +38,7 @@ CLEARLY_CLOSER = 0.1
 # (``_closest_stars``). A plain or faint copy differs as little from another picture of its
 # colour a little brighter or darker as from its own original (a plain grey's watermarked
 # copy: 0.000 from its own and from a grey 1.23 times darker; a light paper's 60% JPEG-50 copy
-# 0.017 from its own and 0.009 from another paper, 0.1 and 0.6 grey levels darker than it).
+# 0.017 from its own and 0.009 from another paper, 0.1 and 0.6 grey levels from its brightness).
 # 0.005 to 0.015 gave the kinds sets nearly the same groups (72 or 73 false pairs in the kinds
 # set, 214 or 215 with the still other copies); 0.02 and 0.03 took members by brightness from
 # stars they differ clearly less from (80 and 96 in the kinds set).
