@@ -274,23 +274,27 @@ def test_a_plain_copy_as_close_to_two_kept_files_goes_to_the_one_of_its_brightne
     """A, a plain grey of level 198, is kept first; C, a copy of B (a grey of 243), matches
     A's pixels as closely as B's (a gain of 1.23 is a copy's): C goes to B's group, of its
     brightness. Not where it differs from B by more than AS_CLOSE beyond A, nor where the
-    brightness of a file is unknown."""
+    brightness of a file is unknown; nor where C has shapes, whose differences tell: it goes
+    to the kept file it differs least from, however little."""
     resolution = {"/a": 50, "/b": 40, "/a2": 30, "/b2": 20, "/c": 10}
     monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
     items = {1: "/a", 2: "/b", 3: "/a2", 4: "/b2", 5: "/c"}
     level = {"/a": 198.0, "/a2": 198.0, "/b": 243.0, "/b2": 243.0, "/c": 243.0}
 
-    def groups(c_from_b, known=level):
-        accepted = {(1, 3): Match(1.0, 0.0), (2, 4): Match(1.0, 0.0), (1, 5): Match(1.0, 0.0),
-                    (2, 5): Match(1.0, c_from_b)}
+    def groups(c_from_a, c_from_b, known=level, shaped=()):
+        accepted = {(1, 3): Match(1.0, 0.0), (2, 4): Match(1.0, 0.0),
+                    (1, 5): Match(1.0, c_from_a), (2, 5): Match(1.0, c_from_b)}
         pairs = {**dict.fromkeys(accepted, 0.05), (1, 2): 0.05}  # A and B refused each other
         found = dup_groups.near_groups(accepted, pairs, items, lambda kept, m: None,
-                                       lambda i: True, lambda i: known.get(items[i]))
+                                       lambda i: items[i] in shaped, lambda i: known.get(items[i]))
         return [[m.path for m in g.members] for g in found]
 
-    assert groups(0.004) == [["/a", "/a2"], ["/b", "/b2", "/c"]]
-    assert groups(dup_groups.AS_CLOSE + 0.004) == [["/a", "/a2", "/c"], ["/b", "/b2"]]
-    assert groups(0.004, known={}) == [["/a", "/a2", "/c"], ["/b", "/b2"]]
+    with_a, with_b = [["/a", "/a2", "/c"], ["/b", "/b2"]], [["/a", "/a2"], ["/b", "/b2", "/c"]]
+    assert groups(0.0, 0.004) == with_b
+    assert groups(0.0, dup_groups.AS_CLOSE + 0.004) == with_a
+    assert groups(0.0, 0.004, known={}) == with_a
+    assert groups(0.0, 0.004, shaped={"/c"}) == with_a
+    assert groups(0.004, 0.0, shaped={"/c"}) == with_b
 
 
 def test_another_pictures_copies_all_matched_by_the_kept_file_are_a_group_of_their_own(

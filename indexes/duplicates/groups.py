@@ -36,12 +36,15 @@ CLEARLY_CLOSER = 0.1
 # Differences within this of a member's least from the kept files of stars are as close: of
 # those stars, it goes to the one whose kept file's brightness is nearest its own
 # (``_closest_stars``). A plain or faint copy differs as little from another picture of its
-# colour a little brighter or darker as from its own original (a plain grey's watermarked
-# copy: 0.000 from its own and from a grey 1.23 times darker; a light paper's 60% JPEG-50 copy
-# 0.017 from its own and 0.009 from another paper, 0.1 and 0.6 grey levels from its brightness).
+# colour a little brighter or darker as from its own original (a plain colour's copy at JPEG
+# quality 20: 0.005 from its own letterboxed copy, 0.004 from a light paper's, 1.8 and 25.8
+# grey levels from its brightness; a light paper's 60% JPEG-50 copy: 0.017 from its own
+# original and 0.009 from another paper's, 0.1 and 0.6 grey levels from its brightness).
 # 0.005 to 0.015 gave the kinds sets nearly the same groups (72 or 73 false pairs in the kinds
-# set, 214 or 215 with the still other copies); 0.02 and 0.03 took members by brightness from
-# stars they differ clearly less from (80 and 96 in the kinds set).
+# set, 222 or 223 with the still other copies); 0.02 and 0.03 took members by brightness from
+# stars they differ clearly less from (80 and 96 in the kinds set). Members with shapes are
+# left to their differences: by brightness, similar scenes' brightened copies went to other
+# scenes (0.992, 0.993 down to 0.983, 0.985).
 AS_CLOSE = 0.01
 # Pairs to verify before worker processes pay for themselves: each starts Python, imports
 # Pillow and numpy and decodes its files again (~0.3 s of CPU), and a pair costs 1.5-5 ms; at
@@ -235,9 +238,10 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     on its own merits (two grid papers' copies, every one matched with the other paper
     at 0.17-0.19, each other within 0.05). A member accepted with
     the kept files of several stars goes to the one it differs least from (a cropped copy of
-    one video frame also matches the frame before, of which it is a crop too), or, of those it
-    differs from as little (AS_CLOSE), to the one whose kept file's ``brightness`` is nearest its
-    own (a plain grey's copy matches another plain grey 20% brighter as closely). A file whose
+    one video frame also matches the frame before, of which it is a crop too); one without
+    ``shapes``, of those it differs from as little (AS_CLOSE), to the one whose kept file's
+    ``brightness`` is nearest its own (a plain grey's copy matches another plain grey 20%
+    brighter as closely). A file whose
     partners all went to other stars first takes those of them that differ less from it than
     from any file of their star they were accepted with, as a star of its own (a heavy JPEG of
     a paper passes, a little less well, for another paper kept first), but not a faint one
@@ -289,7 +293,7 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
         pair = {m: (min(kept, m), max(kept, m)) for m in members}
         stars[kept] = {m: (pairs[pair[m]], accepted[pair[m]]) for m in members}
         star_of.update({kept: kept, **{m: kept for m in members}})
-    _closest_stars(stars, star_of, partners, accepted, pairs, brightness)
+    _closest_stars(stars, star_of, partners, accepted, pairs, brightness, shapes)
     left = _reclaimed(left, partners, stars, star_of, accepted, pairs, items, facts, shapes)
     for m in left if second_look is not None else []:
         for kept in dict.fromkeys(star_of[p] for p in sorted(partners[m]) if p in star_of):
@@ -415,12 +419,12 @@ def _reclaimed(left: list[int], partners: dict[int, set[int]], stars: dict,
     return alone + emptied
 
 
-def _gains(m: int, kept: list[int], brightness: Callable[[int], float | None] | None
-           ) -> dict[int, float]:
+def _gains(m: int, kept: list[int], brightness: Callable[[int], float | None] | None,
+           shapes: Callable[[int], bool] | None) -> dict[int, float]:
     """How far each of ``kept`` is from file ``m`` in ``brightness`` (|log| of the gain, a
     level added to each: black is no gain away from nothing), where there are two or more to
-    choose from and each is known."""
-    if brightness is None or len(kept) < 2:
+    choose from, ``m`` has no ``shapes`` and each is known."""
+    if brightness is None or shapes is None or len(kept) < 2 or shapes(m):
         return {}
     levels = {f: brightness(f) for f in [m, *kept]}
     if any(level is None for level in levels.values()):
@@ -444,21 +448,27 @@ def _how_far(accepted: dict[tuple[int, int], Match | None], pairs: dict[tuple[in
 def _closest_stars(stars: dict, star_of: dict[int, int], partners: dict[int, set[int]],
                    accepted: dict[tuple[int, int], Match | None],
                    pairs: dict[tuple[int, int], float],
-                   brightness: Callable[[int], float | None] | None) -> None:
+                   brightness: Callable[[int], float | None] | None,
+                   shapes: Callable[[int], bool] | None) -> None:
     """Each member moved to the star, of those whose kept file it was accepted with, that it
-    differs least from (``_how_far``); of those it differs from as little (within AS_CLOSE),
-    the one whose kept file's ``brightness`` is nearest its own (as a gain), then its own, else
-    the first made: most copies keep their original's brightness, and a plain or faint
-    picture's copy differs as little from another picture of its colour a little brighter."""
+    differs least from (``_how_far``; of two as close, its own, else the first made). A member
+    without ``shapes``, of those it differs from as little (within AS_CLOSE), to the one whose
+    kept file's ``brightness`` is nearest its own (as a gain): most copies keep their
+    original's brightness, and a plain or faint picture's copy differs as little from another
+    picture of its colour a little brighter. Not one with shapes, whose differences tell (a
+    similar scene's brightened copy is as bright as another scene)."""
     made = {kept: n for n, kept in enumerate(stars)}
     for kept, members in list(stars.items()):
         for m in list(members):
             far = {k: _how_far(accepted, pairs, k, m)
                    for k in partners[m] if k in stars}  # its partners, not every star
             close = min(far.values()) + AS_CLOSE
-            gain = _gains(m, [k for k in far if far[k] <= close], brightness)
-            best = min(far, key=lambda k: (max(far[k], close), gain.get(k, 0.0), k != kept,
-                                           made[k]))
+            gain = _gains(m, [k for k in far if far[k] <= close], brightness, shapes)
+            if gain:  # as close: the nearest brightness first
+                best = min(far, key=lambda k: (max(far[k], close), gain.get(k, 0.0), far[k],
+                                               k != kept, made[k]))
+            else:
+                best = min(far, key=lambda k: (far[k], k != kept, made[k]))
             if best != kept:
                 pair = (min(best, m), max(best, m))
                 stars[best][m] = (pairs[pair], accepted[pair])
