@@ -43,8 +43,8 @@ CLEARLY_CLOSER = 0.1
 # 0.005 to 0.015 gave the kinds sets nearly the same groups (72 or 73 false pairs in the kinds
 # set, 222 or 223 with the still other copies); 0.02 and 0.03 took members by brightness from
 # stars they differ clearly less from (80 and 96 in the kinds set). Members with shapes are
-# left to their differences: by brightness, similar scenes' brightened copies went to other
-# scenes (0.992, 0.993 down to 0.983, 0.985).
+# left to their differences: by brightness, a similar scene's copy cropped and brightened went
+# to the next scene's group (0.992, 0.993 down to 0.983, 0.985).
 AS_CLOSE = 0.01
 # Pairs to verify before worker processes pay for themselves: each starts Python, imports
 # Pillow and numpy and decodes its files again (~0.3 s of CPU), and a pair costs 1.5-5 ms; at
@@ -456,7 +456,7 @@ def _closest_stars(stars: dict, star_of: dict[int, int], partners: dict[int, set
     kept file's ``brightness`` is nearest its own (as a gain): most copies keep their
     original's brightness, and a plain or faint picture's copy differs as little from another
     picture of its colour a little brighter. Not one with shapes, whose differences tell (a
-    similar scene's brightened copy is as bright as another scene)."""
+    similar scene's copy cropped and brightened went by its brightness to the next scene)."""
     made = {kept: n for n, kept in enumerate(stars)}
     for kept, members in list(stars.items()):
         for m in list(members):
