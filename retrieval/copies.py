@@ -268,6 +268,12 @@ class Signature:
     inner: Inner | None = None  # its picture inside its margins, where they are bars (``_inner``)
     measured: int = 0  # pixels on the longer side of what its extremes were measured on (0: ?)
 
+    @functools.cached_property
+    def contrast(self) -> float:
+        """``evidence.contrast`` of its view ``full``, worked out once (a pair asks for it up to
+        nine times)."""
+        return evidence.contrast(self.full)
+
 
 def signature(source: str | os.PathLike | Image.Image, side: int = THUMB) -> Signature:
     """An image decoded small (draft mode), for ``compare``, its thumbnail at most ``side``
@@ -422,7 +428,7 @@ def _compare(a: Signature, b: Signature) -> Match:
             if pair is not None:  # the box found again, or the coarse one: the better
                 finer = min(upright(*pair).difference, _finer(t, pair[x], pair[1 - x]).difference)
                 if finer > max(m.difference, PLAINLY_ALIKE) and min(
-                        evidence.contrast(s.full) for s in pair) >= FAINT ** 2:
+                        s.contrast for s in pair) >= FAINT ** 2:
                     for degrees in TURNS:  # a turn misplaces FINE times more there
                         finer = min(finer, upright(_turned(pair[0], degrees), pair[1]).difference)
                         if finer <= PLAINLY_ALIKE:
@@ -471,7 +477,7 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
             and min(*a.size, *b.size) >= TURNED_FROM):
         return m, None, t, x
     change = None
-    faint = sorted((evidence.contrast(a.full), evidence.contrast(b.full)))
+    faint = sorted((a.contrast, b.contrast))
     if faint[1] >= FAINT ** 2 and (whitened := _whitened(t)) is not None:
         w, gain, aligned = whitened
         if w.difference < m.difference:
@@ -509,7 +515,7 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         if a.grain is None and b.grain is None:  # nothing faint inside bars: as they are
             return _greying(a, b)
         inner = _trimmed(a), _trimmed(b)
-        if any(t is not s and t.grain is not None and evidence.contrast(t.full) < FAINT ** 2
+        if any(t is not s and t.grain is not None and t.contrast < FAINT ** 2
                for t, s in zip(inner, (a, b))):
             return _greying(*inner)
         return _greying(a, b)
@@ -536,7 +542,7 @@ def _cut(s: Signature) -> list[Signature]:
     t = _trimmed(s)
     if t is s:
         return [s]
-    inside, whole = evidence.contrast(t.full), evidence.contrast(s.full)
+    inside, whole = t.contrast, s.contrast
     faint = t.grain is not None and inside < FAINT ** 2
     return [t] if faint and OUTWEIGHED ** 2 * whole > inside and whole >= FAINT ** 2 else [s, t]
 
@@ -730,7 +736,7 @@ def _trimmed(s: Signature) -> Signature:
     box = _inside(s.thumb.size, s.margins)
     if box is None:
         return s
-    whole = evidence.contrast(s.full)
+    whole = s.contrast
     if s.grain is not None and whole < FAINT ** 2:
         inside = s.inner[0] if s.inner is not None else s.thumb.crop(box)
         if evidence.contrast(_view(inside)) >= OUTWEIGHED ** 2 * whole:
@@ -763,7 +769,7 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
         return a, b
     first = ca > cb
     colour, grey = (a, b) if first else (b, a)
-    faint = min(evidence.contrast(colour.full), evidence.contrast(grey.full)) < FAINT ** 2
+    faint = min(colour.contrast, grey.contrast) < FAINT ** 2
     shaped = _shaped(grey) if faint else SHAPED
     if min(colour.size) < TURNED_FROM or shaped < FAINTLY_SHAPED:
         return a, b
@@ -939,7 +945,7 @@ def _flat_apart(a: Signature, b: Signature) -> bool:
     """Whether both pictures are flat and their brightness is further apart than a copy's
     (FLAT_GAIN)."""
     floor = evidence.SIMILARITY_FLOOR ** 2
-    if max(evidence.contrast(a.full), evidence.contrast(b.full)) >= floor:
+    if max(a.contrast, b.contrast) >= floor:
         return False
     darker, brighter = sorted((float(a.full.mean()), float(b.full.mean())))
     return min(brighter / max(darker, 1.0), (255 - darker) / max(255 - brighter, 1.0)) > FLAT_GAIN
@@ -1123,8 +1129,8 @@ def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _A
             out.append((Match(t.similarity, float("inf")), t))  # not alike: not measured
             continue
         m = _measure(t)
-        if PLAINLY_ALIKE < m.difference < POLISH_BELOW and evidence.contrast(
-                t.x.full) >= FAINT ** 2 / 4:  # worth moving the box a little
+        if PLAINLY_ALIKE < m.difference < POLISH_BELOW and (
+                t.x.contrast >= FAINT ** 2 / 4):  # worth moving the box a little
             t = _aligned(t.x, t.y, _polished(t))
             m = _measure(t)
         out.append((m, t))
@@ -1169,7 +1175,7 @@ def _measure(t: _Aligned) -> Match:
     scale = min((box[2] - box[0]) / t.y.thumb.width, (box[3] - box[1]) / t.y.thumb.height)
     detail = max(1, min(min(t.x.size), round(min(t.y.size) * scale)))  # what the coarser shows
     marks = min(*t.x.size, *t.y.size) >= TURNED_FROM  # a mark shows on a picture's shapes
-    faint = min(evidence.contrast(t.x.full), evidence.contrast(t.y.full)) < FAINT ** 2
+    faint = min(t.x.contrast, t.y.contrast) < FAINT ** 2
     slack = t.x.noise + t.y.noise
     for size in (ROUGH, DIFF_SIZE * min(t.x.side, t.y.side) // THUMB):
         similarity = t.similarity  # or, where a mark is left out, that of the rest
@@ -1239,7 +1245,7 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
         return m
     scale = (box[2] - box[0]) / y.thumb.width * y.grain.width / x.grain.width
     # A picture with no contrast gives the box no hold: its scale is known within a crop's.
-    flat = min(evidence.contrast(x.full), evidence.contrast(y.full)) < evidence.SIMILARITY_FLOOR ** 2
+    flat = min(x.contrast, y.contrast) < evidence.SIMILARITY_FLOOR ** 2
     spread = 1 / MIN_SIDE if flat else grains.SCALE_STEP
     tone = (t.tone.gain, t.tone.offset, not t.swapped)  # x's levels to y's, or y's to x's
     noise = (x.noise, y.noise)
@@ -1285,7 +1291,7 @@ def shows_shapes(path: str) -> bool:
     views): a faint picture matches whatever does not contradict it, a copy of it or another
     paper of its colour alike, so that its matches are no evidence to build on."""
     s = _file_signature(path)
-    return s is not None and evidence.contrast(s.full) >= FAINT ** 2
+    return s is not None and s.contrast >= FAINT ** 2
 
 
 def brightness(path: str) -> float | None:
@@ -1308,7 +1314,7 @@ def shows_next_to_nothing(path: str) -> bool:
     s = _file_signature(path)
     if s is None:
         return True
-    if evidence.contrast(_trimmed(s).full) >= FAINT ** 2:
+    if _trimmed(s).contrast >= FAINT ** 2:
         return False
     return s.grain is None or s.grain.strength < TEXT_DETAIL
 
