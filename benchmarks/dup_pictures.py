@@ -169,6 +169,68 @@ OTHERS: dict[str, tuple[Callable, str, dict]] = {
 }
 
 
+def _square(img: Image.Image) -> Image.Image:
+    """The middle square (a feed's square crop of a landscape photo)."""
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def _widescreen(img: Image.Image) -> Image.Image:
+    """The middle 16:9 band (a photo cropped for a screen), where the picture is taller."""
+    h = round(img.width * 9 / 16)
+    top = (img.height - h) // 2
+    return img if h >= img.height else img.crop((0, top, img.width, top + h))
+
+
+def _warm(img: Image.Image) -> Image.Image:
+    """A warm filter: red up, blue down (white balance)."""
+    return _from(np.asarray(img, dtype=np.float32) * [1.06, 1.0, 0.88] + [6, 2, 0])
+
+
+def _vignette(img: Image.Image) -> Image.Image:
+    """Corners darkened to 0.55 (1 - 0.45 r^2, r 1 at the corners)."""
+    w, h = img.size
+    y, x = np.mgrid[0:h, 0:w]
+    r2 = ((x - w / 2) ** 2 / (w / 2) ** 2 + (y - h / 2) ** 2 / (h / 2) ** 2) / 2
+    return _from(np.asarray(img, dtype=np.float32) * (1 - 0.45 * r2)[..., None])
+
+
+def _captioned(img: Image.Image) -> Image.Image:
+    """A meme's caption: white words with a black outline at the top and at the foot."""
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    for text, y, anchor in (("WHEN THE MONDAY", h // 12, "mt"),
+                            ("HITS DIFFERENT", h - h // 12, "mb")):
+        draw.text((w // 2, y), text, fill="white", stroke_width=max(2, h // 150),
+                  stroke_fill="black", font_size=h // 9, anchor=anchor)
+    return out
+
+
+# Fresh copies (--fresh, instead of the seven): thirteen more everyday ways, made on 2026-12-07
+# and measured before the check was changed for any of them (benchmarks/RESULTS.md).
+FRESH: dict[str, tuple[Callable, str, dict]] = {
+    "square crop": (_square, "JPEG", {"quality": 90}),
+    "16x9 crop": (_widescreen, "JPEG", {"quality": 90}),
+    "crop 12 8": (lambda im: _crop(im, .12, .08, 0, 0), "JPEG", {"quality": 90}),
+    "warm": (_warm, "JPEG", {"quality": 90}),
+    "sepia": (lambda im: ImageOps.colorize(im.convert("L"), (30, 18, 6), (255, 242, 205)),
+              "JPEG", {"quality": 90}),
+    "vignette": (_vignette, "JPEG", {"quality": 90}),
+    "caption": (_captioned, "JPEG", {"quality": 90}),
+    "tiny 160": (lambda im: im.resize((160, round(160 * im.height / im.width))), "JPEG",
+                 {"quality": 75}),
+    "rotated 180": (lambda im: im.transpose(Image.Transpose.ROTATE_180), "JPEG", {"quality": 90}),
+    "q10": (lambda im: im, "JPEG", {"quality": 10}),
+    "upscaled 2x": (lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC),
+                    "JPEG", {"quality": 90}),
+    "flip brighter": (lambda im: ImageEnhance.Brightness(ImageOps.mirror(im)).enhance(1.15),
+                      "JPEG", {"quality": 85}),
+    "webp q30": (lambda im: im, "WEBP", {"quality": 30}),
+}
+
+
 # The issue's own protocol (--once): each picture with one copy, the first of these for every
 # other picture and the second for the rest.
 ONCE = ("60% q50", "cropped 4 sides, brighter")
