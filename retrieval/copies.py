@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 29  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 30  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -158,6 +158,14 @@ COLOURFUL = 24.0
 # ways (a photo greyed by the channels' mean, Rec. 709's mix or a desaturation is 0.2 to 1.1
 # from its 601 luma).
 GREY = 2.0
+# So is a toned one (sepia, a duotone, a tinted black-and-white filter: each channel a curve of
+# one grey level) that shows SHAPED grey levels beyond a smooth surface, of a pair neither of
+# which is faint (FAINT): its colours are those curves', not its picture's (a gradient between
+# two colours is toned too, and its shapes are noise). Toned: each channel of its coarse view
+# within TONED grey levels (root mean square) of a quadratic in its 601 luma (sepia copies of
+# photos 0.2 to 0.6; their originals 1.2 and up but two wallpapers of one colour's shades,
+# 0.00 as grey ones are).
+TONED = 1.0
 # A faint pair (FAINT) is compared in grey only where both show SHAPED grey levels or more
 # beyond a smooth surface (``_shaped``, in grey): the kinds set's dark scenes 4.1 to 7.8 and
 # pages 6.4 to 7.9, but gradients 2.5 at most (another gradient greyed is the same grey
@@ -176,6 +184,18 @@ GREY = 2.0
 SHAPED = 4.0
 FAINTLY_SHAPED, SHAPES_ALIKE = 1.5, 0.95
 LUMA = (0.299, 0.587, 0.114)
+# A copy shaded (a vignette, a filter's or an editor's darkened corners, a lens's fall-off
+# corrected or added, light graduated across a sky) has its pixels multiplied by a smooth
+# field, which no tone of the whole fits (0.27 to 0.97 where corners are darkened to 0.55).
+# A pair alike as a whole but not plainly, both pictures showing SHAPED grey levels or more
+# beyond a smooth surface (a field changes how bright shapes are, not where they lie: a
+# gradient, whose shapes are noise, is another gradient so shaded), is compared again with
+# one picture multiplied by the field, a quadratic in x and y (a vignette's fall-off is one),
+# that brings its coarse view closest to the other's where it lies in it (least squares), where
+# that field is within SHADED times its mean everywhere and leaves at most EXPLAINED of what
+# the tone of the whole left at the coarse views (the fresh copies' vignetted photos: 0.001 to
+# 0.29, one 0.95; the similar scenes' pairs of frames: 0.64 and up, 0.98 on average).
+SHADED, EXPLAINED = 2.5, 0.5
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
 # and GIMP's), where that fits the grey levels better than any mix.
 LIGHTNESS = "lightness"
@@ -383,9 +403,10 @@ def compare(a: Signature, b: Signature) -> Match:
     """Whether two images show one picture, and what is left over where they do (``upright``),
     the darker brightened at its own pixels until as much of it is white as of the other
     (WHITE_FROM), one of them converted between colour spaces (PROFILES), its tone curved
-    (CURVES) or turned a little (TURNS), where that may be why they differ, with bars or a
-    frame cut off where one of them has such margins (BARS), and in grey where one of them is
-    grey (GREY), the other's channels mixed as they say: not for small
+    (CURVES), turned a little (TURNS) or shaded (SHADED), where that may be why they differ,
+    with bars or a frame cut off where one of them has such margins (BARS), and in grey where
+    one of them is grey (GREY) or toned (TONED), the other's channels mixed as they say: not
+    for small
     pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT), where a
     turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
@@ -452,7 +473,7 @@ Change = Callable[[Signature, Signature], "tuple[Signature, Signature] | None"]
 
 def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligned, int]:
     """``compare``'s Match at the pictures' views; the change of one of them that gave it
-    (converted, whitened, curved or turned; None: as they are); its alignment, and which of
+    (converted, whitened, curved, turned or shaded; None: as they are); its alignment, and which of
     the pair (0: ``a`` or what it was changed to) is the alignment's whole picture (``x``)."""
     m, t = _upright(a, b)
     x = 0 if t.x is a else 1
@@ -471,12 +492,13 @@ def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligne
 
 def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
              x: int) -> tuple[Match, Change | None, _Aligned, int]:
-    """``_compared`` but for the colour spaces: ``m``, or what the whitening, a curve or a
-    turn leaves where less, from the alignment ``t`` of the pair as it is."""
+    """``_compared`` but for the colour spaces: ``m``, or what the whitening, a curve, a
+    turn or a shading (``_field``) leaves where less, from the alignment ``t`` of the pair as
+    it is."""
     if not (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < WHITENED_BELOW
             and min(*a.size, *b.size) >= TURNED_FROM):
         return m, None, t, x
-    change = None
+    change, as_they_are = None, t
     faint = sorted((a.contrast, b.contrast))
     if faint[1] >= FAINT ** 2 and (whitened := _whitened(t)) is not None:
         w, gain, aligned = whitened
@@ -496,7 +518,73 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
                 m, change, t, x = o, other, aligned, 0 if aligned.x is pair[0] else 1
             if m.difference <= PLAINLY_ALIKE:
                 break
+    if PLAINLY_ALIKE < m.difference and faint[0] >= FAINT ** 2 and min(
+            _shaped(a), _shaped(b)) >= SHAPED and (field := _field(as_they_are)) is not None:
+        shading = functools.partial(_shading, field=field, first=as_they_are.x is a)
+        pair = shading(a, b)
+        o, aligned = _upright(*pair)
+        if o.difference < m.difference:
+            m, change, t, x = o, shading, aligned, 0 if aligned.x is pair[0] else 1
     return m, change, t, x
+
+
+def _field(t: _Aligned) -> tuple[float, ...] | None:
+    """The smooth field (SHADED: the coefficients of a quadratic in x and y, each from 0 to 1
+    across the picture) that ``t``'s whole picture's coarse view is multiplied by to come
+    closest to the other's in its box, where neither clips; None where it has no hold,
+    leaves the mean SHADED times or more, or explains too little (EXPLAINED)."""
+    x, y = t.x.full, _view(t.y.thumb, t.box)
+    terms = _terms(SIGNATURE, SIGNATURE)
+    pixels = (terms[:, :, None, :] * x[..., None]).reshape(-1, 6)  # each channel's pixel
+    keep = ((x > evidence.SATURATED[0]) & (x < evidence.SATURATED[1])
+            & (y > evidence.SATURATED[0]) & (y < evidence.SATURATED[1])).reshape(-1)
+    if keep.sum() < 0.5 * keep.size:
+        return None
+    coefficients = _least_squares(pixels[keep], y.reshape(-1)[keep])
+    if coefficients is None:
+        return None
+    field = terms @ coefficients
+    mean = float(field.mean())
+    if mean <= 0 or field.min() < mean / SHADED or field.max() > mean * SHADED:
+        return None
+    darker, brighter, _ = evidence.ordered(x, y)
+    before = float(((t.tone(darker) - brighter) ** 2).mean())
+    darker, brighter, _ = evidence.ordered(x * (field / mean)[..., None], y)
+    after = float(((evidence.fit(darker, brighter)(darker) - brighter) ** 2).mean())
+    return tuple(float(c) / mean for c in coefficients) if after <= EXPLAINED * before else None
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The ``x`` that brings ``a @ x`` closest to ``b`` (its normal equations, summed without
+    BLAS, whose threads would fight a worker's neighbours for the cores); None where ``a``'s
+    columns do not tell it."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    normal = np.einsum("ij,ik->jk", a, a)
+    if np.linalg.cond(normal) > 1e12:
+        return None
+    return np.linalg.solve(normal, np.einsum("ij,i...->j...", a, b))
+
+
+def _terms(w: int, h: int) -> np.ndarray:
+    """1, x, y, x^2, xy, y^2 at the middle of each of ``h`` x ``w`` pixels (x, y from 0 to 1
+    across): (h, w, 6)."""
+    u, v = np.meshgrid((np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h)
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+
+
+def _shading(a: Signature, b: Signature, field: tuple[float, ...],
+             first: bool) -> tuple[Signature, Signature]:
+    """``a`` (``first``) or ``b`` multiplied by ``field`` (``_field``)."""
+    return (_shaded(a, field), b) if first else (a, _shaded(b, field))
+
+
+def _shaded(s: Signature, field: tuple[float, ...]) -> Signature:
+    """``s`` with its thumbnail multiplied by ``field`` (``_field``), clipped."""
+    w, h = s.thumb.size
+    gains = _terms(w, h) @ np.array(field)
+    thumb = Image.fromarray(np.clip(np.round(np.asarray(s.thumb, np.float32) * gains[..., None]),
+                                    0, 255).astype(np.uint8))
+    return dataclasses.replace(s, thumb=thumb, full=_view(thumb))
 
 
 def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
@@ -757,14 +845,18 @@ def _trimmed(s: Signature) -> Signature:
 
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
-    """The pair, the colour picture made grey where the other is grey (GREY): its channels
-    mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
+    """The pair, the colour picture made grey where the other is grey (GREY) or toned
+    (TONED, the toned one made grey by LUMA first): its channels mixed as the other's levels
+    say (``_mix``), or by LUMA where they say no mix. Not where
     the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
     shapes in grey (SHAPED), or fainter ones (FAINTLY_SHAPED) that are one picture's
     (SHAPES_ALIKE): a grey copy is told by its picture's shapes, and a flat grey is no copy of
     a gradient from red to a green as bright (flat in grey), nor a tinted paper's shading in
     grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
+    if min(ca, cb) > GREY and min(a.contrast, b.contrast) >= FAINT ** 2:
+        a, b = (_greyed(s, LUMA) if _shaped(s) >= SHAPED and _toned(s) else s for s in (a, b))
+        ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb
@@ -840,6 +932,17 @@ def _grey(img: Image.Image, mix: Mix) -> Image.Image:
         return Image.fromarray(np.round(_lightness(np.asarray(img))).astype(np.uint8)).convert(
             "RGB")
     return img.convert("L", (*mix, 0.0)).convert("RGB")
+
+
+def _toned(s: Signature) -> bool:
+    """Whether each channel of ``s``'s coarse view is a curve of its grey level (TONED)."""
+    pixels = s.full.reshape(-1, 3).astype(np.float64)
+    levels = pixels @ np.array(LUMA) / 255
+    curves = np.c_[np.ones_like(levels), levels, levels ** 2]
+    weights = _least_squares(curves, pixels)
+    if weights is None:  # one grey level: a flat colour's curves are any
+        return False
+    return float(np.sqrt(np.mean((curves @ weights - pixels) ** 2))) < TONED
 
 
 def _chroma(s: Signature) -> float:

@@ -206,6 +206,59 @@ def test_a_saturated_picture_read_without_its_colour_profile_is_found_either_way
     assert not accepted(compare(own, other)) and not accepted(compare(other, own))
 
 
+def test_a_toned_copy_is_found_another_picture_toned_is_not():
+    """Sepia or a duotone (each channel a curve of one grey level) is a grey copy tinted:
+    found either way round and from its grey copy; another picture or an edit so toned is
+    not."""
+    def toned(img: Image.Image, dark, light) -> Image.Image:
+        return _jpeg(ImageOps.colorize(img.convert("L"), dark, light), 90)
+
+    tones = {"sepia": ((30, 18, 6), (255, 242, 205)), "cyanotype": ((8, 30, 70), (220, 240, 255))}
+    img = scene(3)
+    own, grey = signature(img), signature(_jpeg(img.convert("L").convert("RGB"), 90))
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    for how, (dark_end, light_end) in tones.items():
+        copy = signature(toned(img, dark_end, light_end))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own)), how
+        assert accepted(compare(grey, copy)), how
+        for b in (scene(4), edited):
+            assert not accepted(compare(own, signature(toned(b, dark_end, light_end)))), how
+
+
+def _shaded(img: Image.Image, field: np.ndarray) -> Image.Image:
+    return _jpeg(_image(np.asarray(img, dtype=np.float64) * field[..., None]), 90)
+
+
+def _vignette(size, corners: float) -> np.ndarray:
+    """A gain of 1 in the middle falling to ``corners`` at the corners, as r^2."""
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    r2 = (((x + 0.5) / size[0] - 0.5) ** 2 + ((y + 0.5) / size[1] - 0.5) ** 2) * 2
+    return 1 - (1 - corners) * r2
+
+
+def test_a_shaded_copy_is_found_an_edit_or_another_picture_shaded_is_not():
+    """A vignette (corners darkened to 0.6 or 0.8) or light graduated from top to foot is a
+    copy, either way round; an edited or another picture so shaded is not, nor is a gradient
+    shaded into another gradient (a field moves no shapes, and a gradient has none)."""
+    img = scene(1)
+    own = signature(img)
+    graduated = np.linspace(0.7, 1.1, SIZE[1])[:, None] * np.ones(SIZE[0])
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
+    for how, field in (("vignette 0.6", _vignette(SIZE, 0.6)),
+                       ("vignette 0.8", _vignette(SIZE, 0.8)), ("graduated", graduated)):
+        copy = signature(_shaded(img, field))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own)), how
+        for b in (scene(2), edited):
+            assert not accepted(compare(own, signature(_shaded(b, field)))), how
+    for seed in (0, 1):
+        ramp = signature(gradient(seed))
+        for b in (_shaded(gradient(seed + 10), _vignette(SIZE, 0.6)),
+                  _shaded(gradient(seed + 10), graduated)):
+            assert not accepted(compare(ramp, signature(b)))
+
+
 def test_a_copy_with_its_levels_curved_is_found_an_edit_so_curved_is_not():
     """Gamma 0.8 or 1.25 (levels, curves, a filter) bends the tone where a gain and an offset
     are straight; the copy is found, an edited or another picture so curved is not."""
