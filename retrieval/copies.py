@@ -160,8 +160,10 @@ COLOURFUL = 24.0
 GREY = 2.0
 # So is a toned one (sepia, a duotone, a tinted black-and-white filter: each channel a curve of
 # one grey level) that shows SHAPED grey levels beyond a smooth surface, of a pair neither of
-# which is faint (FAINT): its colours are those curves', not its picture's (a gradient between
-# two colours is toned too, and its shapes are noise). Toned: each channel of its coarse view
+# which is faint (FAINT) and whose other picture is not toned: its colours are those curves',
+# not its picture's (a gradient between two colours is toned too, and its shapes are noise;
+# a product photographed in red and in blue on white is two toned pictures, whose colours
+# tell them apart). Toned: each channel of its coarse view
 # within TONED grey levels (root mean square) of a quadratic in its 601 luma (sepia copies of
 # photos 0.2 to 0.6; their originals 1.2 and up but two wallpapers of one colour's shades,
 # 0.00 as grey ones are).
@@ -846,7 +848,7 @@ def _trimmed(s: Signature) -> Signature:
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY) or toned
-    (TONED, the toned one made grey by LUMA first): its channels mixed as the other's levels
+    (TONED, the toned one made grey by LUMA first, where the colour one is not): its channels mixed as the other's levels
     say (``_mix``), or by LUMA where they say no mix. Not where
     the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
     shapes in grey (SHAPED), or fainter ones (FAINTLY_SHAPED) that are one picture's
@@ -855,8 +857,10 @@ def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     grey a grey gradient."""
     ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY and min(a.contrast, b.contrast) >= FAINT ** 2:
-        a, b = (_greyed(s, LUMA) if _shaped(s) >= SHAPED and _toned(s) else s for s in (a, b))
-        ca, cb = _chroma(a), _chroma(b)
+        toned = [_shaped(s) >= SHAPED and _toned(s) for s in (a, b)]
+        if toned[0] != toned[1]:  # two toned pictures are compared in their colours
+            a, b = (_greyed(s, LUMA) if t else s for s, t in zip((a, b), toned))
+            ca, cb = _chroma(a), _chroma(b)
     if min(ca, cb) > GREY or max(ca, cb) <= GREY:
         return a, b
     first = ca > cb

@@ -224,6 +224,9 @@ def test_a_toned_copy_is_found_another_picture_toned_is_not():
         assert accepted(compare(grey, copy)), how
         for b in (scene(4), edited):
             assert not accepted(compare(own, signature(toned(b, dark_end, light_end)))), how
+    # One picture toned two ways (a product in red and in blue on white) is two pictures.
+    sepia, cyanotype = (signature(toned(img, *ends)) for ends in tones.values())
+    assert not accepted(compare(sepia, cyanotype))
 
 
 def _shaded(img: Image.Image, field: np.ndarray) -> Image.Image:
