@@ -161,12 +161,11 @@ GREY = 2.0
 # So is a toned one (sepia, a duotone, a tinted black-and-white filter: each channel a curve of
 # one grey level) that shows SHAPED grey levels beyond a smooth surface, of a pair neither of
 # which is faint (FAINT) and whose other picture is not toned: its colours are those curves',
-# not its picture's (a gradient between two colours is toned too, and its shapes are noise;
-# a product photographed in red and in blue on white is two toned pictures, whose colours
-# tell them apart). Toned: each channel of its coarse view
-# within TONED grey levels (root mean square) of a quadratic in its 601 luma (sepia copies of
-# photos 0.2 to 0.6; their originals 1.2 and up but two wallpapers of one colour's shades,
-# 0.00 as grey ones are).
+# not its picture's (a gradient between two colours is toned too, and its shapes are noise; a
+# product photographed in red and in blue on white is two toned pictures, whose colours tell
+# them apart). Toned: each channel of its coarse view within TONED grey levels (root mean
+# square) of a quadratic in its 601 luma (sepia copies of photos 0.2 to 0.6; their originals
+# 1.2 and up but two wallpapers of one colour's shades, 0.00 as grey ones are).
 TONED = 1.0
 # A faint pair (FAINT) is compared in grey only where both show SHAPED grey levels or more
 # beyond a smooth surface (``_shaped``, in grey): the kinds set's dark scenes 4.1 to 7.8 and
@@ -186,24 +185,25 @@ TONED = 1.0
 SHAPED = 4.0
 FAINTLY_SHAPED, SHAPES_ALIKE = 1.5, 0.95
 LUMA = (0.299, 0.587, 0.114)
-# A copy shaded (a vignette, a filter's or an editor's darkened corners, a lens's fall-off
-# corrected or added, light graduated across a sky) has its pixels multiplied by a smooth
-# field, which no tone of the whole fits (0.27 to 0.97 where corners are darkened to 0.55).
-# A pair alike as a whole but not plainly, both pictures showing SHAPED grey levels or more
-# beyond a smooth surface (a field changes how bright shapes are, not where they lie: a
-# gradient, whose shapes are noise, is another gradient so shaded), is compared again with
-# one picture multiplied by the field, a quadratic in x and y (a vignette's fall-off is one),
-# that brings its coarse view closest to the other's where it lies in it (least squares), where
-# that field is within SHADED times its mean everywhere and leaves at most EXPLAINED of what
-# the tone of the whole left at the coarse views (the fresh copies' vignetted photos: 0.001 to
-# 0.29, one 0.95; the similar scenes' pairs of frames: 0.64 and up, 0.98 on average).
-SHADED, EXPLAINED = 2.5, 0.5
 # Or its lightness (the brightest and darkest channels' mean: a desaturation's, Photoshop's
 # and GIMP's), where that fits the grey levels better than any mix.
 LIGHTNESS = "lightness"
 Mix = tuple[float, float, float] | str
 # MIXES fitted, each aligned in the one before; a weight below -NEGATIVE of their sum: no mix.
 MIXES, NEGATIVE = 2, 0.1
+# A copy shaded (a vignette, a filter's or an editor's darkened corners, a lens's fall-off
+# corrected or added, light graduated across a sky) has its pixels multiplied by a smooth
+# field, which no tone of the whole fits (0.27 to 0.97 where corners are darkened to 0.55).
+# A pair alike as a whole but not plainly, neither faint (FAINT), both pictures showing SHAPED
+# grey levels or more beyond a smooth surface (a field changes how bright shapes are, not
+# where they lie: a gradient, whose shapes are noise, is another gradient so shaded), is
+# compared again with one picture multiplied by the field, a quadratic in x and y (a
+# vignette's fall-off is one), that brings its coarse view closest to the other's where it
+# lies in it (least squares), where that field is within SHADED times its mean everywhere and
+# leaves at most EXPLAINED of what the tone of the whole left at the coarse views (the fresh
+# copies' vignetted photos: 0.001 to 0.29, one 0.95; the similar scenes' pairs of frames: 0.64
+# and up, 0.98 on average).
+SHADED, EXPLAINED = 2.5, 0.5
 # A copy given bars or a frame (letterboxed or pillarboxed to another shape, a border added,
 # matted for a print): lines of one flat colour at a side (98% of each line's pixels within
 # FLAT_LINE grey levels of its first line's colour) carry nothing of the picture. A pair whose
@@ -408,9 +408,8 @@ def compare(a: Signature, b: Signature) -> Match:
     (CURVES), turned a little (TURNS) or shaded (SHADED), where that may be why they differ,
     with bars or a frame cut off where one of them has such margins (BARS), and in grey where
     one of them is grey (GREY) or toned (TONED), the other's channels mixed as they say: not
-    for small
-    pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT), where a
-    turn misplaces next to nothing and a curve is a gain; and, for pictures of files
+    for small pictures (TURNED_FROM), nor, but for the colour spaces, for faint ones (FAINT),
+    where a turn misplaces next to nothing and a curve is a gain; and, for pictures of files
     with detail a thumbnail does not show (text), on finer views (FINE). A blank picture
     (BLANK) is another one than a picture that is not nearly as blank, and a flat picture
     another than a flat one of another brightness (FLAT_GAIN). Where they are not plainly
@@ -475,8 +474,9 @@ Change = Callable[[Signature, Signature], "tuple[Signature, Signature] | None"]
 
 def _compared(a: Signature, b: Signature) -> tuple[Match, Change | None, _Aligned, int]:
     """``compare``'s Match at the pictures' views; the change of one of them that gave it
-    (converted, whitened, curved, turned or shaded; None: as they are); its alignment, and which of
-    the pair (0: ``a`` or what it was changed to) is the alignment's whole picture (``x``)."""
+    (converted, whitened, curved, turned or shaded; None: as they are); its alignment, and
+    which of the pair (0: ``a`` or what it was changed to) is the alignment's whole picture
+    (``x``)."""
     m, t = _upright(a, b)
     x = 0 if t.x is a else 1
     changed = _changed(a, b, m, t, x)
@@ -848,8 +848,8 @@ def _trimmed(s: Signature) -> Signature:
 
 def _greying(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, the colour picture made grey where the other is grey (GREY) or toned
-    (TONED, the toned one made grey by LUMA first, where the colour one is not): its channels mixed as the other's levels
-    say (``_mix``), or by LUMA where they say no mix. Not where
+    (TONED, the toned one made grey by LUMA first, where the colour one is not): its channels
+    mixed as the other's levels say (``_mix``), or by LUMA where they say no mix. Not where
     the colour one is small (TURNED_FROM), nor where either is faint (FAINT) unless both show
     shapes in grey (SHAPED), or fainter ones (FAINTLY_SHAPED) that are one picture's
     (SHAPES_ALIKE): a grey copy is told by its picture's shapes, and a flat grey is no copy of
