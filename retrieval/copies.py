@@ -165,7 +165,7 @@ GREY = 2.0
 # product photographed in red and in blue on white is two toned pictures, whose colours tell
 # them apart). Toned: each channel of its coarse view within TONED grey levels (root mean
 # square) of a quadratic in its 601 luma (sepia copies of photos 0.2 to 0.6; their originals
-# 1.2 and up but two wallpapers of one colour's shades, 0.00 as grey ones are).
+# 1.15 and up but for the two grey ones).
 TONED = 1.0
 # A faint pair (FAINT) is compared in grey only where both show SHAPED grey levels or more
 # beyond a smooth surface (``_shaped``, in grey): the kinds set's dark scenes 4.1 to 7.8 and
