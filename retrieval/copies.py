@@ -26,7 +26,7 @@ from . import evidence
 from . import grain as grains
 from .errors import NotAnImage
 from .images import load_image
-from .registration import MIN_SIDE, Box, locate, polish
+from .registration import MIN_SIDE, STEP, Box, locate, polish
 
 T = TypeVar("T")  # what a cache of files gives
 COPY_KINDS = ("resized", "recompressed", "cropped", "brightened", "png of a jpeg")
@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 30  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 31  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -1223,9 +1223,11 @@ def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _A
     those the profiles suggest; measured (polished first where that may help) when it is
     the better of the two or about as good (a page of text, alike shifted by a line)."""
     tried = []
+    kept = min(a.contrast, b.contrast) >= FAINT ** 2  # a faint picture's profiles place little
     for x, y in ((a, b), (b, a)):
-        boxes = [box for box in locate(np.asarray(x.thumb), np.asarray(y.thumb))
-                 if not (same_shape and _whole(box, y))]  # the whole was measured
+        boxes = [box for box in locate(np.asarray(x.thumb), np.asarray(y.thumb), kept)
+                 if not (same_shape and _whole(box, y))  # the whole was measured
+                 and _shows(box, y)]
         if boxes:
             tried.append(max((_aligned(x, y, box, view) for box, view in _likeliest(x, y, boxes)),
                              key=lambda t: t.similarity))
@@ -1242,6 +1244,15 @@ def _crops(a: Signature, b: Signature, same_shape: bool) -> list[tuple[Match, _A
             m = _measure(t)
         out.append((m, t))
     return out
+
+
+def _shows(box: Box, y: Signature) -> bool:
+    """Whether ``box`` of ``y`` keeps MIN_SIDE of each side, or shows more than a faint
+    picture (FAINT) where it keeps less (a crop to another shape: a dark sky beside the moon
+    is no crop of a dark picture)."""
+    least = MIN_SIDE - STEP - 1e-6  # ``locate``'s boxes of a crop keeping the pixels' shape
+    return (min((box[2] - box[0]) / y.thumb.width, (box[3] - box[1]) / y.thumb.height) >= least
+            or evidence.contrast(_view(y.thumb, box)) >= FAINT ** 2)
 
 
 def _likeliest(x: Signature, y: Signature, boxes: list[Box]) -> list[tuple[Box, np.ndarray]]:

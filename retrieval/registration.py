@@ -17,6 +17,10 @@ import numpy as np
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom, in a picture's pixels
 MIN_SIDE = 0.75  # the shortest box side tried, as a share of the picture's side: 25% cropped
+# A crop to another shape that keeps one whole side (a square or a portrait cut from a wide
+# photo, a 16:9 band of a 4:3 one) keeps less of the other: its box is tried too, keeping
+# KEPT or more of that side (a square of a 16:9 picture keeps 0.56, a 9:16 one 0.32).
+KEPT = 0.3
 PROFILE = 48  # samples of a profile matched
 STEP = 0.01  # of a side: the profile search's grid
 TIE = 0.01  # a larger box wins unless a smaller one matches this much better
@@ -73,11 +77,12 @@ def stretches(part: np.ndarray, whole: np.ndarray, n: int = CHOICES) -> list[tup
     return out
 
 
-def placed(part: np.ndarray, whole: np.ndarray, length: float) -> tuple[float, float] | None:
+def placed(part: np.ndarray, whole: np.ndarray, length: float, least: float = MIN_SIDE
+           ) -> tuple[float, float] | None:
     """The stretch of ``whole``'s profile of ``length`` (a share of its side) that ``part``'s
     profile matches best, its start on a grid of STEP / 2; None when there is nothing to
-    align on or no such stretch (``length`` under MIN_SIDE or over the side)."""
-    if not MIN_SIDE - STEP <= length <= 1 + STEP:
+    align on or no such stretch (``length`` under ``least`` or over the side)."""
+    if not least - STEP <= length <= 1 + STEP:
         return None
     length = min(length, 1.0)
     u = (np.arange(PROFILE) + 0.5) / PROFILE
@@ -90,7 +95,7 @@ def placed(part: np.ndarray, whole: np.ndarray, length: float) -> tuple[float, f
     return start, start + length
 
 
-def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
+def locate(part: np.ndarray, whole: np.ndarray, kept: bool = False) -> list[Box]:
     """Boxes of ``whole`` (h, w, c pixels) that ``part`` (h', w', c) may show, from their
     profiles, in ``whole``'s pixels, the likeliest first: each axis's CHOICES best stretches
     combined (a profile with one strong edge, a screenshot's side bar, leaves its scale
@@ -98,7 +103,8 @@ def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
     a crop keeping the pixels' shape has (its length from the pictures' aspects), placed
     where it matches best: a profile with nothing but lines of text (a page, a screenshot
     whose side bar a brightening clipped away) says where a stretch lies better than how
-    long it is."""
+    long it is. With ``kept``, also the box of a crop to ``part``'s shape that keeps one whole
+    side of ``whole`` (KEPT), placed along the other where it matches best."""
     (pc, pr), (wc, wr) = profiles(part), profiles(whole)
     h, w = whole.shape[:2]
     cols, rows = stretches(pc, wc), stretches(pr, wr)
@@ -110,6 +116,11 @@ def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
     for y0, y1 in rows:
         if (x := placed(pc, wc, (y1 - y0) * across)) is not None:
             pairs.append((x, (y0, y1)))
+    if kept and across < MIN_SIDE - STEP and (x := placed(pc, wc, across, KEPT)) is not None:
+        pairs.append((x, (0.0, 1.0)))  # narrower: the whole height kept
+    if kept and 1 / across < MIN_SIDE - STEP and (
+            y := placed(pr, wr, 1 / across, KEPT)) is not None:
+        pairs.append(((0.0, 1.0), y))  # wider: the whole width kept
     out: list[Box] = []
     for (x0, x1), (y0, y1) in pairs:
         box = (x0 * w, y0 * h, x1 * w, y1 * h)
@@ -121,9 +132,13 @@ def locate(part: np.ndarray, whole: np.ndarray) -> list[Box]:
 def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, Box]:
     """A pattern search from ``box`` over its four sides, ``score(boxes (B, 4)) -> (B,)``
     (higher is better) of boxes that stay inside a picture of ``size`` (w, h) and keep at
-    least MIN_SIDE of each side: (best score, its box)."""
+    least MIN_SIDE of each side, or as much as ``box`` keeps where less (KEPT): (best score,
+    its box)."""
     w, h = size
     at = np.array(box, dtype=np.float64)
+    least_w, least_h = (MIN_SIDE * side if kept >= MIN_SIDE * side - 1e-6
+                        else kept - 2 * POLISH[0] * side
+                        for kept, side in ((at[2] - at[0], w), (at[3] - at[1], h)))
     for step in POLISH:
         delta = np.array([w, h, w, h]) * step
         moved = True
@@ -131,8 +146,8 @@ def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, 
             tries = np.repeat(at[None], 8, axis=0)
             tries[np.arange(8), np.arange(8) // 2] += np.tile([-1, 1], 4) * delta[np.arange(8) // 2]
             ok = ((tries[:, 0] >= 0) & (tries[:, 1] >= 0) & (tries[:, 2] <= w) & (tries[:, 3] <= h)
-                  & (tries[:, 2] - tries[:, 0] >= MIN_SIDE * w - 1e-6)
-                  & (tries[:, 3] - tries[:, 1] >= MIN_SIDE * h - 1e-6))
+                  & (tries[:, 2] - tries[:, 0] >= least_w - 1e-6)
+                  & (tries[:, 3] - tries[:, 1] >= least_h - 1e-6))
             moved = False
             if ok.any():
                 scores = score(tries[ok])

@@ -102,15 +102,15 @@ def test_a_copy_is_found_and_another_picture_of_its_kind_is_not(kind):
             assert not accepted(m), (seed, m)
 
 
-def scene(seed: int) -> Image.Image:
+def scene(seed: int, size=SIZE) -> Image.Image:
     """A photo-like picture: smooth light and colour (channels that go together, as a
     photo's do) and a few sharp shapes."""
     rng = np.random.default_rng(seed)
-    light = 40 * _smooth(rng, 30)[..., None]
-    img = _image(120 + light + 15 * np.stack([_smooth(rng, 40) for _ in range(3)], axis=-1))
+    light = 40 * _smooth(rng, 30, size)[..., None]
+    img = _image(120 + light + 15 * np.stack([_smooth(rng, 40, size) for _ in range(3)], axis=-1))
     draw = ImageDraw.Draw(img)
-    for _ in range(6):
-        x, y = rng.integers(0, SIZE[0] - 40), rng.integers(0, SIZE[1] - 40)
+    for _ in range(6 * size[0] // SIZE[0]):
+        x, y = rng.integers(0, size[0] - 40), rng.integers(0, size[1] - 40)
         box = (x, y, x + rng.integers(15, 40), y + rng.integers(15, 40))
         draw.ellipse(box, fill=tuple(int(v) for v in rng.integers(40, 216, 3)))
     return img
@@ -260,6 +260,33 @@ def test_a_shaded_copy_is_found_an_edit_or_another_picture_shaded_is_not():
         for b in (_shaded(gradient(seed + 10), _vignette(SIZE, 0.6)),
                   _shaded(gradient(seed + 10), graduated)):
             assert not accepted(compare(ramp, signature(b)))
+
+
+def test_a_crop_to_another_shape_is_found_another_picture_so_cropped_is_not():
+    """A square or a portrait cut from a wide photo keeps its whole height and 56% or 32% of
+    its width: found, either way round. The same crop of another photo, or of the photo
+    edited inside it, is not; nor is a dark patterned picture a crop of the plain dark side
+    of a wide one (a night sky beside the moon)."""
+    wide = (320, 180)
+
+    def cut(im: Image.Image, width: int, left: int) -> Image.Image:
+        return _jpeg(im.crop((left, 0, left + width, wide[1])), 90)
+
+    img = scene(1, wide)
+    own = signature(img)
+    for width, left in ((180, 70), (180, 140), (101, 20)):
+        copy = signature(cut(img, width, left))
+        assert accepted(compare(own, copy)) and accepted(compare(copy, own)), (width, left)
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((140, 70, 170, 100), fill=(250, 250, 40))
+    for b in (scene(2, wide), scene(3, wide), edited):
+        assert not accepted(compare(own, signature(cut(b, 180, 70))))
+    rng = np.random.default_rng(5)
+    night = np.asarray(scene(5, wide), dtype=np.float64).copy()
+    night[:, :200] = np.array((35, 55, 65)) + rng.normal(0, 1, (wide[1], 200, 3))
+    facets = np.clip(3 * _smooth(rng, 20, (180, 180)), -1, 1)[..., None]  # purple, toned
+    pattern = _image(np.array([55, 27, 102]) + 22 * facets * np.array([1, 0.6, 1.4]))
+    assert not accepted(compare(signature(_image(night)), signature(pattern)))
 
 
 def test_a_copy_with_its_levels_curved_is_found_an_edit_so_curved_is_not():
