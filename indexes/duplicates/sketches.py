@@ -36,10 +36,12 @@ RADIUS = 0.3
 BATCH = 256  # files sketched per saved step
 POOL_FROM = 512  # files to decode before worker processes pay for themselves (~20 ms a file)
 FLAT_UP_TO = 100_000  # sketches searched exactly; more, through inverted lists (IVF)
-# A sketch whose colour is this near grey (each channel within about 1% of the grey mean) is a
-# grey picture's: it is searched among the others' patterns alone too, a grey copy of a colour
-# picture having the pattern of its original but none of its colour; not when its pattern is
-# shorter than SHAPED (the floor's: next to flat), which every flat picture's is near.
+# A copy whose colours were changed (greyed, toned sepia, warmed, saturated) keeps the pattern of
+# its original but not its colour: a sketch with a pattern at least SHAPED long (the floor's:
+# next to flat, which every flat picture's pattern is near) is searched among the patterns
+# alone too (the fresh copies' sepia ones: 18 of 74 offered with none of their picture's files
+# by fc7 nor their whole sketches, all of them by their patterns), unless every sketch is a
+# grey picture's (its colour this near grey: each channel within about 1% of the grey mean).
 GREY, SHAPED = 0.03, 0.5
 # A sketch with a pattern (SHAPED) is also searched for mirrored and turned by quarters (its
 # squares moved so: a copy mirrored or turned sketches as its original would so moved), each
@@ -114,7 +116,7 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
     sketch's (a row's second part, where there is one) ``k`` nearest sketches, of each framed
     sketch's (its third part, where not NaN) with a pattern (SHAPED: a faint picture's is near
     every paper of its colour) ``k`` nearest sketches and framed sketches, of a
-    grey picture's pattern's ``k`` nearest patterns (GREY, SHAPED), and of a pattern's
+    pattern's ``k`` nearest patterns (SHAPED; unless all are grey, GREY), and of a pattern's
     mirrored and turned ones' ``k`` nearest sketches (``_turned``)."""
     if len(ids) < 2:
         return set()
@@ -132,9 +134,9 @@ def near_pairs(ids: np.ndarray, xb: np.ndarray, k: int) -> set[tuple[int, int]]:
                          (_index(inside), ids[framed], inside, ids[framed])]
     grey = np.linalg.norm(sketches[:, PATTERN:], axis=1) <= GREY
     shaped = np.linalg.norm(sketches[:, :PATTERN], axis=1) >= SHAPED
-    if (grey & shaped).any() and not grey.all():  # the grey ones among the patterns alone
+    if shaped.any() and not grey.all():  # among the patterns alone: a copy's colours changed
         patterns = np.ascontiguousarray(sketches[:, :PATTERN])
-        searches.append((_index(patterns), ids[grey & shaped], patterns[grey & shaped]))
+        searches.append((_index(patterns), ids[shaped], patterns[shaped]))
     for turned in _turned(sketches):
         moved = shaped & (np.linalg.norm(turned - sketches, axis=1) > RADIUS)
         if moved.any():
