@@ -193,16 +193,19 @@ Mix = tuple[float, float, float] | str
 MIXES, NEGATIVE = 2, 0.1
 # A copy shaded (a vignette, a filter's or an editor's darkened corners, a lens's fall-off
 # corrected or added, light graduated across a sky) has its pixels multiplied by a smooth
-# field, which no tone of the whole fits (0.27 to 0.97 where corners are darkened to 0.55).
-# A pair alike as a whole but not plainly, neither faint (FAINT), both pictures showing SHAPED
-# grey levels or more beyond a smooth surface (a field changes how bright shapes are, not
-# where they lie: a gradient, whose shapes are noise, is another gradient so shaded), is
-# compared again with one picture multiplied by the field, a quadratic in x and y (a
+# field, which no tone of the whole fits (0.27 to 0.97 where corners are darkened to 0.55;
+# six of the fresh copies' 74 vignettes are 0.59 to 0.92 alike and 1.03 to 1.73 apart).
+# A pair alike at all (SEARCH_FROM) but not plainly, neither faint (FAINT), both pictures
+# showing SHAPED grey levels or more beyond a smooth surface (a field changes how bright shapes
+# are, not where they lie: a gradient, whose shapes are noise, is another gradient so shaded),
+# is compared again with one picture multiplied by the field, a quadratic in x and y (a
 # vignette's fall-off is one), that brings its coarse view closest to the other's where it
 # lies in it (least squares), where that field is within SHADED times its mean everywhere and
 # leaves at most EXPLAINED of what the tone of the whole left at the coarse views (the fresh
 # copies' vignetted photos: 0.001 to 0.29, one 0.95; the similar scenes' pairs of frames: 0.64
-# and up, 0.98 on average).
+# and up, 0.98 on average); either picture, where one is all of the other (the copy's dark
+# corners brightened back keep less than the original's darkened: 0.39 apart for corners at
+# 0.35, 0.03 the other way).
 SHADED, EXPLAINED = 2.5, 0.5
 # A copy given bars or a frame (letterboxed or pillarboxed to another shape, a border added,
 # matted for a print): lines of one flat colour at a side (98% of each line's pixels within
@@ -497,19 +500,21 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
     """``_compared`` but for the colour spaces: ``m``, or what the whitening, a curve, a
     turn or a shading (``_field``) leaves where less, from the alignment ``t`` of the pair as
     it is."""
-    if not (m.similarity >= TURNED_LIKE and PLAINLY_ALIKE < m.difference < WHITENED_BELOW
+    if not (m.similarity >= SEARCH_FROM and PLAINLY_ALIKE < m.difference
             and min(*a.size, *b.size) >= TURNED_FROM):
         return m, None, t, x
     change, as_they_are = None, t
     faint = sorted((a.contrast, b.contrast))
-    if faint[1] >= FAINT ** 2 and (whitened := _whitened(t)) is not None:
+    near = m.similarity >= TURNED_LIKE and m.difference < WHITENED_BELOW  # alike as a whole
+    if near and faint[1] >= FAINT ** 2 and (whitened := _whitened(t)) is not None:
         w, gain, aligned = whitened
         if w.difference < m.difference:
             dark, bright = (t.x, t.y) if t.x.extremes[0] < t.y.extremes[0] else (t.y, t.x)
             first = dark is a  # the pair is (whitened a, b) or (a, whitened b)
             x = int(first) if aligned.x is bright else int(not first)
             m, change, t = w, functools.partial(_whitening, gain=gain, first=first), aligned
-    if change is None and PLAINLY_ALIKE < m.difference < TURN_BELOW and faint[0] >= FAINT ** 2:
+    if near and change is None and PLAINLY_ALIKE < m.difference < TURN_BELOW and (
+            faint[0] >= FAINT ** 2):
         changes = itertools.chain((functools.partial(_curving, gamma=g, first=first)
                                    for g in CURVES for first in (True, False)),
                                   (functools.partial(_turning, degrees=d) for d in TURNS))
@@ -521,12 +526,20 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
             if m.difference <= PLAINLY_ALIKE:
                 break
     if PLAINLY_ALIKE < m.difference and faint[0] >= FAINT ** 2 and min(
-            _shaped(a), _shaped(b)) >= SHAPED and (field := _field(as_they_are)) is not None:
-        shading = functools.partial(_shading, field=field, first=as_they_are.x is a)
-        pair = shading(a, b)
-        o, aligned = _upright(*pair)
-        if o.difference < m.difference:
-            m, change, t, x = o, shading, aligned, 0 if aligned.x is pair[0] else 1
+            _shaped(a), _shaped(b)) >= SHAPED:
+        ways = [as_they_are]  # and the other way round, where one is all of the other
+        if _whole(as_they_are.box, as_they_are.y):
+            ways.append(_aligned(as_they_are.y, as_they_are.x, (0, 0, *as_they_are.x.thumb.size)))
+        for way in ways:  # a copy's dark corners brightened back keep less than it lost
+            if (field := _field(way)) is None:
+                continue
+            shading = functools.partial(_shading, field=field, first=way.x is a)
+            pair = shading(a, b)
+            o, aligned = _upright(*pair)
+            if o.difference < m.difference:
+                m, change, t, x = o, shading, aligned, 0 if aligned.x is pair[0] else 1
+            if m.difference <= PLAINLY_ALIKE:
+                break
     return m, change, t, x
 
 
