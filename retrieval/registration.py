@@ -136,9 +136,9 @@ def polish(score, box: Box, size: tuple[int, int], best: float) -> tuple[float, 
     its box)."""
     w, h = size
     at = np.array(box, dtype=np.float64)
-    least_w, least_h = (MIN_SIDE * side if kept >= MIN_SIDE * side - 1e-6
-                        else kept - 2 * POLISH[0] * side
-                        for kept, side in ((at[2] - at[0], w), (at[3] - at[1], h)))
+    least_w, least_h = (MIN_SIDE * side if length >= MIN_SIDE * side - 1e-6
+                        else length - 2 * POLISH[0] * side
+                        for length, side in ((at[2] - at[0], w), (at[3] - at[1], h)))
     for step in POLISH:
         delta = np.array([w, h, w, h]) * step
         moved = True

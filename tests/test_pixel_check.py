@@ -242,7 +242,7 @@ def _vignette(size, corners: float) -> np.ndarray:
 
 def test_a_shaded_copy_is_found_an_edit_or_another_picture_shaded_is_not():
     """A vignette (corners darkened to 0.35, 0.6 or 0.8: the strongest leaves the pictures
-    under 0.95 alike and 1.0 apart as they are) or light graduated from top to foot is a copy,
+    0.92 alike and 1.0 apart as they are) or light graduated from top to foot is a copy,
     either way round; an edited or another picture so shaded is not, nor is a gradient shaded
     into another gradient (a field moves no shapes, and a gradient has none)."""
     img = scene(1)
