@@ -266,9 +266,10 @@ def test_a_shaded_copy_is_found_an_edit_or_another_picture_shaded_is_not():
 
 def test_a_crop_to_another_shape_is_found_another_picture_so_cropped_is_not():
     """A square or a portrait cut from a wide photo keeps its whole height and 56% or 32% of
-    its width: found, either way round. The same crop of another photo, or of the photo
-    edited inside it, is not; nor is a dark patterned picture a crop of the plain dark side
-    of a wide one (a night sky beside the moon)."""
+    its width: found, either way round, as is the photo padded to a square with a blurred
+    fill of itself (it keeps the square's whole width). The same crop of another photo, or of
+    the photo edited inside it, is not; nor is a dark patterned picture a crop of the plain
+    dark side of a wide one (a night sky beside the moon)."""
     wide = (320, 180)
 
     def cut(im: Image.Image, width: int, left: int) -> Image.Image:
@@ -279,6 +280,9 @@ def test_a_crop_to_another_shape_is_found_another_picture_so_cropped_is_not():
     for width, left in ((180, 70), (180, 140), (101, 20)):
         copy = signature(cut(img, width, left))
         assert accepted(compare(own, copy)) and accepted(compare(copy, own)), (width, left)
+    padded = img.resize((320, 320)).filter(ImageFilter.GaussianBlur(12))  # a feed's square post
+    padded.paste(img, (0, 70))
+    assert accepted(compare(own, signature(_jpeg(padded, 90))))
     edited = img.copy()
     ImageDraw.Draw(edited).rectangle((140, 70, 170, 100), fill=(250, 250, 40))
     for b in (scene(2, wide), scene(3, wide), edited):
