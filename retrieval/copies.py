@@ -15,7 +15,7 @@ import functools
 import io
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -518,29 +518,31 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
         changes = itertools.chain((functools.partial(_curving, gamma=g, first=first)
                                    for g in CURVES for first in (True, False)),
                                   (functools.partial(_turning, degrees=d) for d in TURNS))
-        for other in changes:
-            pair = other(a, b)
-            o, aligned = _upright(*pair)
-            if o.difference < m.difference:
-                m, change, t, x = o, other, aligned, 0 if aligned.x is pair[0] else 1
-            if m.difference <= PLAINLY_ALIKE:
-                break
+        m, change, t, x = _least(a, b, (m, change, t, x), changes)
     if PLAINLY_ALIKE < m.difference and faint[0] >= FAINT ** 2 and min(
             _shaped(a), _shaped(b)) >= SHAPED:
         ways = [as_they_are]  # and the other way round, where one is all of the other
         if _whole(as_they_are.box, as_they_are.y):
             ways.append(_aligned(as_they_are.y, as_they_are.x, (0, 0, *as_they_are.x.thumb.size)))
-        for way in ways:  # a copy's dark corners brightened back keep less than it lost
-            if (field := _field(way)) is None:
-                continue
-            shading = functools.partial(_shading, field=field, first=way.x is a)
-            pair = shading(a, b)
-            o, aligned = _upright(*pair)
-            if o.difference < m.difference:
-                m, change, t, x = o, shading, aligned, 0 if aligned.x is pair[0] else 1
-            if m.difference <= PLAINLY_ALIKE:
-                break
+        # a copy's dark corners brightened back keep less than it lost; fitted one at a time
+        shadings = (functools.partial(_shading, field=field, first=way.x is a)
+                    for way in ways if (field := _field(way)) is not None)
+        m, change, t, x = _least(a, b, (m, change, t, x), shadings)
     return m, change, t, x
+
+
+def _least(a: Signature, b: Signature, best: tuple[Match, Change | None, _Aligned, int],
+           changes: Iterable[Change]) -> tuple[Match, Change | None, _Aligned, int]:
+    """``best`` (``_changed``'s four), or what one of ``changes`` leaves where less, tried in
+    turn until one leaves the pair plainly alike (PLAINLY_ALIKE)."""
+    for other in changes:
+        pair = other(a, b)
+        o, aligned = _upright(*pair)
+        if o.difference < best[0].difference:
+            best = o, other, aligned, 0 if aligned.x is pair[0] else 1
+        if best[0].difference <= PLAINLY_ALIKE:
+            break
+    return best
 
 
 def _field(t: _Aligned) -> tuple[float, ...] | None:
