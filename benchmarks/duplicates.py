@@ -16,7 +16,10 @@ seven (greyscale, letterboxed, a white border, a watermark, mirrored, turned 90 
 stretched, a 256-pixel thumbnail, JPEG quality 20, more saturated, noisy); ``--fresh``
 thirteen more instead (a square crop, a 16:9 crop, 12% and 8% off two sides, a warm filter,
 sepia, a vignette, a meme's caption, a 160-pixel thumbnail, turned 180 degrees, JPEG quality
-10, twice as large, mirrored and 15% brighter, WebP quality 30). Every pair within a
+10, twice as large, mirrored and 15% brighter, WebP quality 30); ``--shared`` twelve as apps
+and edits give them back instead (a filter, auto-enhanced, straightened by 3 degrees, 25%
+darker, black and white, a 9:16 story, a phone's screenshot, a print's frame, a 4:5 portrait,
+a digital zoom of 80%, a messenger's copy, blurred). Every pair within a
 picture's files is a true pair, every other pair a false one.
 
 Precision and recall of the pairs our groups imply (every two files of one group), with the
@@ -36,6 +39,7 @@ duplicates` in the same run (the check before a change).
     python benchmarks/duplicates.py --sets photos --others --work /tmp/dups-others
     python benchmarks/duplicates.py --sets kinds --others --work /tmp/dups-kinds-others
     python benchmarks/duplicates.py --sets photos --fresh --work /tmp/dups-fresh
+    python benchmarks/duplicates.py --sets photos --shared --work /tmp/dups-shared
     python benchmarks/duplicates.py --sets kinds --once --work /tmp/dups   # kept for a rerun
     python benchmarks/duplicates.py --scale 100000 1000000         # benchmarks/dup_scale.py
 """
@@ -175,6 +179,7 @@ def run_set(name: str, args, work: Path, env: dict, codes: list[tuple[str, dict]
     folder = work / (name.replace(" ", "-") + ("-once" if args.once else ""))
     kinds = ({c: pictures.COPIES[c] for c in pictures.ONCE} if args.once
              else pictures.OTHERS if args.others else pictures.FRESH if args.fresh
+             else pictures.SHARED if args.shared
              else {**pictures.COPIES, **(pictures.EVERYDAY if args.everyday else {})})
     truth = true_pairs(pictures.write_copies(made, folder, kinds, once=args.once))
     files = len(list(folder.iterdir()))
@@ -251,6 +256,10 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true",
                     help="instead of the seven copies, thirteen fresh ones (a square crop, sepia, "
                          "a vignette, a caption, a 160-pixel thumbnail, JPEG quality 10, ...)")
+    ap.add_argument("--shared", action="store_true",
+                    help="instead of the seven copies, twelve as apps and edits give them back "
+                         "(a filter, straightened, a 9:16 story, a phone's screenshot, a print's "
+                         "frame, a 4:5 portrait, a digital zoom, ...)")
     ap.add_argument("--once", action="store_true",
                     help="the issue's protocol: one copy of each picture, 60%% at JPEG quality "
                          "50 or 5%% off every side and 10%% brighter as PNG, in turn")
