@@ -222,6 +222,32 @@ def test_a_file_goes_with_what_it_matches_best_not_with_the_first_kept(monkeypat
     assert [[m.path for m in g.members] for g in groups] == [["/p", "/q"], ["/w", "/v"]]
 
 
+def test_a_crop_the_larger_frame_refuses_joins_the_group_around_the_photo(monkeypatch):
+    """F, a photo in a frame, is kept first for its size and matches the photo O and its
+    copies A and B; P, a portrait crop of O, matches O and A but not F, which shows all of O
+    inside its frame. P joins the group, then kept by O, which matches every file of it: by
+    their accepted pairs, or else by their pixels compared then. No file that does leaves P
+    out."""
+    resolution = {"/f": 50, "/o": 40, "/a": 30, "/b": 20, "/p": 10}
+    monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path], 1))
+    items = {1: "/f", 2: "/o", 3: "/a", 4: "/b", 5: "/p"}
+    accepted = {(1, 2): Match(0.99, 0.05), (1, 3): Match(0.99, 0.05), (1, 4): Match(0.99, 0.05),
+                (2, 3): Match(0.99, 0.01), (2, 4): Match(0.99, 0.01), (3, 4): Match(0.99, 0.01),
+                (2, 5): Match(0.99, 0.02), (3, 5): Match(0.99, 0.02)}
+    pairs = {**dict.fromkeys(accepted, 1.0), (1, 5): 1.0}  # F and P compared, and refused
+    looks = {}
+
+    def groups():
+        return [[m.path for m in g.members] for g in dup_groups.near_groups(
+            accepted, pairs, items, lambda kept, m: looks.get((kept, m)), shapes=lambda i: True)]
+
+    assert groups() == [["/o", "/f", "/a", "/b", "/p"]]
+    del accepted[2, 4], accepted[3, 4]  # B matches F alone
+    assert groups() == [["/f", "/o", "/a", "/b"]]
+    looks[2, 4] = (1.0, Match(0.99, 0.01))  # but O's pixels and B's match
+    assert groups() == [["/o", "/f", "/a", "/b", "/p"]]
+
+
 def test_a_copy_another_kept_file_reached_first_goes_back_to_its_original(monkeypatch):
     """C, a heavy JPEG of paper O, passes for T, another paper kept first, a little less well
     than for O: T's group takes C first and leaves O alone, then O takes C back. A copy M that
@@ -252,7 +278,8 @@ def test_a_faint_copy_stays_with_its_larger_original_not_a_small_jpeg_it_matches
     """W, a light paper's copy brightened until nearly all white, is accepted with O, its
     original (0.04), and with J, a small JPEG at quality 50 of another paper (0.006), which O
     refused: W stays in O's group and J is alone. J takes W as before where W has shapes, or
-    where O and J were never compared."""
+    where O and J were never compared; and where W has shapes, O, left alone then, joins
+    them, a copy of W's (``_gathered``)."""
     resolution, sizes = {"/o": 40, "/w": 36, "/j": 24}, {"/o": 900, "/w": 300, "/j": 100}
     monkeypatch.setattr(dup_groups, "_facts", lambda path: (resolution[path], resolution[path],
                                                             sizes[path]))
@@ -266,7 +293,7 @@ def test_a_faint_copy_stays_with_its_larger_original_not_a_small_jpeg_it_matches
         return [[m.path for m in g.members] for g in found]
 
     assert groups(refused, faint={"/w"}) == [["/o", "/w"]]
-    assert groups(refused, faint=()) == [["/w", "/j"]]
+    assert groups(refused, faint=()) == [["/w", "/o", "/j"]]
     assert groups(dict.fromkeys(accepted, 0.04), faint={"/w"}) == [["/w", "/j"]]
 
 

@@ -304,6 +304,8 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
     if second_look is not None and shapes is not None:
         _joined_stars(stars, star_of, accepted, pairs, second_look, shapes,
                       lambda ids: _keep_order(ids, items, facts))
+    _gathered(stars, partners, best, accepted, pairs, second_look, shapes,
+              lambda ids: _keep_order(ids, items, facts))
     groups = []
     for kept, members in stars.items():
         if not members:
@@ -313,6 +315,48 @@ def near_groups(accepted: dict[tuple[int, int], Match | None],
             Member(m, items[m], members[m][0], *_pixels(members[m][1]), *facts[m])
             for m in order]))  # nearest to the kept file first
     return sorted(groups, key=lambda g: g.members[0].path)
+
+
+def _gathered(stars: dict, partners: dict[int, set[int]], best: dict[int, int],
+              accepted: dict[tuple[int, int], Match | None],
+              pairs: dict[tuple[int, int], float], second_look: SecondLook | None,
+              shapes: Callable[[int], bool] | None, order: Callable[[list[int]], list[int]]
+              ) -> None:
+    """Each file with ``shapes`` still in no star (a faint picture's match is little evidence:
+    it was left out for a reason) joins the star of the file it matches best, where it
+    matches that star's kept file, or else a file of the star with ``shapes`` that matches
+    every other file of it (accepted with it, or else compared with it by ``second_look``),
+    which then keeps the star; within CLEARLY_CLOSER of that best match. Of such files, the
+    one accepted with the most files of the star, then the one the file differs least from,
+    then the first in ``order``. A file larger than its original keeps its star first and
+    may show more than a crop of the original does: a photo framed, or set in a 9:16 story, is
+    refused with a crop of the photo that the photo and its other copies match."""
+    if shapes is None:
+        return
+    placed = set(stars).union(*stars.values())
+    for m in sorted(set(partners) - placed):
+        kept = next((k for k in stars if best[m] == k or best[m] in stars[k]), None)
+        if kept is None or not shapes(m):
+            continue
+        bar = _how_far(accepted, pairs, m, best[m]) + CLEARLY_CLOSER
+        near = {k: d for k in partners[m] if (d := _how_far(accepted, pairs, k, m)) <= bar}
+        files = order([kept, *stars[kept]])
+        lacking = {c: [f for f in files if f != c and (min(c, f), max(c, f)) not in accepted]
+                   for c in files if c in near and shapes(c)}
+        for centre in sorted(lacking, key=lambda c: (len(lacking[c]), near[c], files.index(c))):
+            if lacking[centre] and second_look is None:
+                break
+            found = {}
+            for f in lacking[centre]:
+                found[f] = second_look(centre, f)
+                if found[f] is None:
+                    break
+            else:
+                members = stars.pop(kept)
+                stars[centre] = {f: found.get(f) or (pairs[min(centre, f), max(centre, f)],
+                                                     accepted[min(centre, f), max(centre, f)])
+                                 for f in [kept, *members, m] if f != centre}
+                break
 
 
 def _joined_stars(stars: dict, star_of: dict[int, int],
