@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 31  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 32  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -69,16 +69,18 @@ STRETCHED = 0.02
 # is no copy's: a 4:3 picture turned by a quarter is 1.78 so, a 16:9 copy of a 4:3 one 1.33.
 STRETCHED_MOST = 1.4
 # A copy turned a little (straightened, scanned askew) and cropped to its upright middle: a
-# pair alike as a whole whose difference is this small but not plain is compared again with
-# one picture turned by each of TURNS degrees (a turn misplaces a corner by a pixel or two at
-# DIFF_SIZE pixels: the difference's tolerance is one).
-TURNS = (1.5, -1.5, 0.75, -0.75)
-TURNED_LIKE, TURN_BELOW = 0.9, 0.45
+# pair alike as a whole (TURNED_LIKE, under WHITENED_BELOW apart) whose difference is not
+# plain is compared again with one picture turned by each of TURNS degrees (a turn misplaces a
+# corner by a pixel or two at DIFF_SIZE pixels: the difference's tolerance is one; photos
+# straightened by 3 degrees are 0.4 to 0.98 from their originals).
+TURNS = (1.5, -1.5, 0.75, -0.75, 3.0, -3.0)
+TURNED_LIKE = 0.9
 TURNED_FROM = 48  # pixels on the shorter side: a smaller picture's corner moves under one
-# Such a pair is compared again with either picture's tone curved (x -> 255 (x / 255)^gamma for
-# each of CURVES, the tone's gain and offset fitted on top): a copy's levels, curves, gamma or
-# contrast changed bend the tone where the gain and offset are straight (gamma 0.8 leaves 0.24).
-CURVES = (0.8, 1.25)
+# Such a pair whose difference is under CURVED_BELOW is compared again, first, with either
+# picture's tone curved (x -> 255 (x / 255)^gamma for each of CURVES, the tone's gain and
+# offset fitted on top): a copy's levels, curves, gamma or contrast changed bend the tone where
+# the gain and offset are straight (gamma 0.8 leaves 0.24).
+CURVES, CURVED_BELOW = (0.8, 1.25), 0.45
 # A picture BLANK white (or black), each channel within a level of it, shows nothing of any
 # picture but a blank one: clipping turns every light paper white. It is a copy only of a
 # picture at least NEARLY_BLANK white (black) itself, a margin for JPEG and resampling.
@@ -513,11 +515,11 @@ def _changed(a: Signature, b: Signature, m: Match, t: _Aligned,
             first = dark is a  # the pair is (whitened a, b) or (a, whitened b)
             x = int(first) if aligned.x is bright else int(not first)
             m, change, t = w, functools.partial(_whitening, gain=gain, first=first), aligned
-    if near and change is None and PLAINLY_ALIKE < m.difference < TURN_BELOW and (
-            faint[0] >= FAINT ** 2):
-        changes = itertools.chain((functools.partial(_curving, gamma=g, first=first)
-                                   for g in CURVES for first in (True, False)),
-                                  (functools.partial(_turning, degrees=d) for d in TURNS))
+    if near and change is None and PLAINLY_ALIKE < m.difference and faint[0] >= FAINT ** 2:
+        curves = ((functools.partial(_curving, gamma=g, first=first)
+                   for g in CURVES for first in (True, False))
+                  if m.difference < CURVED_BELOW else ())
+        changes = itertools.chain(curves, (functools.partial(_turning, degrees=d) for d in TURNS))
         m, change, t, x = _least(a, b, (m, change, t, x), changes)
     if PLAINLY_ALIKE < m.difference and faint[0] >= FAINT ** 2 and min(
             _shaped(a), _shaped(b)) >= SHAPED:
@@ -607,7 +609,10 @@ def _shaded(s: Signature, field: tuple[float, ...]) -> Signature:
 def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
     """The pair, where their margins differ (BARS) with either's or both's cut off where
     that brings their shapes closer (bars change a picture's shape: cut off, a copy has its
-    original's), as they are or so cut, whichever leaves the least difference (a picture's
+    original's) or, where neither is faint, so far apart that one may be a crop of the
+    other keeping a whole side (a print's frame cut off a photo, and a 4:5 portrait of it;
+    ``locate``'s boxes of a faint picture keep 75% of each side), as they are or so cut,
+    whichever leaves the least difference (a picture's
     own flat sky is a margin too, of another colour than the bars its copy was given; a
     frame's dark surround, cropped, changes the shape as well), but a picture faint inside its
     own, which carry most of its contrast, always cut off (``_cut``); where their margins are
@@ -630,8 +635,11 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
     firsts, seconds = _cut(a), _cut(b)
     base = firsts[0], seconds[0]  # as they are, but a picture faint inside its margins
+    other_shapes = -np.log(MIN_SIDE - STEP)  # where a crop keeps one whole side (``locate``)
     options = [base] + [(x, y) for x in firsts for y in seconds
-                        if (x is not base[0] or y is not base[1]) and apart((x, y)) < apart(base)]
+                        if (x is not base[0] or y is not base[1])
+                        and (apart((x, y)) < apart(base) or apart((x, y)) > other_shapes
+                             and min(x.contrast, y.contrast) >= FAINT ** 2)]
     greyed = [_greying(*pair) for pair in options]
     return greyed[0] if len(greyed) == 1 else min(
         greyed, key=lambda pair: _placed(*pair)[0].difference)

@@ -117,16 +117,23 @@ def scene(seed: int, size=SIZE) -> Image.Image:
 
 
 def test_a_turned_copy_and_one_read_without_its_colour_profile_are_found_edits_are_not():
+    """Straightened by up to 3 degrees either way, or read as another colour space: a copy.
+    Something painted in, or another scene, so turned: not."""
     img = scene(1)
     own = signature(img)
     for degrees in (1.5, -1, 0.5):
         m = compare(own, signature(_jpeg(copies_made._rotated(img, degrees), 90)))
         assert accepted(m), (degrees, m)
+    larger = scene(1, (360, 240))  # where a turn of 3 degrees misplaces more than a pixel
+    for degrees in (3, -3):
+        m = compare(signature(larger), signature(_jpeg(copies_made._rotated(larger, degrees), 90)))
+        assert accepted(m), (degrees, m)
     assert accepted(compare(own, signature(_jpeg(copies_made._srgb_as_adobe(img), 90))))
     edited = img.copy()
     ImageDraw.Draw(edited).rectangle((100, 60, 130, 90), fill=(250, 250, 40))
-    for b in (copies_made._rotated(edited, 1.5), copies_made._srgb_as_adobe(edited), scene(2),
-              copies_made._rotated(scene(2), 1.5)):
+    for b in (copies_made._rotated(edited, 1.5), copies_made._rotated(edited, 3),
+              copies_made._srgb_as_adobe(edited), scene(2), copies_made._rotated(scene(2), 1.5),
+              copies_made._rotated(scene(2), -3)):
         assert not accepted(compare(own, signature(b)))
 
 
@@ -267,7 +274,8 @@ def test_a_shaded_copy_is_found_an_edit_or_another_picture_shaded_is_not():
 def test_a_crop_to_another_shape_is_found_another_picture_so_cropped_is_not():
     """A square or a portrait cut from a wide photo keeps its whole height and 56% or 32% of
     its width: found, either way round, as is the photo padded to a square with a blurred
-    fill of itself (it keeps the square's whole width). The same crop of another photo, or of
+    fill of itself (it keeps the square's whole width), and the square from the photo in a
+    print's frame (cut off, it is the photo). The same crop of another photo, or of
     the photo edited inside it, is not; nor is a dark patterned picture a crop of the plain
     dark side of a wide one (a night sky beside the moon)."""
     wide = (320, 180)
@@ -283,10 +291,14 @@ def test_a_crop_to_another_shape_is_found_another_picture_so_cropped_is_not():
     padded = img.resize((320, 320)).filter(ImageFilter.GaussianBlur(12))  # a feed's square post
     padded.paste(img, (0, 70))
     assert accepted(compare(own, signature(_jpeg(padded, 90))))
+    framed = ImageOps.expand(img, (12, 12, 12, 60), fill=(250, 248, 240))  # a print's frame
+    framed = signature(_jpeg(framed, 90))
+    assert accepted(compare(framed, signature(cut(img, 180, 70))))
     edited = img.copy()
     ImageDraw.Draw(edited).rectangle((140, 70, 170, 100), fill=(250, 250, 40))
     for b in (scene(2, wide), scene(3, wide), edited):
         assert not accepted(compare(own, signature(cut(b, 180, 70))))
+        assert not accepted(compare(framed, signature(cut(b, 180, 70))))
     rng = np.random.default_rng(5)
     night = np.asarray(scene(5, wide), dtype=np.float64).copy()
     night[:, :200] = np.array((35, 55, 65)) + rng.normal(0, 1, (wide[1], 200, 3))
