@@ -51,6 +51,9 @@ AS_CLOSE = 0.01
 # 285 pairs two workers took 2.24-2.44 CPU-s and the same wall time as this process alone
 # (1.73-1.91 CPU-s).
 POOL_FROM = 1024
+# Files of a group tried as its kept file for a file left in no group (``_gathered``): each one
+# that lacks pairs with the group's files costs a pixel comparison or more.
+CENTRES_TRIED = 3
 
 
 @dataclass
@@ -328,9 +331,10 @@ def _gathered(stars: dict, partners: dict[int, set[int]], best: dict[int, int],
     every other file of it (accepted with it, or else compared with it by ``second_look``),
     which then keeps the star; within CLEARLY_CLOSER of that best match. Of such files, the
     one accepted with the most files of the star, then the one the file differs least from,
-    then the first in ``order``. A file larger than its original keeps its star first and
-    may show more than a crop of the original does: a photo framed, or set in a 9:16 story, is
-    refused with a crop of the photo that the photo and its other copies match."""
+    then the first in ``order`` (CENTRES_TRIED of them at most). A file larger than its
+    original keeps its star first and may show more than a crop of the original does: a
+    photo framed, or set in a 9:16 story, is refused with a crop of the photo that the photo
+    and its other copies match."""
     if shapes is None:
         return
     placed = set(stars).union(*stars.values())
@@ -343,7 +347,8 @@ def _gathered(stars: dict, partners: dict[int, set[int]], best: dict[int, int],
         files = order([kept, *stars[kept]])
         lacking = {c: [f for f in files if f != c and (min(c, f), max(c, f)) not in accepted]
                    for c in files if c in near and shapes(c)}
-        for centre in sorted(lacking, key=lambda c: (len(lacking[c]), near[c], files.index(c))):
+        ranked = sorted(lacking, key=lambda c: (len(lacking[c]), near[c], files.index(c)))
+        for centre in ranked[:CENTRES_TRIED]:
             if lacking[centre] and second_look is None:
                 break
             found = {}
