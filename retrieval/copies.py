@@ -26,7 +26,7 @@ from . import evidence
 from . import grain as grains
 from .errors import NotAnImage
 from .images import load_image
-from .registration import MIN_SIDE, STEP, Box, locate, polish
+from .registration import MIN_SIDE, WHOLE_SIDE_BELOW, Box, locate, polish
 
 T = TypeVar("T")  # what a cache of files gives
 COPY_KINDS = ("resized", "recompressed", "cropped", "brightened", "png of a jpeg")
@@ -217,9 +217,12 @@ SHADED, EXPLAINED = 2.5, 0.5
 # picture's margins of BARS or more cut off, or both's, where they leave at least half of each
 # side (a flat picture is not all margin) and the picture is not faint (its grain compared), at
 # their thumbnails (no finer views nor decodes of them), where that brings their shapes closer
-# (bars change a picture's shape), whichever of these and the pair as it is leaves the least
-# difference (none for pictures under TURNED_FROM pixels).
+# (bars change a picture's shape) or, neither faint, takes them OTHER_SHAPES apart or more (log:
+# a crop may keep a whole side of the other, a 4:5 portrait of a photo in a print's frame),
+# whichever of these and the pair as it is leaves the least difference (none for pictures under
+# TURNED_FROM pixels).
 BARS, FLAT_LINE = 0.03, 8.0
+OTHER_SHAPES = -float(np.log(WHOLE_SIDE_BELOW))
 BARS_SIDE = 400  # pixels on the longer side, about, that ``inside_bars`` looks at (a line: 0.25%)
 # A picture faint inside its margins whose contrast inside is under OUTWEIGHED of its whole
 # contrast (standard deviations) is compared without them only: the bars outweigh it.
@@ -636,10 +639,9 @@ def _prepared(a: Signature, b: Signature) -> tuple[Signature, Signature]:
 
     firsts, seconds = _cut(a), _cut(b)
     base = firsts[0], seconds[0]  # as they are, but a picture faint inside its margins
-    other_shapes = -np.log(MIN_SIDE - STEP)  # where a crop keeps one whole side (``locate``)
     options = [base] + [(x, y) for x in firsts for y in seconds
                         if (x is not base[0] or y is not base[1])
-                        and (apart((x, y)) < apart(base) or apart((x, y)) > other_shapes
+                        and (apart((x, y)) < apart(base) or apart((x, y)) > OTHER_SHAPES
                              and min(x.contrast, y.contrast) >= FAINT ** 2)]
     greyed = [_greying(*pair) for pair in options]
     return greyed[0] if len(greyed) == 1 else min(
@@ -1274,7 +1276,7 @@ def _shows(box: Box, y: Signature) -> bool:
     """Whether ``box`` of ``y`` keeps MIN_SIDE of each side, or shows more than a faint
     picture (FAINT) where it keeps less (a crop to another shape: a dark sky beside the moon
     is no crop of a dark picture)."""
-    least = MIN_SIDE - STEP - 1e-6  # ``locate``'s boxes of a crop keeping the pixels' shape
+    least = WHOLE_SIDE_BELOW - 1e-6  # ``locate``'s boxes of a crop keeping the pixels' shape
     return (min((box[2] - box[0]) / y.thumb.width, (box[3] - box[1]) / y.thumb.height) >= least
             or evidence.contrast(_view(y.thumb, box)) >= FAINT ** 2)
 

@@ -23,6 +23,9 @@ MIN_SIDE = 0.75  # the shortest box side tried, as a share of the picture's side
 KEPT = 0.3
 PROFILE = 48  # samples of a profile matched
 STEP = 0.01  # of a side: the profile search's grid
+# Less of a side than this, a crop keeping the pixels' shape is not searched, and the box
+# keeping a whole side is (KEPT).
+WHOLE_SIDE_BELOW = MIN_SIDE - STEP
 TIE = 0.01  # a larger box wins unless a smaller one matches this much better
 CHOICES, SEPARATE = 3, 0.03  # stretches kept of each axis, at least this far apart
 POLISH = (0.005, 0.002)  # the 2-d pattern search's steps, as a share of each side
@@ -116,9 +119,9 @@ def locate(part: np.ndarray, whole: np.ndarray, kept: bool = False) -> list[Box]
     for y0, y1 in rows:
         if (x := placed(pc, wc, (y1 - y0) * across)) is not None:
             pairs.append((x, (y0, y1)))
-    if kept and across < MIN_SIDE - STEP and (x := placed(pc, wc, across, KEPT)) is not None:
+    if kept and across < WHOLE_SIDE_BELOW and (x := placed(pc, wc, across, KEPT)) is not None:
         pairs.append((x, (0.0, 1.0)))  # narrower: the whole height kept
-    if kept and 1 / across < MIN_SIDE - STEP and (
+    if kept and 1 / across < WHOLE_SIDE_BELOW and (
             y := placed(pr, wr, 1 / across, KEPT)) is not None:
         pairs.append(((0.0, 1.0), y))  # wider: the whole width kept
     out: list[Box] = []

@@ -337,9 +337,9 @@ def _gathered(stars: dict, partners: dict[int, set[int]], best: dict[int, int],
     and its other copies match."""
     if shapes is None:
         return
-    placed = set(stars).union(*stars.values())
-    for m in sorted(set(partners) - placed):
-        kept = next((k for k in stars if best[m] == k or best[m] in stars[k]), None)
+    star_of = {f: kept for kept, members in stars.items() for f in (kept, *members)}
+    for m in sorted(set(partners) - set(star_of)):
+        kept = star_of.get(best[m])
         if kept is None or not shapes(m):
             continue
         bar = _how_far(accepted, pairs, m, best[m]) + CLEARLY_CLOSER
@@ -361,6 +361,7 @@ def _gathered(stars: dict, partners: dict[int, set[int]], best: dict[int, int],
                 stars[centre] = {f: found.get(f) or (pairs[min(centre, f), max(centre, f)],
                                                      accepted[min(centre, f), max(centre, f)])
                                  for f in [kept, *members, m] if f != centre}
+                star_of.update(dict.fromkeys([centre, *stars[centre]], centre))
                 break
 
 
