@@ -337,13 +337,27 @@ class _Window:
 
     def __init__(self, pixels: np.ndarray) -> None:
         self.pixels = pixels
-        self.spectrum = np.fft.rfft2(pixels)
+        self.shape = tuple(_fast_length(n) for n in pixels.shape)  # zeros past its sides
+        self.spectrum = np.fft.rfft2(pixels, self.shape)
         self._parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def parts(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         if m not in self._parts:
             self._parts[m] = _box_sums(self.pixels, m), _box_sums(self.pixels ** 2, m)
         return self._parts[m]
+
+
+def _fast_length(n: int) -> int:
+    """The least length from ``n`` up of no prime factor but 2, 3 and 5: an FFT's fastest
+    (a window of 241 pixels a side transforms at 243 in a third of the time)."""
+    while True:
+        k = n
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return n
+        n += 1
 
 
 def _best_place(template: np.ndarray, window: _Window) -> tuple[float, float, np.ndarray]:
@@ -355,8 +369,9 @@ def _best_place(template: np.ndarray, window: _Window) -> tuple[float, float, np
     t_norm = float(np.sqrt((t * t).sum()))
     if t_norm < 1e-6:
         return 0.0, 0.0, template
-    # Circular at the window's own size: a placement wholly inside it wraps nowhere.
-    corr = np.fft.irfft2(window.spectrum * np.conj(np.fft.rfft2(t, (h, w))), (h, w))
+    # Circular at the window's padded size: a placement wholly inside it wraps nowhere.
+    corr = np.fft.irfft2(window.spectrum * np.conj(np.fft.rfft2(t, window.shape)),
+                         window.shape)
     corr = corr[:h - m + 1, :w - m + 1]  # placements wholly inside the window
     sums, squares = window.parts(m)
     var = np.maximum(squares - sums ** 2 / (m * m), 1e-6)  # m^2 x the part's variance
