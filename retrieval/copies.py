@@ -34,7 +34,7 @@ RESIZE = 0.5  # a messenger's downscale
 JPEG_QUALITY = 60  # a hard recompression
 CROP = 0.04  # of each side
 BRIGHTEN = 1.2
-CHECK = 32  # the pixel check's version: `duplicates` redoes similarities saved by another
+CHECK = 33  # the pixel check's version: `duplicates` redoes similarities saved by another
 THUMB = 128  # pixels on the longer side of the picture the views are cut from (never enlarged)
 SIGNATURE = 32  # pixels a side of the views the similarity is measured on
 DIFF_SIZE = 96  # pixels a side of the views ``difference`` is measured on, at most
@@ -1396,7 +1396,10 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     grain = grains.difference(x.grain, y.grain, scale, spread, tone, noise)
     across = y.grain.width / x.grain.width  # y's pixels per x's, across and down
     down = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)
-    if grain > 0 and abs(np.log(down / across)) > STRETCHED:
+    # A plain colour has no grain to stretch, and the other's stretched is only blurred (a
+    # half white window less white).
+    plain = min(x.grain.strength, y.grain.strength) < grains.NONE
+    if grain > 0 and abs(np.log(down / across)) > STRETCHED and not plain:
         grain = min(grain, grains.difference(
             x.grain, grains.stretched(y.grain, across / down), across, spread, tone, noise))
     return Match(m.similarity, max(m.difference, grain))

@@ -88,6 +88,10 @@ RESIDUE, SPARSE, RESIDUE_SCALE = 0.25, 0.9, 1.25
 # copy turn a grain a little: it takes away or adds detail every way alike, JPEG's blocks both
 # across and down.
 DIRECTIONS_APART = 0.5
+# Fine detail under NONE grey levels is none at all: a plain colour's JPEG (0 to 0.02 on the
+# kinds set, where every other picture with a grain shows 0.15 or more; rounding alone leaves
+# 0.29 of a smooth picture).
+NONE = 0.1
 SCALE_STEP = 1.03  # how well the pictures' box gives their scale where it has a hold
 # Scales tried this far apart, each stage about the best of the one before, those finer than
 # the spread the scale is known within: a texture's correlation peak is a percent wide (a
@@ -182,7 +186,7 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
     (scales tried across it); ``tone``: (gain, offset, x is the darker) of the change that
     brings the darker picture's grey levels to the brighter's (clipping them); ``noise``: the
     grey levels each file's JPEG may have moved its pixels by (``copies._noise``)."""
-    best, weak, parts = -1.0, 0.0, None
+    best, weak, parts, told = -1.0, 0.0, None, scale
     as_they_are = _high_pass(x.window), _Window(_high_pass(y.window))  # one is, at each scale
     tried: set[float] = set()  # each stage's middle, the best of the one before, is known
     for step in [s for s in SCALE_STEPS if s < spread] or SCALE_STEPS[-1:]:
@@ -196,7 +200,13 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
                 best, weak, at, parts = rho, e, k, matched
         scale, spread = at, step
     alike = abs(np.log(y.width / x.width)) <= np.log(RESIDUE_SCALE)  # decoded as finely
-    if tone is not None and _lost(x.window, y.window, at, *tone, noise, alike):
+    # A window with no detail at all (a plain colour's JPEG) matches nothing: the scale found
+    # is chance, and the other window brought to it loses what it shows (averaged, a half
+    # white one is not clipped any more). What one lacks is then measured at the scale the
+    # pictures' boxes say, the same whichever is first.
+    plain = min(x.strength, y.strength) < NONE
+    if tone is not None and _lost(x.window, y.window, told if plain else at, *tone, noise,
+                                  alike):
         return 1.0
     if weak >= FLOOR and parts is not None and float(np.linalg.norm(
             _directions(parts[0]) - _directions(parts[1]))) > DIRECTIONS_APART:

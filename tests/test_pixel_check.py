@@ -419,6 +419,29 @@ def test_a_faint_grain_is_no_plain_colour_but_noise_on_one_is(tmp_path):
         assert accepted(compare(grainy, signature(path)))
 
 
+def test_a_plain_colour_is_no_half_white_papers_whichever_comes_first():
+    """A paper brightened by a fifth till over half of it is white keeps a residue of its
+    grain (2.8 grey levels, as little structured as a JPEG's noise) where it is not; a plain
+    colour's JPEG, which the same gain turns white, has no detail at all. Nothing in it
+    matches the residue, so the scale at which the two correlate best is chance: what one
+    lacks is measured at the scale the pictures' boxes say, and the pair is refused either
+    way round. The paper's own original is its copy either way round."""
+    from retrieval import grain as grains
+    from retrieval.copies import MIN_SIDE
+
+    n = np.random.default_rng(0).normal(0, 1, (256, 256))
+    detail = n + 0.5 * np.roll(n, 1, 0) + 0.5 * np.roll(n, 1, 1)
+    paper = grains.Grain((212.5 + 4 * detail / detail.std()).astype(np.float32), 1024)
+    brighter = grains.Grain(np.clip(np.round(1.197 * paper.window), 0, 255), 1024)
+    plain = grains.Grain(np.full((256, 256), 215, np.float32), 1024)
+    assert 0.5 < float((brighter.window >= 254).mean()) < 0.6
+    spread, noise = 1 / MIN_SIDE, (0.19, 0.125)  # a plain colour gives the box no hold
+    for darker in (plain, paper):
+        one_way = grains.difference(brighter, darker, 1.0, spread, (1.197, 0.0, False), noise)
+        other = grains.difference(darker, brighter, 1.0, spread, (1.197, 0.0, True), noise[::-1])
+        assert one_way == other == (1.0 if darker is plain else 0.0)
+
+
 def test_a_ruled_page_is_no_blank_page_but_its_brightened_crop_is_its_copy(tmp_path):
     """A white page ruled in light lines (215) and a few dark ones (150), a pixel wide, is
     next to white at a thumbnail's scale, where a gain of 1.1 clips even the dark lines; at
