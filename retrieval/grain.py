@@ -89,8 +89,7 @@ RESIDUE, SPARSE, RESIDUE_SCALE = 0.25, 0.9, 1.25
 # across and down.
 DIRECTIONS_APART = 0.5
 # Fine detail under NONE grey levels is none at all: a plain colour's JPEG (0 to 0.02 on the
-# kinds set, where every other picture with a grain shows 0.15 or more; rounding alone leaves
-# 0.29 of a smooth picture).
+# kinds set, where every other picture with a grain shows 0.146 or more: a gradient's JPEG).
 NONE = 0.1
 SCALE_STEP = 1.03  # how well the pictures' box gives their scale where it has a hold
 # Scales tried this far apart, each stage about the best of the one before, those finer than
