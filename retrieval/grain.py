@@ -358,7 +358,7 @@ class _Window:
 
 def _fast_length(n: int) -> int:
     """The least length from ``n`` up of no prime factor but 2, 3 and 5: an FFT's fastest
-    (a window of 241 pixels a side transforms at 243 in a third of the time)."""
+    (a window of 241 pixels a side transforms at 243 in a third of the time or less)."""
     while True:
         k = n
         for p in (2, 3, 5):

@@ -421,7 +421,7 @@ def test_a_faint_grain_is_no_plain_colour_but_noise_on_one_is(tmp_path):
 
 def test_a_plain_colour_is_no_half_white_papers_whichever_comes_first():
     """A paper brightened by a fifth till over half of it is white keeps a residue of its
-    grain (2.8 grey levels, as little structured as a JPEG's noise) where it is not; a plain
+    grain (2.8 grey levels, too little structured to tell from noise) where it is not; a plain
     colour's JPEG, which the same gain turns white, has no detail at all. Nothing in it
     matches the residue, so the scale at which the two correlate best is chance: what one
     lacks is measured at the scale the pictures' boxes say, and the pair is refused either
