@@ -1398,7 +1398,7 @@ def _with_grain(m: Match, t: _Aligned) -> Match:
     down = (y.grain.width / y.aspect) / (x.grain.width / x.aspect)
     # A plain colour has no grain to stretch, and the other's stretched is only blurred (a
     # half white window less white).
-    plain = min(x.grain.strength, y.grain.strength) < grains.NONE
+    plain = x.grain.plain or y.grain.plain
     if grain > 0 and abs(np.log(down / across)) > STRETCHED and not plain:
         grain = min(grain, grains.difference(
             x.grain, grains.stretched(y.grain, across / down), across, spread, tone, noise))

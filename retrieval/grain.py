@@ -116,6 +116,11 @@ class Grain:
         (``_high_pass``), in grey levels; kept, as a picture's grain meets many others'."""
         return float(_high_pass(self.window).std())
 
+    @property
+    def plain(self) -> bool:
+        """Whether the window has no fine detail at all (under NONE grey levels)."""
+        return self.strength < NONE
+
 
 def grain(img: Image.Image) -> Grain:
     """The window in the middle of ``img``, brought to SIDE pixels on its shorter side."""
@@ -203,9 +208,8 @@ def difference(x: Grain, y: Grain, scale: float, spread: float = 1.0,
     # is chance, and the other window brought to it loses what it shows (averaged, a half
     # white one is not clipped any more). What one lacks is then measured at the scale the
     # pictures' boxes say, the same whichever is first.
-    plain = min(x.strength, y.strength) < NONE
-    if tone is not None and _lost(x.window, y.window, told if plain else at, *tone, noise,
-                                  alike):
+    if tone is not None and _lost(x.window, y.window, told if x.plain or y.plain else at,
+                                  *tone, noise, alike):
         return 1.0
     if weak >= FLOOR and parts is not None and float(np.linalg.norm(
             _directions(parts[0]) - _directions(parts[1]))) > DIRECTIONS_APART:
